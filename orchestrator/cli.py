@@ -1,0 +1,214 @@
+"""The ``roft`` command line: a thin layer over the library.
+
+    roft data list|verify|featurize     the benchmark's files and featurized caches
+    roft backbones list                 pre-trained and scratch backbones
+    roft sweep SPEC [--dry-run]         plan, dedup against the store, run on Ray Tune, print the table
+    roft table --store DIR              mean +- std over seeds per cell
+    roft bench orchestrator             Ray Tune per-trial overhead with a no-op trial
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+DEFAULT_STORE = "results"
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-root", default=None, metavar="DIR",
+                        help="folder laid out like shared/data (default: $ROFT_DATA, else download into the cache)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="roft", description="Robust fine-tuning benchmark sweeps for molecular GNNs.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    data = sub.add_parser("data", help="benchmark files and featurized caches")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    for name, text in (("list", "tasks with rows, RDKit-valid rows, label columns, cache state"),
+                       ("verify", "check every file's sha256 against the registry")):
+        _common(data_sub.add_parser(name, help=text))
+    featurize = data_sub.add_parser("featurize", help="build featurized caches (and time them)")
+    featurize.add_argument("tasks", nargs="*", help="task names (default: all)")
+    _common(featurize)
+
+    backbones = sub.add_parser("backbones", help="backbone registry")
+    backbones_sub = backbones.add_subparsers(dest="backbones_command", required=True)
+    _common(backbones_sub.add_parser("list", help="name, architecture, pre-training, file availability"))
+
+    sweep = sub.add_parser("sweep", help="run a sweep spec")
+    sweep.add_argument("spec", help="YAML sweep spec (a path, or the name of a bundled spec such as mini.yaml)")
+    sweep.add_argument("--store", default=DEFAULT_STORE, help=f"results store directory (default: ./{DEFAULT_STORE})")
+    sweep.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray)")
+    sweep.add_argument("--dry-run", action="store_true", help="print the plan and missing files; run nothing")
+    sweep.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    _common(sweep)
+
+    table = sub.add_parser("table", help="mean +- std over seeds per cell, as Markdown")
+    table.add_argument("--store", default=DEFAULT_STORE)
+    table.add_argument("--ddof", type=int, default=0, help="degrees of freedom of the std (default 0)")
+
+    bench = sub.add_parser("bench", help="benchmarks that print figures")
+    bench_sub = bench.add_subparsers(dest="bench_command", required=True)
+    orch = bench_sub.add_parser("orchestrator", help="per-trial overhead of the Ray Tune path with no-op trials")
+    orch.add_argument("--trials", type=int, nargs="+", default=[200, 1000])
+    orch.add_argument("--cpus", type=int, default=None, help="CPUs for the local Ray (default: all)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler = {"data": _data, "backbones": _backbones, "sweep": _sweep, "table": _table, "bench": _bench}[args.command]
+    try:
+        return handler(args)
+    except KeyboardInterrupt:
+        print("interrupted; finished trials are in the store, rerun the same command to resume", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        print(f"roft: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _data_root(args) -> str | None:
+    from trainables.sources import data_root
+    root = data_root(args.data_root)
+    return None if root is None else str(root)
+
+
+def _print_rows(header: list[str], rows: list[list[object]]) -> None:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    for row in [header, ["-" * w for w in widths], *rows]:
+        print("  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip())
+
+
+def _data(args) -> int:
+    from trainables import sources
+    from trainables.dataset import featurized_cache_path, load_graphs, read_table
+    from trainables.tasks import TASKS
+
+    root = _data_root(args)
+    if args.data_command == "verify":
+        bad = 0
+        for relpath, spec in sources.FILES.items():
+            try:
+                path = sources.resolve(relpath, root, download=False)
+                actual = sources.sha256_of(path)
+                status = "ok" if actual in (spec.sha256, spec.served_sha256) else f"MISMATCH (got {actual})"
+            except sources.DataUnavailableError:
+                status = "missing"
+            bad += status != "ok"
+            print(f"{status:<10} {relpath}")
+        print(f"{len(sources.FILES) - bad}/{len(sources.FILES)} files verified", file=sys.stderr)
+        return 1 if bad else 0
+    if args.data_command == "featurize":
+        names = args.tasks or TASKS.names()
+        for name in names:
+            task = TASKS.get(name)
+            path = sources.resolve(task.file, root)
+            from trainables.dataset import checked_sha256
+            cache = featurized_cache_path(checked_sha256(task.file, path))
+            cold = not cache.is_file()
+            start = time.perf_counter()
+            graphs, _ = load_graphs(task.file, task.smiles_column, root)
+            seconds = time.perf_counter() - start
+            n = graphs["stats"]["molecules"]
+            rate = f", {n / seconds:,.0f} molecules/s" if cold else ""
+            print(f"{name}: {n} molecules, {graphs['stats']['dropped']} dropped, "
+                  f"{'featurized' if cold else 'loaded from cache'} in {seconds:.2f} s{rate}")
+        return 0
+    rows = []
+    for name, task in TASKS.items():
+        try:
+            path = sources.resolve(task.file, root, download=False)
+        except sources.DataUnavailableError:
+            rows.append([name, task.task_type.value, task.metric, task.file, "missing", "-", "-", "-", "no"])
+            continue
+        from trainables.dataset import checked_sha256
+        cache = featurized_cache_path(checked_sha256(task.file, path))
+        table = read_table(path)
+        n_tasks = len(task.resolve_label_columns(list(table.columns)))
+        valid = dropped = "-"
+        if cache.is_file():
+            graphs, _ = load_graphs(task.file, task.smiles_column, root)
+            valid, dropped = len(graphs["scaffolds"]), graphs["stats"]["dropped"]
+        rows.append([name + ("" if task.in_paper else " *"), task.task_type.value, task.metric, task.file,
+                     len(table), valid, dropped, n_tasks, "yes" if cache.is_file() else "no"])
+    _print_rows(["task", "type", "metric", "file", "rows", "valid", "dropped", "#tasks", "cached"], rows)
+    print("* not in the RoFt-Mol paper. 'valid' needs the featurized cache: `roft data featurize`.", file=sys.stderr)
+    return 0
+
+
+def _backbones(args) -> int:
+    from trainables.backbones import BACKBONES
+
+    root = _data_root(args)
+    rows = [[name, b.gnn_type, b.pretraining, "yes" if b.is_available(root) else "no",
+             b.data_file or (f"${b.user_file_env}" if b.user_file_env else "(random init)")]
+            for name, b in BACKBONES.items()]
+    _print_rows(["backbone", "architecture", "pre-training", "available", "file"], rows)
+    return 0
+
+
+def _sweep(args) -> int:
+    from orchestrator import code_version
+    from orchestrator.execute import run_sweep
+    from orchestrator.plan import plan_sweep
+    from orchestrator.report import store_table
+    from orchestrator.store import ResultStore
+    from search_spaces import load_spec
+    from trainables.trainable import Runtime
+
+    spec = load_spec(args.spec)
+    root = _data_root(args)
+    store = ResultStore(args.store)
+    print(f"data root: {root or '(none: files come from the download cache ' + str(_cache()) + ')'}", file=sys.stderr)
+    print(f"store: {store.root}", file=sys.stderr)
+    plan = plan_sweep(spec, store, root)
+    print(plan.summary(), file=sys.stderr)
+    if args.dry_run:
+        return 1 if plan.missing_files else 0
+    if plan.missing_files:
+        print("roft: error: files are missing (listed above); nothing was run", file=sys.stderr)
+        return 2
+    runtime = Runtime(store=str(store.root), sweep=spec.name, data_root=root, threads=max(1, int(spec.resources.cpu)),
+                      device=args.device, code_version=code_version())
+    outcome = run_sweep(plan, store, runtime, address=args.address)
+    print(f"ran {outcome.submitted} trials in {outcome.wall_seconds:.1f} s: {outcome.succeeded} landed, "
+          f"{len(outcome.failed)} failed", file=sys.stderr)
+    print(store_table(store))
+    if outcome.failed:
+        print("failed trials:", file=sys.stderr)
+        for key, error in outcome.failed.items():
+            print(f"  {key}: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cache() -> Path:
+    from trainables.sources import cache_dir
+    return cache_dir()
+
+
+def _table(args) -> int:
+    from orchestrator.report import store_table
+    from orchestrator.store import ResultStore
+
+    if not Path(args.store).is_dir():
+        raise FileNotFoundError(f"store {args.store!r} does not exist")
+    print(store_table(ResultStore(args.store), ddof=args.ddof))
+    return 0
+
+
+def _bench(args) -> int:
+    from orchestrator.bench import bench_orchestrator
+
+    bench_orchestrator(args.trials, num_cpus=args.cpus)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,181 @@
+"""Run a planned sweep on Ray Tune, in chunks, with live progress.
+
+Design: the store is the truth, Tune's experiment state is disposable. Pending trials are
+submitted in chunks of ``execution.chunk_size`` (one small Tune experiment each), so the
+driver's memory and Tune's experiment-state file stay bounded by the chunk, not the grid. Each
+trial runs :func:`trainables.trainable.tune_trainable` on a reused actor (``reuse_actors``:
+a fresh worker per trial would pay Ray's ~2 s start and ~5 s of imports every time) and
+commits its own row to the store, so a crash of the driver at any point loses only the trials
+in flight: rerunning the sweep resubmits exactly what is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from orchestrator.plan import SweepPlan
+from orchestrator.store import ResultStore
+from trainables.trainable import Runtime
+
+
+@dataclass
+class SweepOutcome:
+    submitted: int
+    succeeded: int
+    failed: dict[str, str] = field(default_factory=dict)  # trial key -> error
+    wall_seconds: float = 0.0
+
+
+def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
+    """Connect to ``address`` (an existing cluster), or start a private local Ray.
+
+    A local Ray is kept on the loopback interface (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``)
+    with no dashboard; Ray's own per-trial file loggers are disabled (the store keeps results).
+    """
+    import ray
+
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", "16")
+    if ray.is_initialized():
+        return
+    if address:
+        ray.init(address=address, log_to_driver=True)
+    else:
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=True,
+                 configure_logging=True, logging_level="WARNING")
+
+
+class ProgressReporter:
+    """Prints ``done / failed / running / remaining`` and an ETA as trials start and finish."""
+
+    def __init__(self, total: int, name: str, stream: TextIO = sys.stderr, min_interval_s: float = 2.0):
+        self.total, self.name, self.stream, self.min_interval_s = total, name, stream, min_interval_s
+        self.done = self.failed = self.running = 0
+        self.started_at = time.perf_counter()
+        self._last_print = 0.0
+
+    def trial_started(self) -> None:
+        self.running += 1
+        self._print()
+
+    def trial_finished(self, ok: bool) -> None:
+        self.running = max(0, self.running - 1)
+        if ok:
+            self.done += 1
+        else:
+            self.failed += 1
+        self._print(force=True)
+
+    def line(self) -> str:
+        elapsed = time.perf_counter() - self.started_at
+        remaining = self.total - self.done - self.failed
+        finished = self.done + self.failed
+        eta = f"{_fmt(elapsed / finished * remaining)}" if finished else "?"
+        return (f"[{self.name}] {self.done}/{self.total} done, {self.failed} failed, {self.running} running, "
+                f"{remaining - self.running} queued | elapsed {_fmt(elapsed)}, ETA {eta}")
+
+    def _print(self, force: bool = False) -> None:
+        now = time.perf_counter()
+        if force or now - self._last_print >= self.min_interval_s:
+            self._last_print = now
+            print(self.line(), file=self.stream, flush=True)
+
+
+def _fmt(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+def _tune_callback(reporter: ProgressReporter):
+    from ray.tune import Callback
+
+    class _Progress(Callback):
+        def on_trial_start(self, iteration, trials, trial, **info):
+            reporter.trial_started()
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            reporter.trial_finished(ok=True)
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            reporter.trial_finished(ok=False)
+
+    return _Progress()
+
+
+def run_trials(trials: list[dict[str, Any]], runtime: Runtime, trainable: Callable[[dict], None], *,
+               name: str, resources: dict[str, float], chunk_size: int, max_failures: int = 1,
+               max_concurrent: int = 0, tune_root: Path, reporter: ProgressReporter | None = None) -> dict[str, str]:
+    """Run ``trials`` (each ``{"key": trial key, "spec": TrialSpec dict}``) through Tune in chunks.
+
+    Returns the errors of trials that failed after their retries, by trial key.
+    """
+    from ray import tune
+
+    errors: dict[str, str] = {}
+    resourced = tune.with_resources(trainable, resources)
+    for start in range(0, len(trials), chunk_size):
+        chunk = trials[start:start + chunk_size]
+        experiment = f"{name}-{int(time.time())}-{start // chunk_size}"
+        callbacks = [_tune_callback(reporter)] if reporter is not None else []
+        tuner = tune.Tuner(
+            resourced,
+            param_space={"trial": tune.grid_search(chunk), "runtime": runtime.to_dict()},
+            tune_config=tune.TuneConfig(reuse_actors=True, max_concurrent_trials=max_concurrent or None),
+            run_config=tune.RunConfig(name=experiment, storage_path=str(tune_root), verbose=0, callbacks=callbacks,
+                                      failure_config=tune.FailureConfig(max_failures=max_failures),
+                                      checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
+        )
+        grid = tuner.fit()
+        for i in range(len(grid)):
+            result = grid[i]
+            if result.error is not None:
+                errors[result.config["trial"]["key"]] = f"{type(result.error).__name__}: {result.error}"
+        if not any(grid[i].error for i in range(len(grid))):
+            shutil.rmtree(tune_root / experiment, ignore_errors=True)
+    return errors
+
+
+def run_sweep(plan: SweepPlan, store: ResultStore, runtime: Runtime, address: str | None = None,
+              stream: TextIO = sys.stderr) -> SweepOutcome:
+    """Run every pending trial of ``plan`` and report what landed in the store."""
+    started = time.perf_counter()
+    pending = plan.pending
+    if not pending:
+        return SweepOutcome(0, 0)
+    _prefeaturize(plan, runtime)
+    init_ray(address)
+    spec = plan.spec
+    reporter = ProgressReporter(len(pending), spec.name, stream)
+    errors = run_trials(
+        [{"key": t.key(), "spec": t.to_dict()} for t in pending], runtime, _trainable(), name=spec.name,
+        resources={"cpu": spec.resources.cpu, "gpu": spec.resources.gpu},
+        chunk_size=spec.execution.chunk_size, max_failures=spec.execution.max_failures,
+        max_concurrent=spec.execution.max_concurrent, tune_root=store.root / "_tune", reporter=reporter)
+    landed = store.done_keys()
+    failed = {t.key(): errors.get(t.key(), "finished without committing a row to the store")
+              for t in pending if t.key() not in landed}
+    return SweepOutcome(len(pending), len(pending) - len(failed), failed, time.perf_counter() - started)
+
+
+def _trainable():
+    from trainables.trainable import tune_trainable
+    return tune_trainable
+
+
+def _prefeaturize(plan: SweepPlan, runtime: Runtime) -> None:
+    """Featurize each task once on the driver, so concurrent trials find the cache ready."""
+    from trainables.dataset import load_graphs
+    from trainables.tasks import TASKS
+
+    for task in sorted({t.task for t in plan.pending}):
+        spec = TASKS.get(task)
+        load_graphs(spec.file, spec.smiles_column, runtime.data_root)

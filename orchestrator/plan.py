@@ -1,0 +1,97 @@
+"""From a validated spec to the list of trials still to run.
+
+:func:`plan_sweep` expands the grid (backbone x method point x task x split x label setting x
+seed) into :class:`~trainables.config.TrialSpec` objects, stamping each with the sha256 of its
+data file and checkpoint, and diffs their keys against the store. Files that cannot be found
+are collected (not raised) so a dry run can list them all.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from orchestrator.store import ResultStore
+from search_spaces.spec import SweepSpec
+from trainables import sources
+from trainables.backbones import BACKBONES
+from trainables.config import TrialSpec
+from trainables.dataset import checked_sha256
+from trainables.tasks import TASKS
+
+
+@dataclass
+class SweepPlan:
+    spec: SweepSpec
+    trials: list[TrialSpec]
+    done: set[str] = field(default_factory=set)
+    missing_files: dict[str, str] = field(default_factory=dict)  # what -> why
+
+    @cached_property
+    def pending(self) -> list[TrialSpec]:
+        return [t for t in self.trials if t.key() not in self.done]
+
+    def summary(self) -> str:
+        """Counts per dimension, done / pending, and missing files (the dry-run report)."""
+        lines = [f"sweep {self.spec.name} ({self.spec.source}): {len(self.trials)} trials, "
+                 f"{len(self.trials) - len(self.pending)} already in the store, {len(self.pending)} to run"]
+        for dimension in ("backbone", "method", "task", "split", "label_setting", "seed"):
+            counts = Counter(str(getattr(t, dimension)) for t in self.trials)
+            pending = Counter(str(getattr(t, dimension)) for t in self.pending)
+            cells = ", ".join(f"{k}={v}" + (f" ({pending[k]} to run)" if pending[k] != v else "")
+                              for k, v in counts.items())
+            lines.append(f"  {dimension:<14} {len(counts):>3}: {cells}")
+        res = self.spec.resources
+        lines.append(f"  resources per trial: cpu={res.cpu:g} gpu={res.gpu:g}; "
+                     f"{self.spec.recipe.epochs} epochs, batch {self.spec.recipe.batch_size}")
+        if self.missing_files:
+            lines.append(f"  missing files ({len(self.missing_files)}):")
+            lines.extend(f"    {what}: {why}" for what, why in self.missing_files.items())
+        return "\n".join(lines)
+
+
+def _file_sha(relpath: str, data_root: str | None, missing: dict[str, str], what: str) -> str:
+    try:
+        path = sources.resolve(relpath, data_root)
+        return checked_sha256(relpath, path)
+    except (sources.DataUnavailableError, sources.ChecksumError) as exc:
+        missing[what] = str(exc)
+        return ""
+
+
+def expand(spec: SweepSpec, data_root: str | None = None) -> tuple[list[TrialSpec], dict[str, str]]:
+    """Every trial of the grid, and the files that could not be resolved."""
+    missing: dict[str, str] = {}
+    data_sha = {t: _file_sha(TASKS.get(t).file, data_root, missing, f"task {t}") for t in spec.tasks}
+    backbone_sha: dict[str, str] = {}
+    for name in spec.backbones:
+        backbone = BACKBONES.get(name)
+        if not backbone.is_pretrained:
+            backbone_sha[name] = ""
+        elif backbone.data_file is not None:
+            backbone_sha[name] = _file_sha(backbone.data_file, data_root, missing, f"backbone {name}")
+        else:
+            try:
+                backbone_sha[name] = sources.sha256_of(backbone.checkpoint_path(data_root))
+            except sources.DataUnavailableError as exc:
+                missing[f"backbone {name}"] = str(exc)
+                backbone_sha[name] = ""
+    trials = []
+    for backbone, (method, params), task, split, label_setting, seed in itertools.product(
+            spec.backbones, spec.methods, spec.tasks, spec.splits, spec.label_settings, spec.seeds):
+        pretrained = BACKBONES.get(backbone).is_pretrained
+        trials.append(TrialSpec(
+            backbone=backbone, method=method, task=task, split=split, label_setting=label_setting, seed=seed,
+            subset_seed=seed if spec.subset_seed == "run" else spec.subset_seed,
+            recipe=spec.recipe, method_params=dict(params),
+            num_layers=None if pretrained else spec.num_layers, emb_dim=None if pretrained else spec.emb_dim,
+            backbone_sha256=backbone_sha[backbone], data_sha256=data_sha[task]))
+    return trials, missing
+
+
+def plan_sweep(spec: SweepSpec, store: ResultStore, data_root: str | None = None) -> SweepPlan:
+    trials, missing = expand(spec, data_root)
+    return SweepPlan(spec=spec, trials=trials, done=store.done_keys() & {t.key() for t in trials},
+                     missing_files=missing)

@@ -1,0 +1,174 @@
+"""The results store: a Parquet dataset that is the source of truth for what is done.
+
+Layout below the store root::
+
+    trials/<trial_key>.parquet     one row per finished trial (schema: TRIAL_SCHEMA)
+    epochs/<trial_key>.parquet     per-epoch curves of that trial (schema: EPOCH_SCHEMA)
+    artifacts/<trial_key>/best.pt  the best-validation state dict (GraphPredictor layout)
+
+Every file is written under a hidden temporary name (``.<name>.<random>.tmp``; Parquet
+readers skip names starting with ``.``) and renamed into place, so readers never see a
+partial file. The trial row is written *last*: its presence is the commit of the trial. Two
+writers of the same trial write the same file name, so a retried trial can never land twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+TRIAL_SCHEMA = pa.schema([
+    ("trial_key", pa.string()),
+    ("sweep", pa.string()),
+    ("backbone", pa.string()),
+    ("backbone_sha256", pa.string()),
+    ("architecture", pa.string()),
+    ("num_layers", pa.int32()),
+    ("emb_dim", pa.int32()),
+    ("pretraining", pa.string()),
+    ("method", pa.string()),
+    ("method_label", pa.string()),
+    ("mechanism", pa.string()),
+    ("method_params", pa.string()),  # canonical JSON
+    ("task", pa.string()),
+    ("task_type", pa.string()),
+    ("metric", pa.string()),
+    ("data_sha256", pa.string()),
+    ("split", pa.string()),
+    ("label_setting", pa.string()),
+    ("subset_seed", pa.int64()),
+    ("seed", pa.int64()),
+    ("epochs", pa.int32()),
+    ("batch_size", pa.int32()),
+    ("lr", pa.float64()),
+    ("best_epoch", pa.int32()),
+    ("best_stage", pa.string()),
+    ("val_metric", pa.float64()),
+    ("test_metric", pa.float64()),
+    ("n_train", pa.int64()),
+    ("n_val", pa.int64()),
+    ("n_test", pa.int64()),
+    ("invalid_smiles_dropped", pa.int64()),
+    ("tasks_total", pa.int32()),
+    ("val_tasks_evaluated", pa.int32()),
+    ("test_tasks_evaluated", pa.int32()),
+    ("wall_seconds", pa.float64()),
+    ("device", pa.string()),
+    ("hostname", pa.string()),
+    ("code_version", pa.string()),
+    ("protocol_version", pa.string()),
+    ("trial_config", pa.string()),  # canonical JSON of the TrialSpec
+    ("finished_at", pa.timestamp("us", tz="UTC")),
+    ("artifact_path", pa.string()),
+])
+
+EPOCH_SCHEMA = pa.schema([
+    ("trial_key", pa.string()),
+    ("stage", pa.string()),
+    ("epoch", pa.int32()),
+    ("train_loss", pa.float64()),
+    ("val_metric", pa.float64()),
+    ("test_metric", pa.float64()),
+    ("val_tasks_skipped", pa.int32()),
+    ("test_tasks_skipped", pa.int32()),
+])
+
+
+class StoreError(RuntimeError):
+    """The store cannot be read or written."""
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+class ResultStore:
+    """A results store rooted at a local directory."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root).expanduser().resolve()
+        self.trials_dir = self.root / "trials"
+        self.epochs_dir = self.root / "epochs"
+        self.artifacts_dir = self.root / "artifacts"
+
+    def __repr__(self) -> str:
+        return f"ResultStore({str(self.root)!r})"
+
+    # ---- writing ---------------------------------------------------------------------
+    def artifact_path(self, trial_key: str) -> Path:
+        return self.artifacts_dir / trial_key / "best.pt"
+
+    def write_trial(self, row: dict[str, Any], epochs: Iterable[dict[str, Any]] = ()) -> Path:
+        """Write a trial's epochs, then its row (the commit). Returns the row's path."""
+        key = row["trial_key"]
+        row_table = _table([row], TRIAL_SCHEMA, "trial row")
+        epoch_rows = [dict(e, trial_key=key) for e in epochs]
+        if epoch_rows:
+            self._atomic_write(_table(epoch_rows, EPOCH_SCHEMA, "epoch row"), self.epochs_dir / f"{key}.parquet")
+        target = self.trials_dir / f"{key}.parquet"
+        self._atomic_write(row_table, target)
+        return target
+
+    def _atomic_write(self, table: pa.Table, target: Path) -> None:
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        except OSError as exc:
+            raise StoreError(f"cannot write to the store at {self.root}: {exc}") from exc
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                pq.write_table(table, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, target)
+        except OSError as exc:
+            raise StoreError(f"cannot write {target} in the store at {self.root}: {exc}") from exc
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+    # ---- reading ---------------------------------------------------------------------
+    def _dataset(self, directory: Path, schema: pa.Schema) -> ds.Dataset | None:
+        if not directory.is_dir():
+            return None
+        files = [str(p) for p in directory.glob("*.parquet")]
+        if not files:
+            return None
+        return ds.dataset(files, schema=schema, format="parquet")
+
+    def done_keys(self) -> set[str]:
+        """Keys of every trial with a committed row."""
+        dataset = self._dataset(self.trials_dir, TRIAL_SCHEMA)
+        if dataset is None:
+            return set()
+        return set(dataset.to_table(columns=["trial_key"]).column("trial_key").to_pylist())
+
+    def read_trials(self, columns: list[str] | None = None) -> pa.Table:
+        dataset = self._dataset(self.trials_dir, TRIAL_SCHEMA)
+        if dataset is None:
+            return TRIAL_SCHEMA.empty_table() if columns is None else TRIAL_SCHEMA.empty_table().select(columns)
+        return dataset.to_table(columns=columns)
+
+    def read_epochs(self) -> pa.Table:
+        dataset = self._dataset(self.epochs_dir, EPOCH_SCHEMA)
+        return EPOCH_SCHEMA.empty_table() if dataset is None else dataset.to_table()
+
+
+def _table(rows: list[dict[str, Any]], schema: pa.Schema, what: str) -> pa.Table:
+    expected = set(schema.names)
+    for row in rows:
+        missing, extra = sorted(expected - set(row)), sorted(set(row) - expected)
+        if missing or extra:
+            raise StoreError(f"{what} does not match the store schema: missing {missing}, unexpected {extra}")
+    try:
+        return pa.Table.from_pylist(rows, schema=schema)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise StoreError(f"{what} has a value of the wrong type: {exc}") from exc

@@ -1,0 +1,239 @@
+"""Sweep specs: YAML files validated before anything runs.
+
+A spec lists the axes of the grid; every unknown key or value is an error naming its key path
+and the accepted values, and *all* errors of a spec are reported together::
+
+    name: mini                          # sweep name (letters, digits, - and _)
+    backbones: [hu-gcn-contextpred, scratch-gcn]
+    methods:                            # method -> {hyper-parameter: value or list of values}
+      full-ft: {}
+      lp: {freeze_bn_stats: [false, true]}
+    tasks: [bbbp, esol]
+    splits: [scaffold]                  # scaffold | size | random
+    label_settings: [full, "fewshot:100", "ratio:0.1"]
+    seeds: [0, 1, 2]                    # or {range: [0, 5]}
+    subset_seed: 42                     # int, or "run" to follow each run seed
+    training: {epochs: 100, batch_size: 32, lr: 0.001, weight_decay: 0.0, dropout: 0.5}
+    model: {num_layers: 5, emb_dim: 300}   # scratch backbones only; checkpoints fix their own
+    resources: {cpu: 1, gpu: 0}         # per trial; gpu may be fractional (0.25)
+    execution: {chunk_size: 256, max_failures: 1, max_concurrent: 0}
+"""
+
+from __future__ import annotations
+
+import difflib
+import itertools
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from trainables.backbones import BACKBONES
+from trainables.config import TrainingRecipe
+from trainables.methods import METHODS
+from trainables.splits import SPLITS, parse_label_setting
+from trainables.tasks import TASKS
+
+
+class SpecError(ValueError):
+    """A sweep spec is invalid; ``errors`` lists every problem as ``key.path: message``."""
+
+    def __init__(self, source: str, errors: list[str]):
+        self.errors = errors
+        super().__init__(f"invalid sweep spec {source}:\n" + "\n".join(f"  - {e}" for e in errors))
+
+
+@dataclass(frozen=True)
+class Resources:
+    cpu: float = 1.0
+    gpu: float = 0.0
+
+
+@dataclass(frozen=True)
+class Execution:
+    chunk_size: int = 256
+    max_failures: int = 1
+    max_concurrent: int = 0  # 0: as many as resources allow
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    name: str
+    backbones: tuple[str, ...]
+    methods: tuple[tuple[str, dict[str, Any]], ...]  # expanded grid: (method, params) points
+    tasks: tuple[str, ...]
+    splits: tuple[str, ...]
+    label_settings: tuple[str, ...]
+    seeds: tuple[int, ...]
+    subset_seed: int | str = 42
+    recipe: TrainingRecipe = field(default_factory=TrainingRecipe)
+    num_layers: int = 5
+    emb_dim: int = 300
+    resources: Resources = field(default_factory=Resources)
+    execution: Execution = field(default_factory=Execution)
+    source: str = "<spec>"
+
+
+_TOP_KEYS = ("name", "description", "backbones", "methods", "tasks", "splits", "label_settings", "seeds",
+             "subset_seed", "training", "model", "resources", "execution")
+_REQUIRED = ("name", "backbones", "methods", "tasks", "splits", "label_settings", "seeds")
+_SECTIONS = {
+    "training": {"epochs": (int, 1), "batch_size": (int, 1), "lr": (float, 0.0), "weight_decay": (float, 0.0),
+                 "dropout": (float, 0.0)},
+    "model": {"num_layers": (int, 1), "emb_dim": (int, 1)},
+    "resources": {"cpu": (float, 0.0), "gpu": (float, 0.0)},
+    "execution": {"chunk_size": (int, 1), "max_failures": (int, 0), "max_concurrent": (int, 0)},
+}
+
+
+def _unknown(path: str, key: object, accepted: list[str] | tuple[str, ...], what: str = "value") -> str:
+    close = difflib.get_close_matches(str(key), list(accepted), n=2)
+    hint = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
+    return f"{path}: unknown {what} {key!r}{hint}; accepted: {', '.join(map(str, accepted))}"
+
+
+class _Validator:
+    def __init__(self, source: str):
+        self.source = source
+        self.errors: list[str] = []
+
+    def names(self, raw: dict, key: str, registry) -> tuple[str, ...]:
+        values = raw.get(key)
+        if not isinstance(values, list) or not values:
+            self.errors.append(f"{key}: must be a non-empty list; accepted values: {', '.join(registry.names())}")
+            return ()
+        out = []
+        for i, value in enumerate(values):
+            if value not in registry:
+                self.errors.append(_unknown(f"{key}[{i}]", value, registry.names()))
+            else:
+                out.append(value)
+        return tuple(dict.fromkeys(out))
+
+    def methods(self, raw: Any) -> tuple[tuple[str, dict[str, Any]], ...]:
+        if not isinstance(raw, dict) or not raw:
+            self.errors.append(f"methods: must be a non-empty mapping of method -> hyper-parameter grid; "
+                               f"accepted methods: {', '.join(METHODS.names())}")
+            return ()
+        points: list[tuple[str, dict[str, Any]]] = []
+        for name, grid in raw.items():
+            path = f"methods.{name}"
+            if name not in METHODS:
+                self.errors.append(_unknown("methods", name, METHODS.names(), "method"))
+                continue
+            cls = METHODS.get(name)
+            grid = grid or {}
+            if not isinstance(grid, dict):
+                self.errors.append(f"{path}: must be a mapping of hyper-parameter -> value(s), got {grid!r}")
+                continue
+            axes: dict[str, list[Any]] = {}
+            for hp_name, values in grid.items():
+                if hp_name not in cls.hyperparameters:
+                    self.errors.append(_unknown(path, hp_name, list(cls.hyperparameters) or ["(none)"], "hyper-parameter"))
+                    continue
+                values = values if isinstance(values, list) else [values]
+                checked = []
+                for value in values:
+                    try:
+                        checked.append(cls.hyperparameters[hp_name].validate(f"{path}.{hp_name}", value))
+                    except ValueError as exc:
+                        self.errors.append(str(exc))
+                axes[hp_name] = checked
+            for combo in itertools.product(*axes.values()):
+                points.append((name, cls.validate_params(dict(zip(axes, combo)))))
+        return tuple(points)
+
+    def label_settings(self, raw: Any) -> tuple[str, ...]:
+        if not isinstance(raw, list) or not raw:
+            self.errors.append("label_settings: must be a non-empty list of 'full', 'fewshot:N' or 'ratio:r'")
+            return ()
+        out = []
+        for i, value in enumerate(raw):
+            try:
+                out.append(str(parse_label_setting(value)))
+            except ValueError as exc:
+                self.errors.append(f"label_settings[{i}]: {exc}")
+        return tuple(dict.fromkeys(out))
+
+    def seeds(self, raw: Any) -> tuple[int, ...]:
+        if isinstance(raw, dict) and set(raw) == {"range"} and isinstance(raw["range"], list) \
+                and len(raw["range"]) == 2 and all(isinstance(v, int) for v in raw["range"]):
+            raw = list(range(*raw["range"]))
+        if not isinstance(raw, list) or not raw or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0
+                                                           for s in raw):
+            self.errors.append(f"seeds: {raw!r} is not accepted; accepted: a non-empty list of integers >= 0 "
+                               "or {range: [start, stop]}")
+            return ()
+        return tuple(dict.fromkeys(raw))
+
+    def section(self, raw: dict, name: str) -> dict[str, Any]:
+        value = raw.get(name) or {}
+        if not isinstance(value, dict):
+            self.errors.append(f"{name}: must be a mapping, got {value!r}")
+            return {}
+        schema = _SECTIONS[name]
+        out = {}
+        for key, item in value.items():
+            if key not in schema:
+                self.errors.append(_unknown(name, key, list(schema), "key"))
+                continue
+            kind, minimum = schema[key]
+            ok = isinstance(item, (int, float)) and not isinstance(item, bool) and (kind is float or isinstance(item, int))
+            if not ok or item < minimum:
+                self.errors.append(f"{name}.{key}: {item!r} is not accepted; accepted: a{'n integer' if kind is int else ' number'} >= {minimum}")
+                continue
+            out[key] = kind(item)
+        return out
+
+
+def parse_spec(raw: Any, source: str = "<spec>") -> SweepSpec:
+    """Validate a spec mapping (as loaded from YAML) into a :class:`SweepSpec`."""
+    v = _Validator(source)
+    if not isinstance(raw, dict):
+        raise SpecError(source, [f"the spec must be a mapping of {', '.join(_TOP_KEYS)}; got {type(raw).__name__}"])
+    for key in raw:
+        if key not in _TOP_KEYS:
+            v.errors.append(_unknown("(top level)", key, _TOP_KEYS, "key"))
+    for key in _REQUIRED:
+        if key not in raw:
+            v.errors.append(f"{key}: required key is missing")
+    name = raw.get("name")
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", name or ""):
+        v.errors.append(f"name: {name!r} is not accepted; accepted: letters, digits, '.', '-' and '_'")
+    backbones = v.names(raw, "backbones", BACKBONES)
+    tasks = v.names(raw, "tasks", TASKS)
+    splits = v.names(raw, "splits", SPLITS)
+    methods = v.methods(raw.get("methods"))
+    label_settings = v.label_settings(raw.get("label_settings"))
+    seeds = v.seeds(raw.get("seeds"))
+    subset_seed = raw.get("subset_seed", 42)
+    if not (subset_seed == "run" or (isinstance(subset_seed, int) and not isinstance(subset_seed, bool) and subset_seed >= 0)):
+        v.errors.append(f"subset_seed: {subset_seed!r} is not accepted; accepted: an integer >= 0 or 'run'")
+    training, model = v.section(raw, "training"), v.section(raw, "model")
+    resources, execution = v.section(raw, "resources"), v.section(raw, "execution")
+    if v.errors:
+        raise SpecError(source, v.errors)
+    return SweepSpec(
+        name=name, backbones=backbones, methods=methods, tasks=tasks, splits=splits,
+        label_settings=label_settings, seeds=seeds, subset_seed=subset_seed, recipe=TrainingRecipe(**training),
+        num_layers=model.get("num_layers", 5), emb_dim=model.get("emb_dim", 300),
+        resources=Resources(**resources), execution=Execution(**execution), source=source)
+
+
+def load_spec(path: str | Path) -> SweepSpec:
+    """Read and validate a YAML spec file."""
+    path = Path(path)
+    if not path.is_file():
+        bundled = Path(__file__).parent / path.name
+        if not path.parent.parts and bundled.is_file():
+            path = bundled
+        else:
+            raise FileNotFoundError(f"sweep spec {str(path)!r} not found (bundled specs: "
+                                    f"{', '.join(p.name for p in sorted(Path(__file__).parent.glob('*.yaml')))})")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise SpecError(str(path), [f"not valid YAML: {exc}"]) from exc
+    return parse_spec(raw, str(path))

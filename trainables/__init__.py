@@ -1,0 +1,1 @@
+"""roft's trainables: data, featurization, splits, backbones, methods and the Ray trainable."""

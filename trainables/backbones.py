@@ -1,0 +1,177 @@
+"""Backbone registry: pre-trained checkpoints and random-init baselines.
+
+A :class:`Backbone` names a GNN architecture and where its pre-trained weights come from:
+
+* the 9 Hu et al. (2020) checkpoints shipped in ``weights/pretrain_gnns_chem`` (GCN,
+  GraphSAGE, GAT x contextpred / supervised / supervised_contextpred), e.g. ``hu-gcn-contextpred``;
+* ``mole-bert`` and ``graphmae``: GIN 5x300 files in the Hu layout, supplied by the user (they
+  cannot be downloaded here) through ``ROFT_MOLE_BERT_CKPT`` / ``ROFT_GRAPHMAE_CKPT`` or at
+  ``<data root>/weights/user/{mole-bert,graphmae}.pth``;
+* ``scratch-{gin,gcn,graphsage,gat}``: random initialisation (the no-pre-training baseline);
+  their size comes from the sweep spec.
+
+Checkpoints are loaded **strictly**: any missing or unexpected key, or a shape mismatch, raises
+:class:`CheckpointMismatchError` listing them all. The sha256 of every file is verified against
+the registry (user-supplied files: recorded, not verified).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from trainables import sources
+from trainables.gnn import GNNShape, GraphPredictor, HuGNN
+from trainables.registry import Registry
+
+PRETRAINING_KINDS = ("self-supervised", "supervised", "both", "none")
+
+
+class CheckpointMismatchError(ValueError):
+    """A checkpoint's state dict does not match the architecture key for key."""
+
+
+@dataclass(frozen=True)
+class Backbone:
+    name: str
+    gnn_type: str
+    pretraining: str
+    description: str
+    data_file: str | None = None  # registered file below the data root
+    user_file_env: str | None = None  # environment variable naming a user-supplied file
+
+    @property
+    def is_pretrained(self) -> bool:
+        return self.pretraining != "none"
+
+    def checkpoint_path(self, data_root: str | None = None, download: bool = True) -> Path | None:
+        """Local path of the pre-trained weights (``None`` for scratch backbones)."""
+        if self.data_file is not None:
+            return sources.resolve(self.data_file, data_root, download=download)
+        if self.user_file_env is None:
+            return None
+        explicit = os.environ.get(self.user_file_env)
+        root = sources.data_root(data_root)
+        candidates = [Path(explicit).expanduser()] if explicit else []
+        if root is not None:
+            candidates.append(root / "weights" / "user" / f"{self.name}.pth")
+        candidates.append(sources.cache_dir() / "weights" / "user" / f"{self.name}.pth")
+        for path in candidates:
+            if path.is_file():
+                return path
+        raise sources.DataUnavailableError(
+            f"backbone {self.name}: its checkpoint is not distributed with roft; looked at "
+            f"{', '.join(str(p) for p in candidates)}. Set {self.user_file_env}=/path/to/file.pth "
+            f"(a GIN state dict in the Hu et al. layout: x_embedding1, x_embedding2, gnns.i.mlp.*, "
+            f"gnns.i.edge_embedding*, batch_norms.i.*) or place it at <data root>/weights/user/{self.name}.pth.")
+
+    def is_available(self, data_root: str | None = None) -> bool:
+        if not self.is_pretrained:
+            return True
+        try:
+            self.checkpoint_path(data_root, download=False)
+            return True
+        except sources.DataUnavailableError:
+            return False
+
+
+BACKBONES: Registry[Backbone] = Registry("backbone")
+
+_KIND = {"contextpred": "self-supervised", "supervised": "supervised", "supervised_contextpred": "both"}
+for _arch, _label in (("gcn", "GCN"), ("graphsage", "GraphSAGE"), ("gat", "GAT")):
+    for _strategy, _kind in _KIND.items():
+        _name = f"hu-{_arch}-{_strategy.replace('_', '-')}"
+        BACKBONES.register(_name, Backbone(
+            _name, _arch, _kind, f"Hu et al. 2020 {_label} 5x300, {_strategy} pre-training",
+            data_file=f"weights/pretrain_gnns_chem/{_arch}_{_strategy}.pth"))
+BACKBONES.register("mole-bert", Backbone("mole-bert", "gin", "self-supervised",
+                                         "Mole-BERT GIN 5x300 (user-supplied file, Hu layout)",
+                                         user_file_env="ROFT_MOLE_BERT_CKPT"))
+BACKBONES.register("graphmae", Backbone("graphmae", "gin", "self-supervised",
+                                        "GraphMAE GIN 5x300 (user-supplied file, Hu layout)",
+                                        user_file_env="ROFT_GRAPHMAE_CKPT"))
+for _arch in ("gin", "gcn", "graphsage", "gat"):
+    BACKBONES.register(f"scratch-{_arch}", Backbone(f"scratch-{_arch}", _arch, "none",
+                                                    f"{_arch.upper()} with random initialisation (no pre-training)"))
+
+
+def infer_shape(state: dict[str, torch.Tensor], gnn_type: str, dropout: float) -> GNNShape:
+    """Number of layers and width of a Hu-layout state dict."""
+    if "x_embedding1.weight" not in state:
+        raise CheckpointMismatchError(f"not a Hu-layout GNN state dict: no 'x_embedding1.weight' among "
+                                      f"{sorted(state)[:8]}...")
+    layers = {int(k.split(".")[1]) for k in state if k.startswith("batch_norms.")}
+    return GNNShape(gnn_type, num_layers=max(layers) + 1 if layers else 0 or 1,
+                    emb_dim=int(state["x_embedding1.weight"].shape[1]), dropout=dropout)
+
+
+def load_state_strict(module: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """``module.load_state_dict(state)`` that reports every mismatch at once."""
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    shapes = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
+              for k in sorted(set(expected) & set(state)) if tuple(state[k].shape) != tuple(expected[k].shape)]
+    if missing or unexpected or shapes:
+        parts = [f"{source} does not match the {type(module).__name__} architecture"]
+        if missing:
+            parts.append(f"missing keys: {missing}")
+        if unexpected:
+            parts.append(f"unexpected keys: {unexpected}")
+        if shapes:
+            parts.append(f"shape mismatches: {shapes}")
+        raise CheckpointMismatchError("; ".join(parts))
+    module.load_state_dict(state, strict=True)
+
+
+@dataclass
+class PretrainedWeights:
+    state: dict[str, torch.Tensor]
+    sha256: str
+    path: Path
+
+
+def read_checkpoint(backbone: Backbone, data_root: str | None = None) -> PretrainedWeights | None:
+    """The backbone's pre-trained state dict with its verified sha256 (``None`` for scratch)."""
+    path = backbone.checkpoint_path(data_root)
+    if path is None:
+        return None
+    if backbone.data_file is not None:
+        from trainables.dataset import checked_sha256  # registry-verified, memoised
+        sha = checked_sha256(backbone.data_file, path)
+    else:
+        sha = sources.sha256_of(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointMismatchError(f"backbone {backbone.name}: cannot read {path} as a state dict "
+                                      f"({type(exc).__name__}: {exc})") from exc
+    if not isinstance(state, dict):
+        raise CheckpointMismatchError(f"backbone {backbone.name}: {path} holds a {type(state).__name__}, "
+                                      "not a state dict")
+    return PretrainedWeights(state=state, sha256=sha, path=path)
+
+
+def build_model(backbone: Backbone, num_tasks: int, scratch_shape: GNNShape,
+                pretrained: PretrainedWeights | None) -> GraphPredictor:
+    """A :class:`GraphPredictor` whose GNN holds the pre-trained weights (strictly loaded).
+
+    The head is freshly initialised (by the caller's RNG state). Scratch backbones use
+    ``scratch_shape``; pre-trained ones take their shape from the checkpoint.
+    """
+    if pretrained is None:
+        if scratch_shape.gnn_type != backbone.gnn_type:
+            scratch_shape = GNNShape(backbone.gnn_type, scratch_shape.num_layers, scratch_shape.emb_dim,
+                                     scratch_shape.dropout)
+        return GraphPredictor(scratch_shape, num_tasks)
+    shape = infer_shape(pretrained.state, backbone.gnn_type, scratch_shape.dropout)
+    model = GraphPredictor(shape, num_tasks)
+    load_state_strict(model.gnn, pretrained.state, f"checkpoint {pretrained.path} (backbone {backbone.name})")
+    return model
+
+
+__all__ = ["BACKBONES", "Backbone", "CheckpointMismatchError", "GraphPredictor", "HuGNN", "PretrainedWeights",
+           "build_model", "load_state_strict", "read_checkpoint"]

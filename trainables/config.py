@@ -1,0 +1,72 @@
+"""The canonical configuration of one trial, and its key.
+
+A :class:`TrialSpec` holds everything that determines a trial's result. Its
+:meth:`~TrialSpec.key` is the sha256 of its canonical JSON (sorted keys, fixed float format),
+so two specs with the same content have the same key on every machine; the results store is
+deduplicated on it. The key covers the data file's and the checkpoint's sha256 and the
+protocol version, so a changed file or protocol yields new trials instead of stale matches.
+Sweep name, resources and store location are *not* part of it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+PROTOCOL_VERSION = "roft-protocol-1"
+
+
+@dataclass(frozen=True)
+class TrainingRecipe:
+    """The shared recipe of PROTOCOL section 3 (defaults are the paper's)."""
+
+    epochs: int = 100
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    dropout: float = 0.5
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    backbone: str
+    method: str
+    task: str
+    split: str
+    label_setting: str
+    seed: int
+    subset_seed: int
+    recipe: TrainingRecipe = field(default_factory=TrainingRecipe)
+    method_params: dict[str, Any] = field(default_factory=dict)
+    # Architecture of scratch backbones (None for pre-trained ones: the checkpoint decides).
+    num_layers: int | None = None
+    emb_dim: int | None = None
+    backbone_sha256: str = ""
+    data_sha256: str = ""
+    protocol_version: str = PROTOCOL_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrialSpec:
+        data = dict(data)
+        data["recipe"] = TrainingRecipe(**data.get("recipe", {}))
+        return cls(**data)
+
+    def canonical_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), default=_json_default)
+
+    def key(self) -> str:
+        """First 24 hex digits of sha256(canonical JSON) (memoised: the spec is immutable)."""
+        cached = self.__dict__.get("_key")
+        if cached is None:
+            cached = hashlib.sha256(self.canonical_json().encode()).hexdigest()[:24]
+            object.__setattr__(self, "_key", cached)
+        return cached
+
+
+def _json_default(value: Any) -> Any:
+    raise TypeError(f"trial spec value {value!r} of type {type(value).__name__} is not JSON-serialisable")

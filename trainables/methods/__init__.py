@@ -1,0 +1,8 @@
+"""Fine-tuning methods; importing this package registers every built-in method."""
+
+from trainables.methods import full_ft, linear_probe  # noqa: F401  (registration side effects)
+from trainables.methods.base import (METHODS, FineTuningMethod, HyperParameter, MethodContext, Stage,
+                                     make_method, register_method)
+
+__all__ = ["METHODS", "FineTuningMethod", "HyperParameter", "MethodContext", "Stage", "make_method",
+           "register_method"]

@@ -1,0 +1,78 @@
+"""Task losses and evaluation metrics with missing labels (``NaN``) masked out.
+
+Shapes: ``y`` and ``output`` are ``(B, T)``; ``NaN`` in ``y`` marks a missing label.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.metrics import roc_auc_score
+
+from trainables.tasks import TaskType
+
+
+def task_loss(task_type: TaskType, output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean loss over present labels.
+
+    Classification: ``sum_{present} BCEWithLogits(output, y) / #present``.
+    Regression (as the reference code): ``sqrt(mean_{present} (output - y)^2)`` per batch.
+    """
+    present = ~torch.isnan(y)
+    target = torch.where(present, y, torch.zeros_like(y))
+    if task_type is TaskType.CLASSIFICATION:
+        losses = F.binary_cross_entropy_with_logits(output, target, reduction="none")
+        return (losses * present).sum() / present.sum().clamp(min=1)
+    squared = (output - target).pow(2) * present
+    return torch.sqrt(squared.sum() / present.sum().clamp(min=1))
+
+
+@dataclass(frozen=True)
+class Score:
+    """A metric value and how many label columns it averages (``skipped``: columns left out)."""
+
+    value: float
+    evaluated: int
+    skipped: int
+
+
+def roc_auc(y: np.ndarray, scores: np.ndarray) -> Score:
+    """ROC-AUC averaged over the columns that have both classes among present labels.
+
+    Columns with one class only (or no labels) in the evaluated set are left out and counted
+    in ``skipped``; ``value`` is ``NaN`` when every column is left out.
+    """
+    values = []
+    for t in range(y.shape[1]):
+        present = ~np.isnan(y[:, t])
+        labels = y[present, t]
+        if labels.size and labels.min() != labels.max():
+            values.append(roc_auc_score(labels, scores[present, t]))
+    skipped = y.shape[1] - len(values)
+    return Score(float(np.mean(values)) if values else float("nan"), len(values), skipped)
+
+
+def rmse(y: np.ndarray, predictions: np.ndarray) -> Score:
+    """Root mean squared error per column over present labels, averaged over columns."""
+    values = []
+    for t in range(y.shape[1]):
+        present = ~np.isnan(y[:, t])
+        if present.any():
+            values.append(float(np.sqrt(np.mean((predictions[present, t] - y[present, t]) ** 2))))
+    return Score(float(np.mean(values)) if values else float("nan"), len(values), y.shape[1] - len(values))
+
+
+def evaluate_metric(task_type: TaskType, y: np.ndarray, output: np.ndarray) -> Score:
+    return roc_auc(y, output) if task_type is TaskType.CLASSIFICATION else rmse(y, output)
+
+
+def is_better(candidate: float, best: float | None, higher_is_better: bool) -> bool:
+    """Strict improvement (ties keep the earlier epoch); ``NaN`` never improves."""
+    if np.isnan(candidate):
+        return False
+    if best is None or np.isnan(best):
+        return True
+    return candidate > best if higher_is_better else candidate < best

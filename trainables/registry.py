@@ -1,0 +1,73 @@
+"""A small name -> object registry, one per abstract concept (tasks, backbones, methods).
+
+Adding a new entry is one decorated class or one ``register`` call in one file::
+
+    METHODS = Registry("method")
+
+    @METHODS.register("full-ft")
+    class FullFineTuning(FineTuningMethod): ...
+
+Lookups of unknown names raise :class:`UnknownNameError`, which names the offending value,
+the closest registered names and the full list of accepted values.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Iterator
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class UnknownNameError(KeyError):
+    """Raised when a registry is asked for a name it does not hold."""
+
+    def __init__(self, kind: str, name: object, accepted: list[str]):
+        self.kind = kind
+        self.name = name
+        self.accepted = accepted
+        close = difflib.get_close_matches(str(name), accepted, n=3)
+        hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
+        message = f"unknown {kind} {name!r}{hint}; accepted: {', '.join(accepted)}"
+        super().__init__(message)
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
+        return self.args[0]
+
+
+class Registry(Generic[T]):
+    """Ordered mapping from a public name to a registered object."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._entries: dict[str, T] = {}
+
+    def register(self, name: str, obj: T | None = None) -> Callable[[T], T] | T:
+        """Register ``obj`` under ``name``; usable as a decorator when ``obj`` is omitted."""
+
+        def add(value: T) -> T:
+            if name in self._entries:
+                raise ValueError(f"{self.kind} {name!r} is already registered")
+            self._entries[name] = value
+            return value
+
+        return add if obj is None else add(obj)
+
+    def get(self, name: str) -> T:
+        try:
+            return self._entries[name]
+        except (KeyError, TypeError):
+            raise UnknownNameError(self.kind, name, self.names()) from None
+
+    def names(self) -> list[str]:
+        return list(self._entries)
+
+    def items(self) -> Iterator[tuple[str, T]]:
+        return iter(self._entries.items())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __len__(self) -> int:
+        return len(self._entries)

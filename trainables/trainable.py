@@ -1,0 +1,162 @@
+"""One trial, end to end: data -> split -> label subset -> model -> method -> fit -> store.
+
+:func:`execute_trial` is plain Python (usable without Ray); :func:`tune_trainable` is the Ray
+Tune function trainable that wraps it, reporting every epoch to Tune. The trial's artifact,
+epoch curve and result row are written to the store by the worker itself, so a finished trial
+is durable even if the driver dies.
+
+Reused Ray actors run many trials in one process, so datasets and checkpoints are memoised per
+process (:data:`_DATASETS`, :data:`_CHECKPOINTS`).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+import torch
+
+from orchestrator.store import ResultStore, canonical_json
+from trainables.backbones import BACKBONES, PretrainedWeights, build_model, read_checkpoint
+from trainables.config import TrialSpec
+from trainables.dataset import GraphDataset, load_task
+from trainables.gnn import GNNShape
+from trainables.methods import MethodContext, make_method
+from trainables.splits import make_split, parse_label_setting
+from trainables.tasks import TASKS
+from trainables.train import EpochRecord, SplitIndices, fit
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Where and how a trial runs; not part of the trial key."""
+
+    store: str
+    sweep: str = "adhoc"
+    data_root: str | None = None
+    threads: int = 1
+    device: str = "auto"  # auto | cpu | cuda
+    code_version: str = "unknown"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+_DATASETS: dict[tuple[str, str | None], GraphDataset] = {}
+_CHECKPOINTS: dict[tuple[str, str | None], PretrainedWeights | None] = {}
+
+
+def cached_task(task: str, data_root: str | None) -> GraphDataset:
+    if (task, data_root) not in _DATASETS:
+        if len(_DATASETS) >= 4:
+            _DATASETS.pop(next(iter(_DATASETS)))
+        _DATASETS[(task, data_root)] = load_task(task, data_root)
+    return _DATASETS[(task, data_root)]
+
+
+def cached_checkpoint(backbone: str, data_root: str | None) -> PretrainedWeights | None:
+    if (backbone, data_root) not in _CHECKPOINTS:
+        _CHECKPOINTS[(backbone, data_root)] = read_checkpoint(BACKBONES.get(backbone), data_root)
+    return _CHECKPOINTS[(backbone, data_root)]
+
+
+def resolve_device(preference: str) -> torch.device:
+    if preference == "cuda" or (preference == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def execute_trial(spec: TrialSpec, runtime: Runtime,
+                  on_epoch: Callable[[EpochRecord], None] | None = None) -> dict[str, Any]:
+    """Run one trial and commit it to the store; returns the result row."""
+    started = time.perf_counter()
+    torch.set_num_threads(max(1, runtime.threads))
+    device = resolve_device(runtime.device)
+    task = TASKS.get(spec.task)
+    backbone = BACKBONES.get(spec.backbone)
+    data = cached_task(spec.task, runtime.data_root)
+    if spec.data_sha256 and data.file_sha256 != spec.data_sha256:
+        raise RuntimeError(f"task {spec.task}: data file sha256 {data.file_sha256} differs from the planned "
+                           f"{spec.data_sha256}")
+    split = make_split(spec.split, data.scaffolds, data.num_atoms)
+    train_index = parse_label_setting(spec.label_setting).subset(split.train, spec.subset_seed)
+    indices = SplitIndices(*(torch.from_numpy(np.asarray(i)) for i in (train_index, split.valid, split.test)))
+
+    pretrained = cached_checkpoint(spec.backbone, runtime.data_root)
+    if pretrained is not None and spec.backbone_sha256 and pretrained.sha256 != spec.backbone_sha256:
+        raise RuntimeError(f"backbone {spec.backbone}: checkpoint sha256 {pretrained.sha256} differs from the "
+                           f"planned {spec.backbone_sha256}")
+    torch.manual_seed(spec.seed)
+    np.random.seed(spec.seed)
+    shape = GNNShape(backbone.gnn_type, spec.num_layers or 5, spec.emb_dim or 300, spec.recipe.dropout)
+    model = build_model(backbone, data.num_tasks, shape, pretrained).to(device)
+    method = make_method(spec.method, spec.method_params)
+    ctx = MethodContext(model=model, pretrained_state=None if pretrained is None else pretrained.state)
+    generator = torch.Generator().manual_seed(spec.seed)
+    result = fit(ctx, method, data, indices, task.task_type, task.higher_is_better, spec.recipe, generator,
+                 device, on_epoch)
+
+    key = spec.key()
+    store = ResultStore(runtime.store)
+    artifact = store.artifact_path(key)
+    artifact.parent.mkdir(parents=True, exist_ok=True)
+    tmp = artifact.with_name(f".{artifact.name}.{os.getpid()}.tmp")
+    torch.save(result.best_state, tmp)
+    os.replace(tmp, artifact)
+
+    row = {
+        "trial_key": key, "sweep": runtime.sweep, "backbone": spec.backbone,
+        "backbone_sha256": pretrained.sha256 if pretrained else "", "architecture": model.gnn.shape.gnn_type,
+        "num_layers": model.gnn.shape.num_layers, "emb_dim": model.gnn.shape.emb_dim,
+        "pretraining": backbone.pretraining, "method": spec.method, "method_label": method.label,
+        "mechanism": method.mechanism, "method_params": canonical_json(method.params), "task": spec.task,
+        "task_type": task.task_type.value, "metric": task.metric, "data_sha256": data.file_sha256,
+        "split": spec.split, "label_setting": spec.label_setting, "subset_seed": spec.subset_seed,
+        "seed": spec.seed, "epochs": spec.recipe.epochs, "batch_size": spec.recipe.batch_size,
+        "lr": spec.recipe.lr, "best_epoch": result.best_epoch, "best_stage": result.best_stage,
+        "val_metric": result.val, "test_metric": result.test, "n_train": len(train_index),
+        "n_val": len(split.valid), "n_test": len(split.test),
+        "invalid_smiles_dropped": int(data.stats.get("dropped", 0)), "tasks_total": data.num_tasks,
+        "val_tasks_evaluated": result.val_score.evaluated, "test_tasks_evaluated": result.test_score.evaluated,
+        "wall_seconds": time.perf_counter() - started, "device": str(device), "hostname": socket.gethostname(),
+        "code_version": runtime.code_version, "protocol_version": spec.protocol_version,
+        "trial_config": spec.canonical_json(), "finished_at": datetime.now(timezone.utc),
+        "artifact_path": str(artifact),
+    }
+    epochs = [{"stage": e.stage, "epoch": e.epoch, "train_loss": e.train_loss, "val_metric": e.val,
+               "test_metric": e.test, "val_tasks_skipped": e.val_tasks_skipped,
+               "test_tasks_skipped": e.test_tasks_skipped} for e in result.history]
+    store.write_trial(row, epochs)
+    return row
+
+
+def tune_trainable(config: dict[str, Any]) -> None:
+    """Ray Tune function trainable.
+
+    ``config = {"trial": {"key": str, "spec": TrialSpec dict}, "runtime": Runtime dict}``.
+    """
+    from ray import tune
+
+    spec = TrialSpec.from_dict(config["trial"]["spec"])
+    runtime = Runtime(**config["runtime"])
+
+    def report(record: EpochRecord) -> None:
+        tune.report({"epoch": record.epoch, "stage": record.stage, "train_loss": record.train_loss,
+                     "val_metric": record.val, "test_metric": record.test, "done": False})
+
+    row = execute_trial(spec, runtime, report)
+    tune.report({"epoch": row["best_epoch"], "val_metric": row["val_metric"], "test_metric": row["test_metric"],
+                 "trial_key": row["trial_key"], "done": True})
+
+
+def noop_trainable(config: dict[str, Any]) -> None:
+    """A trial that does nothing but report once: measures the orchestrator's own overhead."""
+    from ray import tune
+
+    tune.report({"done": True, "trial_key": config["trial"]["key"]})
