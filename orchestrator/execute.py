@@ -39,8 +39,13 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     A local Ray is kept on the loopback interface (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``)
     with no dashboard; Ray's own per-trial file loggers are disabled (the store keeps results).
     """
+    import logging
+
     import ray
 
+    # Tune's per-trial JSON/CSV loggers are off (the store keeps results), so silence its
+    # warning that it cannot read them back.
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", "16")
@@ -55,7 +60,7 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
 
 
 class ProgressReporter:
-    """Prints ``done / failed / running / remaining`` and an ETA as trials start and finish."""
+    """Prints ``done / failed / running / queued`` and an ETA as trials start and finish."""
 
     def __init__(self, total: int, name: str, stream: TextIO = sys.stderr, min_interval_s: float = 2.0):
         self.total, self.name, self.stream, self.min_interval_s = total, name, stream, min_interval_s
@@ -63,25 +68,20 @@ class ProgressReporter:
         self.started_at = time.perf_counter()
         self._last_print = 0.0
 
-    def trial_started(self) -> None:
-        self.running += 1
-        self._print()
-
-    def trial_finished(self, ok: bool) -> None:
-        self.running = max(0, self.running - 1)
-        if ok:
-            self.done += 1
-        else:
-            self.failed += 1
-        self._print(force=True)
+    def update(self, running: int, finished_ok: int = 0, finished_failed: int = 0) -> None:
+        """Record ``running`` trials now and newly finished ones; print a line when due."""
+        self.running = running
+        self.done += finished_ok
+        self.failed += finished_failed
+        self._print(force=bool(finished_ok or finished_failed))
 
     def line(self) -> str:
         elapsed = time.perf_counter() - self.started_at
-        remaining = self.total - self.done - self.failed
         finished = self.done + self.failed
-        eta = f"{_fmt(elapsed / finished * remaining)}" if finished else "?"
+        remaining = self.total - finished
+        eta = _fmt(elapsed / finished * remaining) if finished else "?"
         return (f"[{self.name}] {self.done}/{self.total} done, {self.failed} failed, {self.running} running, "
-                f"{remaining - self.running} queued | elapsed {_fmt(elapsed)}, ETA {eta}")
+                f"{max(0, remaining - self.running)} queued | elapsed {_fmt(elapsed)}, ETA {eta}")
 
     def _print(self, force: bool = False) -> None:
         now = time.perf_counter()
@@ -97,16 +97,20 @@ def _fmt(seconds: float) -> str:
 
 def _tune_callback(reporter: ProgressReporter):
     from ray.tune import Callback
+    from ray.tune.experiment import Trial
+
+    def running(trials) -> int:
+        return sum(t.status == Trial.RUNNING for t in trials)
 
     class _Progress(Callback):
         def on_trial_start(self, iteration, trials, trial, **info):
-            reporter.trial_started()
+            reporter.update(running(trials))
 
         def on_trial_complete(self, iteration, trials, trial, **info):
-            reporter.trial_finished(ok=True)
+            reporter.update(running(trials), finished_ok=1)
 
         def on_trial_error(self, iteration, trials, trial, **info):
-            reporter.trial_finished(ok=False)
+            reporter.update(running(trials), finished_failed=1)
 
     return _Progress()
 

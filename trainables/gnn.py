@@ -10,10 +10,14 @@ and ``N(v)`` the in-neighbours of ``v`` including ``v`` itself:
   degrees count the self-loop, as in the reference.
 * GraphSAGE:  ``h'_v = normalize_2( mean_{u in N(v)} (W h_u + e_uv) )`` (key ``linear``).
 * GAT:        ``m_uv^k = W^k h_u + e_uv^k`` per head ``k`` (2 heads, ``weight_linear (2d, d)``,
-  edge embeddings of width ``2d``), ``a_uv^k = softmax(LeakyReLU_0.2(att^k . [W^k h_v || m_uv^k]))``,
-  ``h'_v = mean_k sum_u a_uv^k m_uv^k + bias``. As in the reference code, the softmax
-  normalises over the edges that share a *source* node ``u`` (``edge_index[0]``); the
-  checkpoints were trained that way.
+  edge embeddings of width ``2d``), ``a_uv^k = softmax_u(LeakyReLU_0.2(att^k . [W^k h_v || m_uv^k]))``
+  over the in-edges of ``v``, ``h'_v = mean_k sum_u a_uv^k m_uv^k + bias``.
+
+The reference code was written for PyTorch Geometric 1.0, whose ``propagate`` gathered
+``x_j = x[edge_index[1]]`` and aggregated at ``edge_index[0]``; molecular graphs hold every
+bond in both directions with the same features, so this module's ``source -> target``
+convention computes the same function (the GAT softmax normalises over each centre node's
+edges, exactly as there).
 
 The stack (:class:`HuGNN`): ``h_0 = X1[atom] + X2[chirality]``; for each layer
 ``h_{l+1} = dropout(act(BN_l(conv_l(h_l))))`` with ReLU on all but the last layer; JK = last.
@@ -121,7 +125,7 @@ class GATConv(_EdgeEmbedding):
         h = self.weight_linear(x).view(-1, self.heads, self.emb_dim)
         message = h[src] + edge_emb.view(-1, self.heads, self.emb_dim)  # (e, heads, d)
         score = (torch.cat([h[dst], message], dim=-1) * self.att).sum(dim=-1)  # (e, heads)
-        alpha = softmax(F.leaky_relu(score, self.negative_slope), src, num_nodes=x.size(0))
+        alpha = softmax(F.leaky_relu(score, self.negative_slope), dst, num_nodes=x.size(0))
         out = scatter_sum(message * alpha.unsqueeze(-1), dst, x.size(0))
         return out.mean(dim=1) + self.bias
 
