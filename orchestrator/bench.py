@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 
 from orchestrator.execute import init_ray, run_trials
-from trainables.trainable import Runtime, noop_trainable
+from orchestrator.noop import noop_trainable
+from trainables.config import Runtime
 
 
 def bench_orchestrator(sizes: list[int], num_cpus: int | None = None, chunk_size: int = 256) -> list[dict]:

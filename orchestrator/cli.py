@@ -160,7 +160,7 @@ def _sweep(args) -> int:
     from orchestrator.report import store_table
     from orchestrator.store import ResultStore
     from search_spaces import load_spec
-    from trainables.trainable import Runtime
+    from trainables.config import Runtime
 
     spec = load_spec(args.spec)
     root = _data_root(args)

@@ -22,7 +22,7 @@ from typing import Any, TextIO
 
 from orchestrator.plan import SweepPlan
 from orchestrator.store import ResultStore
-from trainables.trainable import Runtime
+from trainables.config import Runtime
 
 
 @dataclass

@@ -70,3 +70,18 @@ class TrialSpec:
 
 def _json_default(value: Any) -> Any:
     raise TypeError(f"trial spec value {value!r} of type {type(value).__name__} is not JSON-serialisable")
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Where and how a trial runs; not part of the trial key."""
+
+    store: str
+    sweep: str = "adhoc"
+    data_root: str | None = None
+    threads: int = 1
+    device: str = "auto"  # auto | cpu | cuda
+    code_version: str = "unknown"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)

@@ -15,7 +15,6 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -24,28 +23,13 @@ import torch
 
 from orchestrator.store import ResultStore, canonical_json
 from trainables.backbones import BACKBONES, PretrainedWeights, build_model, read_checkpoint
-from trainables.config import TrialSpec
+from trainables.config import Runtime, TrialSpec
 from trainables.dataset import GraphDataset, load_task
 from trainables.gnn import GNNShape
 from trainables.methods import MethodContext, make_method
 from trainables.splits import make_split, parse_label_setting
 from trainables.tasks import TASKS
 from trainables.train import EpochRecord, SplitIndices, fit
-
-
-@dataclass(frozen=True)
-class Runtime:
-    """Where and how a trial runs; not part of the trial key."""
-
-    store: str
-    sweep: str = "adhoc"
-    data_root: str | None = None
-    threads: int = 1
-    device: str = "auto"  # auto | cpu | cuda
-    code_version: str = "unknown"
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
 
 
 _DATASETS: dict[tuple[str, str | None], GraphDataset] = {}
@@ -154,9 +138,3 @@ def tune_trainable(config: dict[str, Any]) -> None:
     tune.report({"epoch": row["best_epoch"], "val_metric": row["val_metric"], "test_metric": row["test_metric"],
                  "trial_key": row["trial_key"], "done": True})
 
-
-def noop_trainable(config: dict[str, Any]) -> None:
-    """A trial that does nothing but report once: measures the orchestrator's own overhead."""
-    from ray import tune
-
-    tune.report({"done": True, "trial_key": config["trial"]["key"]})

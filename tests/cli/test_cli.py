@@ -1,0 +1,98 @@
+"""The ``roft`` command line, called in-process (``main(argv)``) and once as a subprocess."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import urllib.request
+
+import pytest
+import yaml
+
+from orchestrator.cli import main
+from tests.unit.orchestrator.test_store import make_row
+from orchestrator.store import ResultStore
+
+
+def write_spec(tmp_path, **overrides):
+    raw = {"name": "c", "backbones": ["hu-gcn-contextpred", "scratch-gin"], "methods": {"full-ft": {}, "lp": {}},
+           "tasks": ["esol"], "splits": ["scaffold"], "label_settings": ["fewshot:16"], "seeds": [0, 1]}
+    raw.update(overrides)
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_dry_run_prints_counts_and_runs_nothing(real_env, tmp_path, capsys):
+    code = main(["sweep", str(write_spec(tmp_path)), "--store", str(tmp_path / "store"), "--dry-run"])
+    err = capsys.readouterr().err
+    assert code == 0
+    assert "8 trials, 0 already in the store, 8 to run" in err
+    assert "backbone         2: hu-gcn-contextpred=4, scratch-gin=4" in err
+    assert not (tmp_path / "store" / "trials").exists()
+
+
+def test_invalid_spec_exits_2_naming_the_key(real_env, tmp_path, capsys):
+    code = main(["sweep", str(write_spec(tmp_path, splits=["scafold"])), "--dry-run"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "splits[0]: unknown value 'scafold'" in err
+
+
+def test_dry_run_lists_missing_files_offline(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("ROFT_DATA", raising=False)
+    monkeypatch.setenv("ROFT_CACHE", str(tmp_path / "cache"))
+
+    def offline(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    code = main(["sweep", str(write_spec(tmp_path)), "--store", str(tmp_path / "store"), "--dry-run"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "missing files (2)" in err
+    assert "moleculenet/esol.csv: not found locally" in err and "set ROFT_DATA=" in err
+    assert "weights/pretrain_gnns_chem/gcn_contextpred.pth" in err
+
+
+def test_data_verify_checks_every_file(real_env, capsys):
+    assert main(["data", "verify"]) == 0
+    captured = capsys.readouterr()
+    assert "ok         moleculenet/hiv.csv.gz" in captured.out
+    assert "26/26 files verified" in captured.err
+
+
+def test_data_list_and_featurize(real_env, capsys):
+    assert main(["data", "featurize", "esol"]) == 0
+    assert "esol: 1128 molecules, 0 dropped" in capsys.readouterr().out
+    assert main(["data", "list"]) == 0
+    out = capsys.readouterr().out
+    esol = next(line for line in out.splitlines() if line.startswith("esol "))
+    assert esol.split()[-5:] == ["1128", "1128", "0", "1", "yes"]
+    assert any(line.startswith("toxcast ") and " 617 " in line for line in out.splitlines())
+
+
+def test_backbones_list(real_env, capsys, monkeypatch):
+    monkeypatch.delenv("ROFT_MOLE_BERT_CKPT", raising=False)
+    assert main(["backbones", "list"]) == 0
+    lines = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()[2:]}
+    assert lines["hu-gcn-contextpred"][1:4] == ["gcn", "self-supervised", "yes"]
+    assert lines["hu-gat-supervised"][1:4] == ["gat", "supervised", "yes"]
+    assert lines["hu-graphsage-supervised-contextpred"][2] == "both"
+    assert lines["mole-bert"][3] == "no"
+    assert lines["scratch-gin"][2:4] == ["none", "yes"]
+
+
+def test_table_reads_the_store(tmp_path, capsys):
+    store = ResultStore(tmp_path)
+    store.write_trial(make_row("a", test_metric=0.5))
+    store.write_trial(make_row("b", seed=1, test_metric=1.5))
+    assert main(["table", "--store", str(tmp_path)]) == 0
+    assert "| scratch-gin | full-ft | esol | scaffold | full | rmse | 1.00 ± 0.50 | 2 |" in capsys.readouterr().out
+    assert main(["table", "--store", str(tmp_path / "missing")]) == 2
+
+
+def test_module_entry_point_runs():
+    result = subprocess.run([sys.executable, "-m", "orchestrator", "--help"], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0 and "sweep" in result.stdout

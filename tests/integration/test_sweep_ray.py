@@ -1,0 +1,82 @@
+"""A real tiny sweep through Ray Tune: real checkpoints, real Parquet store, dedup on rerun."""
+
+from __future__ import annotations
+
+import io
+
+import pyarrow.parquet as pq
+import pytest
+
+from orchestrator.execute import run_sweep, run_trials
+from orchestrator.plan import plan_sweep
+from orchestrator.report import store_table
+from orchestrator.store import ResultStore
+from search_spaces import parse_spec
+from orchestrator.noop import noop_trainable
+from trainables.config import Runtime
+
+pytestmark = [pytest.mark.slow, pytest.mark.data]
+
+TINY = {
+    "name": "tiny",
+    "backbones": ["hu-gcn-contextpred", "scratch-gin"],
+    "methods": {"full-ft": {}, "lp": {}},
+    "tasks": ["esol"],
+    "splits": ["scaffold"],
+    "label_settings": ["fewshot:16"],
+    "seeds": [0],
+    "training": {"epochs": 2, "batch_size": 8},
+    "model": {"num_layers": 2, "emb_dim": 16},
+    "resources": {"cpu": 1},
+}
+
+
+def test_tiny_sweep_writes_rows_and_rerun_runs_nothing(ray_session, real_env, tmp_path):
+    spec = parse_spec(TINY)
+    store = ResultStore(tmp_path / "store")
+    runtime = Runtime(store=str(store.root), sweep="tiny", data_root=str(real_env), code_version="test")
+    plan = plan_sweep(spec, store, str(real_env))
+    assert len(plan.pending) == 4 and not plan.missing_files
+
+    stream = io.StringIO()
+    outcome = run_sweep(plan, store, runtime, stream=stream)
+    assert outcome.failed == {}
+    assert outcome.succeeded == 4
+    assert "4/4 done, 0 failed" in stream.getvalue()
+
+    rows = store.read_trials().to_pandas()
+    assert sorted(rows.trial_key) == sorted(t.key() for t in plan.trials)
+    assert set(rows.method) == {"full-ft", "lp"}
+    assert (rows.n_train == 16).all() and (rows.epochs == 2).all()
+    assert rows.loc[rows.backbone == "hu-gcn-contextpred", "backbone_sha256"].str.len().eq(64).all()
+    assert rows.loc[rows.backbone == "hu-gcn-contextpred", "num_layers"].eq(5).all()  # from the checkpoint
+    assert rows.loc[rows.backbone == "scratch-gin", "emb_dim"].eq(16).all()  # from the spec
+    for path in rows.artifact_path:
+        assert (tmp_path / "store" / "artifacts").as_posix() in path
+    epochs = store.read_epochs().to_pandas()
+    assert len(epochs) == 4 * 2
+
+    again = plan_sweep(spec, store, str(real_env))
+    assert again.pending == []
+    assert run_sweep(again, store, runtime, stream=io.StringIO()).submitted == 0
+    assert len(store.read_trials()) == 4
+    assert "| hu-gcn-contextpred | full-ft | esol | scaffold | fewshot:16 | rmse |" in store_table(store)
+
+
+def test_failing_trial_is_reported_not_stored(ray_session, real_env, tmp_path):
+    """A trial that raises lands in the outcome's failures and never in the store."""
+    spec = parse_spec(dict(TINY, backbones=["scratch-gin"], methods={"full-ft": {}},
+                           label_settings=["fewshot:100000"], execution={"max_failures": 0}))
+    store = ResultStore(tmp_path / "store")
+    runtime = Runtime(store=str(store.root), sweep="tiny", data_root=str(real_env))
+    outcome = run_sweep(plan_sweep(spec, store, str(real_env)), store, runtime, stream=io.StringIO())
+    assert outcome.succeeded == 0 and len(outcome.failed) == 1
+    assert "fewshot:100000" in next(iter(outcome.failed.values()))
+    assert store.done_keys() == set()
+
+
+def test_noop_trials_through_the_sweep_path(ray_session, tmp_path):
+    runtime = Runtime(store=str(tmp_path), sweep="bench")
+    errors = run_trials([{"key": f"k{i}"} for i in range(6)], runtime, noop_trainable, name="noop",
+                        resources={"cpu": 1}, chunk_size=4, tune_root=tmp_path / "_tune")
+    assert errors == {}

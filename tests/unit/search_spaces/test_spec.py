@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from search_spaces import SpecError, load_spec, parse_spec
+
+BUNDLED = sorted((Path(__file__).resolve().parents[3] / "search_spaces").glob("*.yaml"))
+VALID = {"name": "s", "backbones": ["scratch-gin"], "methods": {"full-ft": {}}, "tasks": ["esol"],
+         "splits": ["scaffold"], "label_settings": ["full"], "seeds": [0]}
+
+
+@pytest.mark.parametrize("path", BUNDLED, ids=lambda p: p.name)
+def test_every_bundled_spec_validates(path):
+    spec = load_spec(path)
+    assert spec.backbones and spec.methods and spec.tasks
+
+
+def test_bundled_spec_found_by_name():
+    assert load_spec("mini.yaml").name == "mini"
+
+
+def test_mini_spec_is_the_demo_the_readme_promises():
+    from trainables.backbones import BACKBONES
+    from trainables.tasks import TASKS, TaskType
+
+    spec = load_spec("mini.yaml")
+    kinds = {BACKBONES.get(b).pretraining for b in spec.backbones}
+    assert {"self-supervised", "supervised", "none"} <= kinds
+    assert {m for m, _ in spec.methods} == {"full-ft", "lp"}
+    assert {TASKS.get(t).task_type for t in spec.tasks} == {TaskType.CLASSIFICATION, TaskType.REGRESSION}
+    assert len(spec.seeds) == 2 and all(ls.startswith("fewshot:") for ls in spec.label_settings)
+
+
+def errors_of(raw) -> list[str]:
+    with pytest.raises(SpecError) as info:
+        parse_spec(raw)
+    return info.value.errors
+
+
+def test_unknown_keys_and_values_name_path_and_accepted_values():
+    errors = errors_of(dict(VALID, backbones=["scratch-gni"], splits=["scafold"], tasks=["bbbp", "tox"],
+                            trainig={"epochs": 3}, training={"epoch": 3}))
+    text = "\n".join(errors)
+    assert "(top level): unknown key 'trainig' (did you mean 'training'?)" in text
+    assert "backbones[0]: unknown value 'scratch-gni'" in text and "scratch-gin" in text
+    assert "splits[0]: unknown value 'scafold' (did you mean 'scaffold'?); accepted: scaffold, size, random" in text
+    assert "tasks[1]: unknown value 'tox'" in text
+    assert "training: unknown key 'epoch' (did you mean 'epochs'?)" in text
+    assert len(errors) == 5
+
+
+def test_method_and_hyperparameter_errors():
+    text = "\n".join(errors_of(dict(VALID, methods={"l2sp": {}, "lp": {"freeze_bn_stats": ["yes"], "d": [1]}})))
+    assert "methods: unknown method 'l2sp'" in text and "full-ft, lp" in text
+    assert "lp.freeze_bn_stats='yes' is not accepted; accepted: one of [False, True]" in text
+    assert "methods.lp: unknown hyper-parameter 'd'" in text
+
+
+def test_method_grid_expands_cartesian():
+    spec = parse_spec(dict(VALID, methods={"lp": {"freeze_bn_stats": [False, True]}, "full-ft": None}))
+    assert spec.methods == (("lp", {"freeze_bn_stats": False}), ("lp", {"freeze_bn_stats": True}),
+                            ("full-ft", {}))
+
+
+@pytest.mark.parametrize("settings, message", [
+    (["fewshot:0"], "label_settings[0]: invalid label setting 'fewshot:0'"),
+    (["ratio:2"], "label_settings[0]: invalid label setting 'ratio:2'"),
+    (["some"], "accepted: 'full', 'fewshot:N'"),
+])
+def test_label_setting_errors(settings, message):
+    assert message in "\n".join(errors_of(dict(VALID, label_settings=settings)))
+
+
+def test_seeds_forms():
+    assert parse_spec(dict(VALID, seeds={"range": [0, 5]})).seeds == (0, 1, 2, 3, 4)
+    assert "seeds:" in errors_of(dict(VALID, seeds=[-1]))[0]
+    assert "seeds:" in errors_of(dict(VALID, seeds="0"))[0]
+
+
+def test_numbers_and_required_keys():
+    raw = dict(VALID, training={"epochs": 0, "lr": "fast"}, resources={"gpu": -1})
+    del raw["tasks"]
+    text = "\n".join(errors_of(raw))
+    assert "tasks: required key is missing" in text
+    assert "training.epochs: 0 is not accepted; accepted: an integer >= 1" in text
+    assert "training.lr: 'fast' is not accepted" in text
+    assert "resources.gpu: -1 is not accepted" in text
+
+
+def test_fractional_gpu_and_subset_seed():
+    spec = parse_spec(dict(VALID, resources={"cpu": 2, "gpu": 0.25}, subset_seed="run"))
+    assert spec.resources.gpu == 0.25 and spec.subset_seed == "run"
+    assert "subset_seed" in errors_of(dict(VALID, subset_seed="always"))[0]
+
+
+def test_bad_yaml_and_missing_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed")
+    with pytest.raises(SpecError, match="not valid YAML"):
+        load_spec(bad)
+    with pytest.raises(FileNotFoundError, match="bundled specs: mini.yaml, paper.yaml"):
+        load_spec(tmp_path / "nope.yaml")
