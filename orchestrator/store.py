@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
+
+from trainables.sources import atomic_write
 
 TRIAL_SCHEMA = pa.schema([
     ("trial_key", pa.string()),
@@ -119,21 +120,10 @@ class ResultStore:
 
     def _atomic_write(self, table: pa.Table, target: Path) -> None:
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+            atomic_write(target, lambda fh: pq.write_table(table, fh))
         except OSError as exc:
-            raise StoreError(f"cannot write to the store at {self.root}: {exc}") from exc
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                pq.write_table(table, fh)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
-        except OSError as exc:
-            raise StoreError(f"cannot write {target} in the store at {self.root}: {exc}") from exc
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+            raise StoreError(f"cannot write to the store at {self.root} ({target.relative_to(self.root)}): "
+                             f"{exc}") from exc
 
     # ---- reading ---------------------------------------------------------------------
     def _dataset(self, directory: Path, schema: pa.Schema) -> ds.Dataset | None:

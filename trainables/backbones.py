@@ -104,7 +104,9 @@ def infer_shape(state: dict[str, torch.Tensor], gnn_type: str, dropout: float) -
         raise CheckpointMismatchError(f"not a Hu-layout GNN state dict: no 'x_embedding1.weight' among "
                                       f"{sorted(state)[:8]}...")
     layers = {int(k.split(".")[1]) for k in state if k.startswith("batch_norms.")}
-    return GNNShape(gnn_type, num_layers=max(layers) + 1 if layers else 0 or 1,
+    if not layers:
+        raise CheckpointMismatchError("not a Hu-layout GNN state dict: no 'batch_norms.<i>.*' keys")
+    return GNNShape(gnn_type, num_layers=max(layers) + 1,
                     emb_dim=int(state["x_embedding1.weight"].shape[1]), dropout=dropout)
 
 

@@ -25,8 +25,6 @@ for one featurization instead of corrupting or repeating it.
 from __future__ import annotations
 
 import fcntl
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -176,25 +174,12 @@ def load_graphs(relpath: str, smiles_column: str, data_root: str | None = None) 
         smiles = read_table(path)[smiles_column].tolist()
         graphs = featurize_table(smiles)
         graphs["smiles_column"] = smiles_column
-        _atomic_torch_save(graphs, cache)
+        sources.atomic_write(cache, lambda fh: torch.save(graphs, fh))
     return graphs, sha
 
 
 def _load_cache(path: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def _atomic_torch_save(obj: object, target: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 _SHA_MEMO: dict[tuple[str, int, int], str] = {}

@@ -83,31 +83,32 @@ class GINConv(_EdgeEmbedding):
         return self.mlp(aggregated)
 
 
-class GCNConv(_EdgeEmbedding):
+class _LinearMessageConv(_EdgeEmbedding):
+    """Shared part of the GCN and GraphSAGE layers: messages ``m_uv = W h_u + e_uv`` (key ``linear``)."""
+
     def __init__(self, emb_dim: int):
         super().__init__(emb_dim)
         self.linear = nn.Linear(emb_dim, emb_dim)
 
-    def forward(self, x, edge_index, edge_attr):
+    def messages(self, x, edge_index, edge_attr):
+        """``(src, dst, m)`` over edges with self-loops; ``m`` has shape ``(e + n, d)``."""
         edge_index, edge_emb = self.embed_edges(edge_index, edge_attr, x.size(0))
         src, dst = edge_index
+        return src, dst, self.linear(x)[src] + edge_emb
+
+
+class GCNConv(_LinearMessageConv):
+    def forward(self, x, edge_index, edge_attr):
+        src, dst, message = self.messages(x, edge_index, edge_attr)
         degree = scatter_sum(torch.ones_like(src, dtype=x.dtype), src, x.size(0))
         inv_sqrt = degree.pow(-0.5).masked_fill(degree == 0, 0.0)
-        norm = (inv_sqrt[src] * inv_sqrt[dst]).unsqueeze(-1)
-        h = self.linear(x)
-        return scatter_sum(norm * (h[src] + edge_emb), dst, x.size(0))
+        return scatter_sum((inv_sqrt[src] * inv_sqrt[dst]).unsqueeze(-1) * message, dst, x.size(0))
 
 
-class GraphSAGEConv(_EdgeEmbedding):
-    def __init__(self, emb_dim: int):
-        super().__init__(emb_dim)
-        self.linear = nn.Linear(emb_dim, emb_dim)
-
+class GraphSAGEConv(_LinearMessageConv):
     def forward(self, x, edge_index, edge_attr):
-        edge_index, edge_emb = self.embed_edges(edge_index, edge_attr, x.size(0))
-        src, dst = edge_index
-        h = self.linear(x)
-        return F.normalize(scatter(h[src] + edge_emb, dst, dim=0, dim_size=x.size(0), reduce="mean"), p=2, dim=-1)
+        src, dst, message = self.messages(x, edge_index, edge_attr)
+        return F.normalize(scatter(message, dst, dim=0, dim_size=x.size(0), reduce="mean"), p=2, dim=-1)
 
 
 class GATConv(_EdgeEmbedding):

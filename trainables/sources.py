@@ -23,8 +23,10 @@ import os
 import shutil
 import tempfile
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from trainables.registry import Registry
 
@@ -220,6 +222,25 @@ def _download(spec: DataFile, target: Path) -> Path:
     finally:
         if os.path.exists(tmp_name):
             os.unlink(tmp_name)
+
+
+def atomic_write(target: Path, write: Callable[[BinaryIO], None]) -> None:
+    """Write ``target`` by ``write(fh)`` into a hidden temporary file, fsync, then rename.
+
+    Readers see either the old file or the complete new one, never a partial file; the
+    temporary name starts with ``.`` so Parquet readers and globs skip it.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def open_text(path: Path):

@@ -11,7 +11,6 @@ process (:data:`_DATASETS`, :data:`_CHECKPOINTS`).
 
 from __future__ import annotations
 
-import os
 import socket
 import time
 from collections.abc import Callable
@@ -27,6 +26,7 @@ from trainables.config import Runtime, TrialSpec
 from trainables.dataset import GraphDataset, load_task
 from trainables.gnn import GNNShape
 from trainables.methods import MethodContext, make_method
+from trainables.sources import atomic_write
 from trainables.splits import make_split, parse_label_setting
 from trainables.tasks import TASKS
 from trainables.train import EpochRecord, SplitIndices, fit
@@ -89,10 +89,7 @@ def execute_trial(spec: TrialSpec, runtime: Runtime,
     key = spec.key()
     store = ResultStore(runtime.store)
     artifact = store.artifact_path(key)
-    artifact.parent.mkdir(parents=True, exist_ok=True)
-    tmp = artifact.with_name(f".{artifact.name}.{os.getpid()}.tmp")
-    torch.save(result.best_state, tmp)
-    os.replace(tmp, artifact)
+    atomic_write(artifact, lambda fh: torch.save(result.best_state, fh))
 
     row = {
         "trial_key": key, "sweep": runtime.sweep, "backbone": spec.backbone,
