@@ -139,11 +139,17 @@ def run_trials(trials: list[dict[str, Any]], runtime: Runtime, trainable: Callab
                                       checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
         )
         grid = tuner.fit()
+        unfinished = 0
         for i in range(len(grid)):
             result = grid[i]
             if result.error is not None:
                 errors[result.config["trial"]["key"]] = f"{type(result.error).__name__}: {result.error}"
-        if not any(grid[i].error for i in range(len(grid))):
+            elif not (result.metrics or {}).get("done"):
+                unfinished += 1
+        if unfinished:
+            # Tune returns normally after Ctrl-C / SIGTERM: stop here instead of starting the next chunk.
+            raise KeyboardInterrupt(f"{unfinished} trials of {experiment} did not finish")
+        if not errors:
             shutil.rmtree(tune_root / experiment, ignore_errors=True)
     return errors
 
