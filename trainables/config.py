@@ -1,7 +1,9 @@
 """The canonical configuration of one trial, and its key.
 
 A :class:`TrialSpec` holds everything that determines a trial's result. Its
-:meth:`~TrialSpec.key` is the sha256 of its canonical JSON (sorted keys, fixed float format),
+:meth:`~TrialSpec.key` is the sha256 of its canonical JSON (sorted keys; numbers typed by
+:class:`TrainingRecipe` and by each method's hyper-parameter declarations, so ``0`` and ``0.0``
+never both occur; floats in Python's shortest round-trip form),
 so two specs with the same content have the same key on every machine; the results store is
 deduplicated on it. The key covers the data file's and the checkpoint's sha256 and the
 protocol version, so a changed file or protocol yields new trials instead of stale matches.
@@ -27,6 +29,13 @@ class TrainingRecipe:
     lr: float = 1e-3
     weight_decay: float = 0.0
     dropout: float = 0.5
+
+    def __post_init__(self):
+        # Equal recipes must serialise equally (0 and 0.0 would give different trial keys).
+        for name in ("epochs", "batch_size"):
+            object.__setattr__(self, name, int(getattr(self, name)))
+        for name in ("lr", "weight_decay", "dropout"):
+            object.__setattr__(self, name, float(getattr(self, name)))
 
 
 @dataclass(frozen=True)

@@ -120,16 +120,16 @@ def murcko_scaffold(mol: Chem.Mol) -> str:
 def featurize_mol(mol: Chem.Mol, stats: FeaturizationStats | None = None) -> MoleculeGraph | None:
     """Featurize an RDKit molecule; ``None`` when it holds an atom outside the vocabulary."""
     stats = stats if stats is not None else FeaturizationStats()
-    atoms = mol.GetAtoms()
+    other_chirality = other_dirs = dative = other_bonds = 0
     x = np.empty((mol.GetNumAtoms(), 2), dtype=np.int64)
-    for i, atom in enumerate(atoms):
+    for i, atom in enumerate(mol.GetAtoms()):
         atomic_num = atom.GetAtomicNum()
         if not 1 <= atomic_num <= 118:
-            stats.dummy_atom_molecules += 1
+            stats.dummy_atom_molecules += 1  # dropped: its mappings are not counted
             return None
         chirality = _CHIRALITY.get(atom.GetChiralTag())
         if chirality is None:
-            stats.other_chirality_as_unspecified += 1
+            other_chirality += 1
             chirality = 0
         x[i, 0] = atomic_num - 1
         x[i, 1] = chirality
@@ -141,18 +141,22 @@ def featurize_mol(mol: Chem.Mol, stats: FeaturizationStats | None = None) -> Mol
         type_index = _BOND_TYPE.get(bond_type)
         if type_index is None:
             if bond_type == Chem.rdchem.BondType.DATIVE:
-                stats.dative_bonds_as_single += 1
+                dative += 1
             else:
-                stats.other_bonds_as_single += 1
+                other_bonds += 1
             type_index = 0
         dir_index = _BOND_DIR.get(bond.GetBondDir())
         if dir_index is None:
-            stats.other_bond_dirs_as_none += 1
+            other_dirs += 1
             dir_index = 0
         i, j = bond.GetBeginAtomIdx(), bond.GetEndAtomIdx()
         edge_index[:, 2 * k] = (i, j)
         edge_index[:, 2 * k + 1] = (j, i)
         edge_attr[2 * k] = edge_attr[2 * k + 1] = (type_index, dir_index)
+    stats.other_chirality_as_unspecified += other_chirality
+    stats.dative_bonds_as_single += dative
+    stats.other_bonds_as_single += other_bonds
+    stats.other_bond_dirs_as_none += other_dirs
     return MoleculeGraph(x=x, edge_index=edge_index, edge_attr=edge_attr, scaffold=murcko_scaffold(mol), stats=stats)
 
 

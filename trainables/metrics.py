@@ -14,6 +14,8 @@ from sklearn.metrics import roc_auc_score
 
 from trainables.tasks import TaskType
 
+SQRT_FLOOR = 1e-12
+
 
 def task_loss(task_type: TaskType, output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Mean loss over present labels.
@@ -27,7 +29,10 @@ def task_loss(task_type: TaskType, output: torch.Tensor, y: torch.Tensor) -> tor
         losses = F.binary_cross_entropy_with_logits(output, target, reduction="none")
         return (losses * present).sum() / present.sum().clamp(min=1)
     squared = (output - target).pow(2) * present
-    return torch.sqrt(squared.sum() / present.sum().clamp(min=1))
+    mse = squared.sum() / present.sum().clamp(min=1)
+    # sqrt has an infinite gradient at 0 (a batch without labels, or a perfect fit), which
+    # masking turns into NaN: there, return the MSE itself (value 0, gradient 0).
+    return torch.where(mse > 0, torch.sqrt(mse.clamp(min=SQRT_FLOOR)), mse)
 
 
 @dataclass(frozen=True)

@@ -237,6 +237,7 @@ def atomic_write(target: Path, write: Callable[[BinaryIO], None]) -> None:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; caches and stores are shared between users
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):

@@ -6,8 +6,10 @@ Splits (registry ``SPLITS``; each returns three disjoint index arrays into the d
   first (ties: by first index), filled greedily: a set goes to train unless train would
   exceed ``0.8 * G``, then to valid unless train + valid would exceed ``0.9 * G``, else to
   test. Deterministic (the seed is unused), as in the reference splitter.
-* ``size``: molecules grouped by atom count, groups in *ascending* size filled with the same
-  greedy rule, so test holds the largest molecules (out of distribution by size).
+* ``size``: molecules grouped by atom count, groups in *ascending* size fill train up to
+  ``0.8 * G``, then valid up to ``0.9 * G``, then test, never going back, so every test
+  molecule is at least as large as every valid one, and valid as every train one (out of
+  distribution by size).
 * ``random``: a permutation by ``numpy.random.RandomState(seed)``; the first ``int(0.8 G)``
   go to train, the next ``int(0.1 G)`` to valid, the rest to test.
 
@@ -46,8 +48,15 @@ SplitFn = Callable[[Sequence[str], np.ndarray, int], Split]
 SPLITS: Registry[SplitFn] = Registry("split")
 
 
+def _as_split(train: list[int], valid: list[int], test: list[int]) -> Split:
+    as_array = lambda idx: np.asarray(sorted(idx), dtype=np.int64)  # noqa: E731
+    return Split(as_array(train), as_array(valid), as_array(test))
+
+
 def _greedy_fill(groups: list[list[int]], n: int, fractions: tuple[float, float, float] = FRACTIONS) -> Split:
-    """Fill train, then valid, then test with whole groups, in the order given."""
+    """The reference scaffold fill: each group, in order, goes to train if it fits under
+    ``0.8 n``, else to valid if train + valid stay under ``0.9 n``, else to test. A later,
+    smaller group may still fit into train after a larger one overflowed."""
     train_cutoff = fractions[0] * n
     valid_cutoff = (fractions[0] + fractions[1]) * n
     train: list[int] = []
@@ -61,8 +70,22 @@ def _greedy_fill(groups: list[list[int]], n: int, fractions: tuple[float, float,
                 valid.extend(group)
         else:
             train.extend(group)
-    as_array = lambda idx: np.asarray(sorted(idx), dtype=np.int64)  # noqa: E731
-    return Split(as_array(train), as_array(valid), as_array(test))
+    return _as_split(train, valid, test)
+
+
+def _sequential_fill(groups: list[list[int]], n: int, fractions: tuple[float, float, float] = FRACTIONS) -> Split:
+    """Fill train, then valid, then test with whole groups *in order*, never going back: once a
+    group overflows a part, every later group goes to a later part (so for groups sorted by
+    size, test holds the largest molecules)."""
+    cutoffs = (fractions[0] * n, (fractions[0] + fractions[1]) * n, float("inf"))
+    parts: tuple[list[int], list[int], list[int]] = ([], [], [])
+    part, filled = 0, 0
+    for group in groups:
+        while filled + len(group) > cutoffs[part]:
+            part += 1
+        parts[part].extend(group)
+        filled += len(group)
+    return _as_split(*parts)
 
 
 @SPLITS.register("scaffold")
@@ -80,7 +103,7 @@ def size_split(scaffolds: Sequence[str], num_atoms: np.ndarray, seed: int = SPLI
     for i, size in enumerate(np.asarray(num_atoms).tolist()):
         by_size[size].append(i)
     groups = [by_size[size] for size in sorted(by_size)]
-    return _greedy_fill(groups, len(num_atoms))
+    return _sequential_fill(groups, len(num_atoms))
 
 
 @SPLITS.register("random")
@@ -105,7 +128,12 @@ class LabelSetting:
     value: float | int | None = None
 
     def __str__(self) -> str:
-        return self.kind if self.kind == "full" else f"{self.kind}:{self.value:g}"
+        if self.kind == "full":
+            return "full"
+        if self.kind == "fewshot":
+            return f"fewshot:{int(self.value)}"
+        value = float(self.value)
+        return f"ratio:{int(value) if value.is_integer() else repr(value)}"  # exact round trip
 
     def subset(self, train: np.ndarray, subset_seed: int) -> np.ndarray:
         """The training indices kept under this setting (sorted)."""

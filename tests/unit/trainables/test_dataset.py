@@ -15,7 +15,7 @@ from trainables.featurize import FEATURIZER_VERSION, featurize_smiles
 from trainables.sources import ChecksumError, DataFile
 from trainables.tasks import Task, TaskType
 
-from hand_molecules import make_dataset
+from tests.unit.trainables.hand_molecules import make_dataset
 
 ASPIRIN, CAFFEINE, ETHANOL, BENZENE = "CC(=O)Oc1ccccc1C(=O)O", "Cn1cnc2c1c(=O)n(C)c(=O)n2C", "CCO", "c1ccccc1"
 ESOL = "moleculenet/esol.csv"
@@ -111,21 +111,6 @@ def test_load_graphs_writes_one_cache_file_atomically_and_reuses_it(monkeypatch,
     assert again["scaffolds"] == graphs["scaffolds"] and again["stats"] == graphs["stats"]
     assert ds.is_cached(ds.TASKS.get("esol"))
     assert not ds.is_cached(ds.TASKS.get("freesolv"))
-
-
-def test_atomic_save_leaves_nothing_on_failure(tmp_path):
-    target = tmp_path / "out.pt"
-
-    class Unpicklable:
-        def __reduce__(self):
-            raise RuntimeError("nope")
-
-    with pytest.raises(RuntimeError, match="nope"):
-        ds._atomic_torch_save({"a": Unpicklable()}, target)
-    assert list(tmp_path.iterdir()) == []
-    ds._atomic_torch_save({"a": torch.arange(3)}, target)
-    assert [p.name for p in tmp_path.iterdir()] == ["out.pt"]
-    assert torch.equal(ds._load_cache(target)["a"], torch.arange(3))
 
 
 @pytest.mark.data

@@ -195,9 +195,6 @@ def test_counters_accumulate_over_molecules():
                                "other_chirality_as_unspecified": 0, "other_bond_dirs_as_none": 0, "dropped": 2}
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: featurize_mol counts a chirality mapping for atoms it has already "
-                                       "visited before finding a dummy atom, so a dropped molecule still moves "
-                                       "other_chirality_as_unspecified (featurize.py:126-133)")
 def test_dropped_molecule_does_not_count_mappings():
     graph, stats = featurize("F[Pt@SP1](Cl)(Br)*")
     assert graph is None and stats.dummy_atom_molecules == 1

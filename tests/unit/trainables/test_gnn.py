@@ -12,7 +12,7 @@ from trainables.featurize import featurize_smiles
 from trainables.gnn import (CONVS, GNN_TYPES, GATConv, GCNConv, GINConv, GNNShape, GraphPredictor, GraphSAGEConv,
                             HuGNN, add_self_loops)
 
-from hand_molecules import make_dataset
+from tests.unit.trainables.hand_molecules import make_dataset
 
 D = 8
 

@@ -125,6 +125,7 @@ def test_file_in_data_root_is_read_in_place(monkeypatch, tmp_path):
     assert not (tmp_path / "cache").exists()  # nothing copied
 
 
+@pytest.mark.data
 def test_real_data_root_resolves_every_registered_file(data_root):
     for relpath, spec in sources.FILES.items():
         path = sources.resolve(relpath, data_root)
@@ -180,13 +181,26 @@ def test_download_with_wrong_checksum_is_not_kept(no_data_root, monkeypatch):
     assert _leftovers(no_data_root) == []  # the .part file is removed too
 
 
+@pytest.mark.data
 def test_correct_download_lands_atomically_and_is_reused(no_data_root, monkeypatch, data_root):
     payload = (data_root / ESOL).read_bytes()
     assert hashlib.sha256(payload).hexdigest() == sources.FILES.get(ESOL).sha256
     calls: list = []
     monkeypatch.setattr(sources.urllib.request, "urlopen", _urlopen_returning(payload, calls))
+    renames: list = []
+    real_replace = sources.os.replace
+
+    def spy_replace(src, dst):
+        renames.append((Path(src), Path(dst), Path(src).read_bytes() == payload))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(sources.os, "replace", spy_replace)
     path = sources.resolve(ESOL)
     assert path == no_data_root / ESOL
+    # downloaded into a hidden temporary file beside the target, then renamed into place in one step
+    [(tmp, dst, complete)] = renames
+    assert dst == path and tmp.parent == path.parent and complete
+    assert tmp.name.startswith(".esol.csv.") and tmp.name.endswith(".part")
     assert path.read_bytes() == payload
     assert _leftovers(no_data_root) == ["esol.csv"]  # no temporary file left
     assert [url for url, _ in calls] == [sources.FILES.get(ESOL).url]
@@ -196,6 +210,7 @@ def test_correct_download_lands_atomically_and_is_reused(no_data_root, monkeypat
     assert len(calls) == 1
 
 
+@pytest.mark.data
 def test_uncompressed_download_of_a_gz_file_lands_without_gz(no_data_root, monkeypatch, data_root):
     relpath = "moleculenet/bace.csv.gz"
     payload = gzip.decompress((data_root / relpath).read_bytes())
@@ -216,3 +231,22 @@ def test_sha256_of_and_open_text(tmp_path):
     packed.write_bytes(gzip.compress(b"smiles\nCCO\n"))
     with sources.open_text(packed) as fh:
         assert fh.read() == "smiles\nCCO\n"
+
+
+def test_atomic_write_replaces_whole_files_and_cleans_up(tmp_path):
+    target = tmp_path / "sub" / "out.bin"
+    sources.atomic_write(target, lambda fh: fh.write(b"first"))
+    assert target.read_bytes() == b"first"
+    assert _leftovers(tmp_path) == ["out.bin"]
+
+    def half_then_fail(fh):
+        fh.write(b"partial")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        sources.atomic_write(target, half_then_fail)
+    assert target.read_bytes() == b"first"  # the old file is intact
+    assert _leftovers(tmp_path) == ["out.bin"]  # no temporary file left
+    sources.atomic_write(target, lambda fh: fh.write(b"second"))
+    assert target.read_bytes() == b"second"
+    assert _leftovers(tmp_path) == ["out.bin"]

@@ -76,9 +76,6 @@ def test_size_split_by_hand():
     check_partition(split, 10)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: size split reuses the greedy scaffold fill, so a small later (larger-"
-                                       "molecule) group still fits into train/valid after a group has overflowed; "
-                                       "test does not hold the largest molecules (splits.py:56-63 via size_split at splits.py:83)")
 def test_size_split_is_monotone_in_atom_count():
     atoms = np.array([1] * 7 + [2] * 2 + [3])  # the 2-atom group overflows train, the 3-atom one fits back in
     split = size_split(["x"] * 10, atoms)
@@ -101,8 +98,6 @@ def test_bbbp_size_split_partition(real_env):
 
 
 @pytest.mark.data
-@pytest.mark.xfail(strict=True, reason="BUG: on BBBP the size split puts 47-atom molecules in train while valid "
-                                       "holds 30-33 atoms and test starts at 34 (splits.py:56-63 via size_split at splits.py:83)")
 def test_bbbp_size_split_test_holds_the_largest(real_env):
     from trainables.dataset import load_task
 
@@ -167,9 +162,6 @@ def test_bad_label_settings_name_the_value(text):
     assert "'full', 'fewshot:N' (N >= 1 molecules) or 'ratio:r' (0 < r <= 1)" in message
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: LabelSetting.__str__ formats with :g (6 significant digits), so "
-                                       "'fewshot:1000000' prints as 'fewshot:1e+06' (unparseable) and "
-                                       "'ratio:0.12345678' silently becomes 'ratio:0.123457' (splits.py:108)")
 @pytest.mark.parametrize("text", ["fewshot:1000000", "ratio:0.12345678"])
 def test_label_setting_str_round_trips(text):
     parsed = parse_label_setting(text)
