@@ -13,7 +13,7 @@ _DEFAULT_DATA = REPO.parent / "shared" / "data"
 
 
 def real_data_root() -> Path | None:
-    root = Path(os.environ.get("ROFT_DATA") or _DEFAULT_DATA)
+    root = Path(os.environ.get("ROFT_DATA") or _DEFAULT_DATA).resolve()
     return root if (root / "moleculenet").is_dir() else None
 
 
