@@ -87,7 +87,7 @@ def _print_rows(header: list[str], rows: list[list[object]]) -> None:
 
 def _data(args) -> int:
     from trainables import sources
-    from trainables.dataset import featurized_cache_path, load_graphs, read_table
+    from trainables.dataset import checked_sha256, featurized_cache_path, is_cached, load_graphs, read_table
     from trainables.tasks import TASKS
 
     root = _data_root(args)
@@ -109,7 +109,6 @@ def _data(args) -> int:
         for name in names:
             task = TASKS.get(name)
             path = sources.resolve(task.file, root)
-            from trainables.dataset import checked_sha256
             cache = featurized_cache_path(checked_sha256(task.file, path))
             cold = not cache.is_file()
             start = time.perf_counter()
@@ -127,16 +126,15 @@ def _data(args) -> int:
         except sources.DataUnavailableError:
             rows.append([name, task.task_type.value, task.metric, task.file, "missing", "-", "-", "-", "no"])
             continue
-        from trainables.dataset import checked_sha256
-        cache = featurized_cache_path(checked_sha256(task.file, path))
         table = read_table(path)
         n_tasks = len(task.resolve_label_columns(list(table.columns)))
         valid = dropped = "-"
-        if cache.is_file():
+        cached = is_cached(task, root)
+        if cached:
             graphs, _ = load_graphs(task.file, task.smiles_column, root)
             valid, dropped = len(graphs["scaffolds"]), graphs["stats"]["dropped"]
         rows.append([name + ("" if task.in_paper else " *"), task.task_type.value, task.metric, task.file,
-                     len(table), valid, dropped, n_tasks, "yes" if cache.is_file() else "no"])
+                     len(table), valid, dropped, n_tasks, "yes" if cached else "no"])
     _print_rows(["task", "type", "metric", "file", "rows", "valid", "dropped", "#tasks", "cached"], rows)
     print("* not in the RoFt-Mol paper. 'valid' needs the featurized cache: `roft data featurize`.", file=sys.stderr)
     return 0

@@ -17,7 +17,6 @@ places looked at and how to set the data root.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import os
 import shutil
@@ -55,10 +54,9 @@ class DataFile:
     relpath: path below the data root, e.g. ``moleculenet/bbbp.csv``.
     sha256: digest of the file as it lies in the data root.
     url: canonical public URL, or ``None`` where no single public file exists.
-    served_gzipped: ``False`` when ``url`` serves the uncompressed content of a ``.gz`` file
-        (then ``served_sha256`` is the digest of what is served and the cache keeps the
+    served_sha256: digest of the bytes ``url`` serves when they differ from ``sha256`` (the
+        URL serves the uncompressed content of a ``.gz`` file; the cache then keeps the
         uncompressed file).
-    served_sha256: digest of the served bytes when they differ from ``sha256``.
     """
 
     relpath: str
@@ -243,7 +241,3 @@ def atomic_write(target: Path, write: Callable[[BinaryIO], None]) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
 
-
-def open_text(path: Path):
-    """Open a (possibly gzipped) text file."""
-    return gzip.open(path, "rt") if path.suffix == ".gz" else open(path, encoding="utf-8")

@@ -23,7 +23,7 @@ Register a new method with one decorated class::
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -74,7 +74,6 @@ class MethodContext:
 
     model: GraphPredictor
     pretrained_state: dict[str, torch.Tensor] | None
-    extras: dict[str, Any] = field(default_factory=dict)
 
 
 class FineTuningMethod:

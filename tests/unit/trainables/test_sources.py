@@ -210,29 +210,6 @@ def test_correct_download_lands_atomically_and_is_reused(no_data_root, monkeypat
     assert len(calls) == 1
 
 
-@pytest.mark.data
-def test_uncompressed_download_of_a_gz_file_lands_without_gz(no_data_root, monkeypatch, data_root):
-    relpath = "moleculenet/bace.csv.gz"
-    payload = gzip.decompress((data_root / relpath).read_bytes())
-    calls: list = []
-    monkeypatch.setattr(sources.urllib.request, "urlopen", _urlopen_returning(payload, calls))
-    path = sources.resolve(relpath)
-    assert path == no_data_root / "moleculenet" / "bace.csv"
-    assert sources.sha256_of(path) == sources.FILES.get(relpath).served_sha256
-    with sources.open_text(path) as fh:
-        assert fh.readline().startswith("mol,CID,Class")
-
-
-def test_sha256_of_and_open_text(tmp_path):
-    plain = tmp_path / "a.csv"
-    plain.write_text("smiles\nCCO\n")
-    assert sources.sha256_of(plain, chunk=3) == hashlib.sha256(b"smiles\nCCO\n").hexdigest()
-    packed = tmp_path / "a.csv.gz"
-    packed.write_bytes(gzip.compress(b"smiles\nCCO\n"))
-    with sources.open_text(packed) as fh:
-        assert fh.read() == "smiles\nCCO\n"
-
-
 def test_atomic_write_replaces_whole_files_and_cleans_up(tmp_path):
     target = tmp_path / "sub" / "out.bin"
     sources.atomic_write(target, lambda fh: fh.write(b"first"))
