@@ -9,7 +9,6 @@ metric (strict improvement, so ties keep the earliest epoch); that epoch's state
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -102,7 +101,6 @@ def fit(ctx: MethodContext, method: FineTuningMethod, data: GraphDataset, split:
     if best is None:
         raise RuntimeError("no epoch produced a finite validation metric (is the validation set empty "
                            "or missing one of the classes in every task?)")
-    best.history = history
     return best
 
 
@@ -137,4 +135,4 @@ def _train_epoch(ctx, method, stage: Stage, data: GraphDataset, train_index: tor
 
 
 def _cpu_copy(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {k: v.detach().to("cpu", copy=True) for k, v in copy.copy(state).items()}
+    return {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
