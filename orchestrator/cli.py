@@ -173,7 +173,7 @@ def _sweep(args) -> int:
         print("roft: error: files are missing (listed above); nothing was run", file=sys.stderr)
         return 2
     runtime = Runtime(store=str(store.root), sweep=spec.name, data_root=root, threads=max(1, int(spec.resources.cpu)),
-                      device=args.device, code_version=code_version())
+                      device=args.device, code_version=code_version(), artifacts=spec.execution.artifacts)
     outcome = run_sweep(plan, store, runtime, address=args.address)
     print(f"ran {outcome.submitted} trials in {outcome.wall_seconds:.1f} s: {outcome.succeeded} landed, "
           f"{len(outcome.failed)} failed", file=sys.stderr)

@@ -23,6 +23,7 @@ from typing import Any, TextIO
 from orchestrator.plan import SweepPlan
 from orchestrator.store import ResultStore
 from trainables.config import Runtime
+from trainables.dependencies import parent_spec
 
 
 @dataclass
@@ -156,7 +157,10 @@ def run_trials(trials: list[dict[str, Any]], runtime: Runtime, trainable: Callab
 
 def run_sweep(plan: SweepPlan, store: ResultStore, runtime: Runtime, address: str | None = None,
               stream: TextIO = sys.stderr) -> SweepOutcome:
-    """Run every pending trial of ``plan`` and report what landed in the store."""
+    """Run every pending trial of ``plan``, wave by wave, and report what landed in the store.
+
+    A dependant whose parent failed is not submitted; it is reported failed with the reason.
+    """
     started = time.perf_counter()
     pending = plan.pending
     if not pending:
@@ -165,11 +169,24 @@ def run_sweep(plan: SweepPlan, store: ResultStore, runtime: Runtime, address: st
     init_ray(address)
     spec = plan.spec
     reporter = ProgressReporter(len(pending), spec.name, stream)
-    errors = run_trials(
-        [{"key": t.key(), "spec": t.to_dict()} for t in pending], runtime, _trainable(), name=spec.name,
-        resources={"cpu": spec.resources.cpu, "gpu": spec.resources.gpu},
-        chunk_size=spec.execution.chunk_size, max_failures=spec.execution.max_failures,
-        max_concurrent=spec.execution.max_concurrent, tune_root=store.root / "_tune", reporter=reporter)
+    errors: dict[str, str] = {}
+    for wave in plan.waves():
+        landed = store.done_keys()
+        runnable = []
+        for trial in wave:
+            parent = parent_spec(trial)
+            if parent is not None and parent.key() not in landed:
+                errors[trial.key()] = (f"not run: its {parent.method} parent trial {parent.key()} did not land "
+                                       f"({errors.get(parent.key(), 'see the failures above')})")
+                reporter.update(reporter.running, finished_failed=1)
+            else:
+                runnable.append(trial)
+        if runnable:
+            errors.update(run_trials(
+                [{"key": t.key(), "spec": t.to_dict()} for t in runnable], runtime, _trainable(), name=spec.name,
+                resources={"cpu": spec.resources.cpu, "gpu": spec.resources.gpu},
+                chunk_size=spec.execution.chunk_size, max_failures=spec.execution.max_failures,
+                max_concurrent=spec.execution.max_concurrent, tune_root=store.root / "_tune", reporter=reporter))
     landed = store.done_keys()
     failed = {t.key(): errors.get(t.key(), "finished without committing a row to the store")
               for t in pending if t.key() not in landed}

@@ -4,6 +4,12 @@
 seed) into :class:`~trainables.config.TrialSpec` objects, stamping each with the sha256 of its
 data file and checkpoint, and diffs their keys against the store. Files that cannot be found
 are collected (not raised) so a dry run can list them all.
+
+Trials of methods that start from another trial's checkpoint (WiSE-FT and RoFt-Mol start from
+Full FT, :mod:`trainables.dependencies`) make the planner add their parent trials when the spec
+does not list them; the plan says so. :meth:`SweepPlan.waves` orders the pending trials in two
+waves: everything whose parent is already in the store (or that has none), then the dependants
+whose parent runs in the first wave.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from trainables import sources
 from trainables.backbones import BACKBONES
 from trainables.config import TrialSpec
 from trainables.dataset import checked_sha256
+from trainables.dependencies import parent_spec
 from trainables.tasks import TASKS
 
 
@@ -28,15 +35,27 @@ class SweepPlan:
     trials: list[TrialSpec]
     done: set[str] = field(default_factory=set)
     missing_files: dict[str, str] = field(default_factory=dict)  # what -> why
+    added_parents: int = 0  # parent trials added because dependants need them
 
     @cached_property
     def pending(self) -> list[TrialSpec]:
         return [t for t in self.trials if t.key() not in self.done]
 
+    def waves(self) -> list[list[TrialSpec]]:
+        """Pending trials in dependency order: [ready now, waiting for a parent of the first wave]."""
+        ready, waiting = [], []
+        for trial in self.pending:
+            parent = parent_spec(trial)
+            (waiting if parent is not None and parent.key() not in self.done else ready).append(trial)
+        return [wave for wave in (ready, waiting) if wave]
+
     def summary(self) -> str:
         """Counts per dimension, done / pending, and missing files (the dry-run report)."""
         lines = [f"sweep {self.spec.name} ({self.spec.source}): {len(self.trials)} trials, "
                  f"{len(self.trials) - len(self.pending)} already in the store, {len(self.pending)} to run"]
+        if self.added_parents:
+            lines.append(f"  added {self.added_parents} full-ft trials that wise-ft / roft-mol trials start from "
+                         "(not listed in the spec); they run first")
         for dimension in ("backbone", "method", "task", "split", "label_setting", "seed"):
             counts = Counter(str(getattr(t, dimension)) for t in self.trials)
             pending = Counter(str(getattr(t, dimension)) for t in self.pending)
@@ -91,7 +110,19 @@ def expand(spec: SweepSpec, data_root: str | None = None) -> tuple[list[TrialSpe
     return trials, missing
 
 
+def with_parents(trials: list[TrialSpec]) -> tuple[list[TrialSpec], int]:
+    """``trials`` plus the parent trials they need that are not among them (parents first)."""
+    keys = {t.key() for t in trials}
+    added: dict[str, TrialSpec] = {}
+    for trial in trials:
+        parent = parent_spec(trial)
+        if parent is not None and parent.key() not in keys:
+            added.setdefault(parent.key(), parent)
+    return [*added.values(), *trials], len(added)
+
+
 def plan_sweep(spec: SweepSpec, store: ResultStore, data_root: str | None = None) -> SweepPlan:
     trials, missing = expand(spec, data_root)
+    trials, added = with_parents(trials)
     return SweepPlan(spec=spec, trials=trials, done=store.done_keys() & {t.key() for t in trials},
-                     missing_files=missing)
+                     missing_files=missing, added_parents=added)

@@ -4,7 +4,9 @@ Layout below the store root::
 
     trials/<trial_key>.parquet     one row per finished trial (schema: TRIAL_SCHEMA)
     epochs/<trial_key>.parquet     per-epoch curves of that trial (schema: EPOCH_SCHEMA)
-    artifacts/<trial_key>/best.pt  the best-validation state dict (GraphPredictor layout)
+    artifacts/<trial_key>/best.pt  the best-validation state dict (GraphPredictor layout), kept for
+                                   trials other trials depend on (Full FT), or all with
+                                   ``execution.artifacts: all``; its sha256 is in the trial row
 
 Every file is written under a hidden temporary name (``.<name>.<random>.tmp``; Parquet
 readers skip names starting with ``.``) and renamed into place, so readers never see a
@@ -68,7 +70,11 @@ TRIAL_SCHEMA = pa.schema([
     ("protocol_version", pa.string()),
     ("trial_config", pa.string()),  # canonical JSON of the TrialSpec
     ("finished_at", pa.timestamp("us", tz="UTC")),
-    ("artifact_path", pa.string()),
+    ("artifact_path", pa.string()),  # "" when the trial's checkpoint was not kept
+    ("artifact_sha256", pa.string()),
+    ("parent_trial_key", pa.string()),  # "" for trials that depend on no other trial
+    ("parent_artifact_sha256", pa.string()),
+    ("method_results", pa.string()),  # canonical JSON of method-specific results (RoFt-Mol's alphas)
 ])
 
 EPOCH_SCHEMA = pa.schema([
@@ -133,6 +139,16 @@ class ResultStore:
         if not files:
             return None
         return ds.dataset(files, schema=schema, format="parquet")
+
+    def read_trial(self, trial_key: str) -> dict[str, Any] | None:
+        """The committed row of one trial, or ``None``."""
+        path = self.trials_dir / f"{trial_key}.parquet"
+        if not path.is_file():
+            return None
+        rows = pq.read_table(path).to_pylist()
+        if len(rows) != 1 or rows[0].get("trial_key") != trial_key:
+            raise StoreError(f"{path} does not hold exactly the row of trial {trial_key}")
+        return rows[0]
 
     def done_keys(self) -> set[str]:
         """Keys of every trial with a committed row."""

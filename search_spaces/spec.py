@@ -16,7 +16,12 @@ and the accepted values, and *all* errors of a spec are reported together::
     training: {epochs: 100, batch_size: 32, lr: 0.001, weight_decay: 0.0, dropout: 0.5}
     model: {num_layers: 5, emb_dim: 300}   # scratch backbones only; checkpoints fix their own
     resources: {cpu: 1, gpu: 0}         # per trial; gpu may be fractional (0.25)
-    execution: {chunk_size: 256, max_failures: 1, max_concurrent: 0}
+    execution: {chunk_size: 256, max_failures: 1, max_concurrent: 0, artifacts: required}
+                                        # artifacts: required (keep the checkpoints that WiSE-FT /
+                                        # RoFt-Mol start from) or all
+
+Methods that start from another trial's checkpoint (``wise-ft``, ``roft-mol``: ``full-ft``)
+make the planner add the ``full-ft`` trials they need when the spec does not list them.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from typing import Any
 import yaml
 
 from trainables.backbones import BACKBONES
-from trainables.config import TrainingRecipe
+from trainables.config import ARTIFACT_POLICIES, TrainingRecipe
 from trainables.methods import METHODS
 from trainables.splits import SPLITS, parse_label_setting
 from trainables.tasks import TASKS
@@ -56,6 +61,7 @@ class Execution:
     chunk_size: int = 256
     max_failures: int = 1
     max_concurrent: int = 0  # 0: as many as resources allow
+    artifacts: str = "required"  # required | all (which trials keep their best checkpoint)
 
 
 @dataclass(frozen=True)
@@ -84,7 +90,8 @@ _SECTIONS = {
                  "dropout": (float, 0.0)},
     "model": {"num_layers": (int, 1), "emb_dim": (int, 1)},
     "resources": {"cpu": (float, 0.0), "gpu": (float, 0.0)},
-    "execution": {"chunk_size": (int, 1), "max_failures": (int, 0), "max_concurrent": (int, 0)},
+    "execution": {"chunk_size": (int, 1), "max_failures": (int, 0), "max_concurrent": (int, 0),
+                  "artifacts": ARTIFACT_POLICIES},
 }
 
 
@@ -178,6 +185,12 @@ class _Validator:
         for key, item in value.items():
             if key not in schema:
                 self.errors.append(_unknown(name, key, list(schema), "key"))
+                continue
+            if isinstance(schema[key], tuple) and all(isinstance(c, str) for c in schema[key]):
+                if item not in schema[key]:
+                    self.errors.append(f"{name}.{key}: {item!r} is not accepted; accepted: {', '.join(schema[key])}")
+                else:
+                    out[key] = item
                 continue
             kind, minimum = schema[key]
             ok = isinstance(item, (int, float)) and not isinstance(item, bool) and (kind is float or isinstance(item, int))

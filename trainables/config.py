@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 PROTOCOL_VERSION = "roft-protocol-1"
+ARTIFACT_POLICIES = ("required", "all")
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,11 @@ class Runtime:
     threads: int = 1
     device: str = "auto"  # auto | cpu | cuda
     code_version: str = "unknown"
+    artifacts: str = "required"  # required: keep checkpoints other trials depend on | all
+
+    def __post_init__(self):
+        if self.artifacts not in ARTIFACT_POLICIES:
+            raise ValueError(f"artifacts={self.artifacts!r} is not accepted; accepted: {', '.join(ARTIFACT_POLICIES)}")
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)

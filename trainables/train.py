@@ -1,10 +1,13 @@
 """The shared fine-tuning loop (PROTOCOL section 3), identical for every method.
 
-Per stage of the method: Adam(lr, weight_decay) over the method's trainable parameters;
-each epoch shuffles the (label-setting) training molecules with the trial's generator, takes
-mini-batches of ``batch_size``, minimises ``task_loss + method.regularizer``, then evaluates
-valid and test. The reported result is the test metric at the epoch with the best validation
-metric (strict improvement, so ties keep the earliest epoch); that epoch's state dict is kept.
+``method.setup`` runs first (theta_pre is the model's state at that moment). Per stage of the
+method: Adam(stage lr or recipe lr, weight_decay) over the method's trainable parameters; each
+epoch shuffles the stage's fitting molecules (the label-setting training subset, or validation
+for RoFt-Mol) with the trial's generator, takes mini-batches of ``batch_size``, minimises
+``task_loss + method.regularizer``, then evaluates the selection set and test. A stage of 0
+epochs is evaluated once without training (post-hoc methods). The reported result is the test
+metric at the epoch with the best selection metric over the selectable stages (strict
+improvement, so ties keep the earliest epoch); that epoch's ``method.snapshot`` is kept.
 """
 
 from __future__ import annotations
@@ -45,13 +48,32 @@ class FitResult:
     test_score: Score
     best_state: dict[str, torch.Tensor]
     history: list[EpochRecord] = field(default_factory=list)
+    summary: dict = field(default_factory=dict)  # method.summary() at the best epoch
+
+
+HALVING_SEED = 42
 
 
 @dataclass
 class SplitIndices:
+    """Molecule indices of train (after the label setting), valid and test.
+
+    ``valid_fit`` / ``valid_select`` are the two halves of valid (a fixed permutation with seed
+    42, first half fits, second half selects), for methods that fit on validation data.
+    """
+
     train: torch.Tensor
     valid: torch.Tensor
     test: torch.Tensor
+
+    def part(self, name: str) -> torch.Tensor:
+        if name in ("train", "valid", "test"):
+            return getattr(self, name)
+        if name in ("valid_fit", "valid_select"):
+            order = self.valid[torch.randperm(len(self.valid), generator=torch.Generator().manual_seed(HALVING_SEED))]
+            half = (len(order) + 1) // 2
+            return order[:half] if name == "valid_fit" else order[half:]
+        raise ValueError(f"unknown split part {name!r}; accepted: train, valid, test, valid_fit, valid_select")
 
 
 @torch.no_grad()
@@ -70,33 +92,45 @@ def score(model, data: GraphDataset, index: torch.Tensor, task_type: TaskType, d
 def fit(ctx: MethodContext, method: FineTuningMethod, data: GraphDataset, split: SplitIndices,
         task_type: TaskType, higher_is_better: bool, recipe: TrainingRecipe, generator: torch.Generator,
         device: torch.device, on_epoch: Callable[[EpochRecord], None] | None = None) -> FitResult:
-    """Run every stage of ``method`` and return the best-validation epoch's result."""
-    model = ctx.model
+    """Run every stage of ``method`` and return the best-selection epoch's result."""
+    if ctx.pretrained_state is None:
+        ctx.pretrained_state = _cpu_copy(ctx.model.state_dict())
+    method.setup(ctx)
     best: FitResult | None = None
     history: list[EpochRecord] = []
     epoch_counter = 0
     for stage in method.stages(recipe.epochs):
-        parameters = _select_trainable(model, method.trainable_parameters(ctx, stage))
-        optimizer = torch.optim.Adam(parameters, lr=recipe.lr, weight_decay=recipe.weight_decay)
+        select_index = split.part(stage.select_on)
         stage_best_state: dict[str, torch.Tensor] | None = None
         stage_best_val: float | None = None
-        for _ in range(stage.epochs):
-            epoch_counter += 1
-            train_loss = _train_epoch(ctx, method, stage, data, split.train, task_type, recipe, optimizer,
-                                      parameters, generator, device)
-            val_score = score(model, data, split.valid, task_type, device)
-            test_score = score(model, data, split.test, task_type, device)
+        if stage.epochs > 0:
+            parameters = _select_trainable(ctx.model, method.trainable_parameters(ctx, stage))
+            optimizer = torch.optim.Adam(parameters, lr=recipe.lr if stage.lr is None else stage.lr,
+                                         weight_decay=recipe.weight_decay)
+            fit_index = split.part(stage.fit_on)
+        for _ in range(max(stage.epochs, 1)):  # an evaluation-only stage is evaluated once
+            train_loss = float("nan")
+            if stage.epochs > 0:
+                epoch_counter += 1
+                train_loss = _train_epoch(ctx, method, stage, data, fit_index, task_type, recipe, optimizer,
+                                          parameters, generator, device)
+            val_score = score(ctx.model, data, select_index, task_type, device)
+            test_score = score(ctx.model, data, split.test, task_type, device)
             record = EpochRecord(stage.name, epoch_counter, train_loss, val_score.value, test_score.value,
                                  val_score.skipped, test_score.skipped)
             history.append(record)
             if on_epoch is not None:
                 on_epoch(record)
-            if is_better(val_score.value, stage_best_val, higher_is_better):
-                stage_best_val = val_score.value
-                stage_best_state = _cpu_copy(model.state_dict())
-            if is_better(val_score.value, None if best is None else best.val, higher_is_better):
+            improves_stage = is_better(val_score.value, stage_best_val, higher_is_better)
+            improves_trial = stage.selectable and is_better(val_score.value, None if best is None else best.val,
+                                                            higher_is_better)
+            if improves_stage or improves_trial:
+                state = _cpu_copy(method.snapshot(ctx))
+            if improves_stage:
+                stage_best_val, stage_best_state = val_score.value, state
+            if improves_trial:
                 best = FitResult(epoch_counter, stage.name, val_score.value, test_score.value, val_score,
-                                 test_score, stage_best_state, history)
+                                 test_score, state, history, method.summary(ctx))
         method.end_stage(ctx, stage, stage_best_state)
     if best is None:
         raise RuntimeError("no epoch produced a finite validation metric (is the validation set empty "
@@ -113,10 +147,10 @@ def _select_trainable(model: torch.nn.Module, trainable: list[torch.nn.Parameter
     return trainable
 
 
-def _train_epoch(ctx, method, stage: Stage, data: GraphDataset, train_index: torch.Tensor, task_type: TaskType,
+def _train_epoch(ctx, method, stage: Stage, data: GraphDataset, fit_index: torch.Tensor, task_type: TaskType,
                  recipe: TrainingRecipe, optimizer, parameters, generator, device) -> float:
     method.set_train_mode(ctx, stage)
-    order = train_index[torch.randperm(len(train_index), generator=generator)]
+    order = fit_index[torch.randperm(len(fit_index), generator=generator)]
     total, batches = 0.0, 0
     for start in range(0, len(order), recipe.batch_size):
         batch = data.batch(order[start:start + recipe.batch_size]).to(device)

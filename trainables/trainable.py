@@ -11,6 +11,8 @@ process (:data:`_DATASETS`, :data:`_CHECKPOINTS`).
 
 from __future__ import annotations
 
+import hashlib
+import io
 import socket
 import time
 from collections.abc import Callable
@@ -24,6 +26,7 @@ from orchestrator.store import ResultStore, canonical_json
 from trainables.backbones import BACKBONES, PretrainedWeights, build_model, read_checkpoint
 from trainables.config import Runtime, TrialSpec
 from trainables.dataset import GraphDataset, load_task
+from trainables.dependencies import parent_methods, parent_spec
 from trainables.gnn import GNNShape
 from trainables.methods import MethodContext, make_method
 from trainables.sources import atomic_write
@@ -50,6 +53,48 @@ def cached_checkpoint(backbone: str, data_root: str | None) -> PretrainedWeights
     return _CHECKPOINTS[(backbone, data_root)]
 
 
+class DependencyError(RuntimeError):
+    """A dependant trial's parent checkpoint is missing or does not match its record."""
+
+
+def load_parent_state(spec: TrialSpec, store: ResultStore) -> tuple[str, str, dict[str, torch.Tensor]] | None:
+    """``(parent key, artifact sha256, state)`` of ``spec``'s parent trial, verified; None without one.
+
+    The parent must have a committed row under the key derived from ``spec``; its artifact must
+    exist and hash to the sha256 recorded in that row.
+    """
+    parent = parent_spec(spec)
+    if parent is None:
+        return None
+    key = parent.key()
+    row = store.read_trial(key)
+    if row is None:
+        raise DependencyError(f"{spec.method} trial {spec.key()} needs its {parent.method} parent trial {key}, "
+                              f"which is not in the store at {store.root}; run the sweep (it plans the parent "
+                              "first) or the parent trial")
+    path = store.artifact_path(key)
+    recorded = row.get("artifact_sha256") or ""
+    if not path.is_file() or not recorded:
+        raise DependencyError(f"{parent.method} trial {key} has no saved checkpoint at {path} (recorded sha256: "
+                              f"{recorded or 'none'}); delete its row trials/{key}.parquet to retrain it")
+    blob = path.read_bytes()
+    actual = hashlib.sha256(blob).hexdigest()
+    if actual != recorded:
+        raise DependencyError(f"{parent.method} trial {key}: checkpoint {path} has sha256 {actual}, but its row "
+                              f"records {recorded}; refusing to use a mismatched checkpoint")
+    return key, actual, torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
+
+
+def save_artifact(store: ResultStore, key: str, state: dict[str, torch.Tensor]) -> tuple[str, str]:
+    """Write ``state`` atomically under the store; returns (path, sha256)."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    blob = buffer.getvalue()
+    path = store.artifact_path(key)
+    atomic_write(path, lambda fh: fh.write(blob))
+    return str(path), hashlib.sha256(blob).hexdigest()
+
+
 def resolve_device(preference: str) -> torch.device:
     if preference == "cuda" or (preference == "auto" and torch.cuda.is_available()):
         return torch.device("cuda")
@@ -72,6 +117,9 @@ def execute_trial(spec: TrialSpec, runtime: Runtime,
     train_index = parse_label_setting(spec.label_setting).subset(split.train, spec.subset_seed)
     indices = SplitIndices(*(torch.from_numpy(np.asarray(i)) for i in (train_index, split.valid, split.test)))
 
+    key = spec.key()
+    store = ResultStore(runtime.store)
+    parent = load_parent_state(spec, store)
     pretrained = cached_checkpoint(spec.backbone, runtime.data_root)
     if pretrained is not None and spec.backbone_sha256 and pretrained.sha256 != spec.backbone_sha256:
         raise RuntimeError(f"backbone {spec.backbone}: checkpoint sha256 {pretrained.sha256} differs from the "
@@ -81,15 +129,15 @@ def execute_trial(spec: TrialSpec, runtime: Runtime,
     shape = GNNShape(backbone.gnn_type, spec.num_layers or 5, spec.emb_dim or 300, spec.recipe.dropout)
     model = build_model(backbone, data.num_tasks, shape, pretrained).to(device)
     method = make_method(spec.method, spec.method_params)
-    ctx = MethodContext(model=model, pretrained_state=None if pretrained is None else pretrained.state)
+    ctx = MethodContext(model=model, pretrained_state=None, parent_state=None if parent is None else parent[2],
+                        seed=spec.seed)
     generator = torch.Generator().manual_seed(spec.seed)
     result = fit(ctx, method, data, indices, task.task_type, task.higher_is_better, spec.recipe, generator,
                  device, on_epoch)
 
-    key = spec.key()
-    store = ResultStore(runtime.store)
-    artifact = store.artifact_path(key)
-    atomic_write(artifact, lambda fh: torch.save(result.best_state, fh))
+    artifact, artifact_sha256 = "", ""
+    if runtime.artifacts == "all" or spec.method in parent_methods():
+        artifact, artifact_sha256 = save_artifact(store, key, result.best_state)
 
     row = {
         "trial_key": key, "sweep": runtime.sweep, "backbone": spec.backbone,
@@ -108,7 +156,10 @@ def execute_trial(spec: TrialSpec, runtime: Runtime,
         "wall_seconds": time.perf_counter() - started, "device": str(device), "hostname": socket.gethostname(),
         "code_version": runtime.code_version, "protocol_version": spec.protocol_version,
         "trial_config": spec.canonical_json(), "finished_at": datetime.now(timezone.utc),
-        "artifact_path": str(artifact),
+        "artifact_path": artifact, "artifact_sha256": artifact_sha256,
+        "parent_trial_key": "" if parent is None else parent[0],
+        "parent_artifact_sha256": "" if parent is None else parent[1],
+        "method_results": canonical_json(result.summary),
     }
     epochs = [{"stage": e.stage, "epoch": e.epoch, "train_loss": e.train_loss, "val_metric": e.val,
                "test_metric": e.test, "val_tasks_skipped": e.val_tasks_skipped,

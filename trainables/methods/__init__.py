@@ -1,6 +1,6 @@
 """Fine-tuning methods; importing this package registers every built-in method."""
 
-from trainables.methods import full_ft, linear_probe  # noqa: F401  (registration side effects)
+from trainables.methods import full_ft, interpolation, partial, regularized  # noqa: F401  (registration)
 from trainables.methods.base import (METHODS, FineTuningMethod, HyperParameter, MethodContext, Stage,
                                      make_method, register_method)
 

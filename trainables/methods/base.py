@@ -8,7 +8,19 @@ The trainer (:mod:`trainables.train`) runs one loop for every method. A method d
 * the module modes during training (:meth:`FineTuningMethod.set_train_mode`);
 * an extra loss term added to the task loss (:meth:`FineTuningMethod.regularizer`);
 * what happens to gradients before the optimizer step (:meth:`FineTuningMethod.before_step`);
-* what carries over between stages (:meth:`FineTuningMethod.end_stage`).
+* what carries over between stages (:meth:`FineTuningMethod.end_stage`);
+* what is set up before the first stage (:meth:`FineTuningMethod.setup`: a frozen source model,
+  the pre-trained reference weights, or a wrapper that replaces the trained module);
+* what is saved and recorded at the best epoch (:meth:`FineTuningMethod.snapshot`,
+  :meth:`FineTuningMethod.summary`).
+
+A :class:`Stage` also says which part of the data it fits on and selects on, its learning rate
+and whether its epochs may be chosen as the trial's best; a stage of 0 epochs is evaluated once
+without training (post-hoc methods such as WiSE-FT).
+
+A method that needs another trial's result (WiSE-FT and RoFt-Mol need the best-validation
+Full-FT checkpoint of the same cell and seed) names it in ``requires_parent``; the planner runs
+that trial first and the trainable hands its state to the method as ``ctx.parent_state``.
 
 A method declares its hyper-parameters in ``hyperparameters``; sweep specs are validated
 against them, and their values enter the trial key.
@@ -29,7 +41,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from trainables.gnn import GNNOutput, GraphPredictor
+from trainables.gnn import GNNOutput
 from trainables.registry import Registry
 
 MECHANISMS = ("baseline", "partial", "weight", "representation")
@@ -44,11 +56,16 @@ class HyperParameter:
     doc: str
     choices: tuple[Any, ...] | None = None
     minimum: float | None = None
+    nullable: bool = False  # None accepted (its meaning is stated in ``doc``)
 
     def validate(self, name: str, value: Any) -> Any:
         """The value coerced to ``type``; ``ValueError`` naming the value and what is accepted."""
         accepted = (f"one of {list(self.choices)}" if self.choices is not None else
                     f"a {self.type.__name__}" + (f" >= {self.minimum}" if self.minimum is not None else ""))
+        if self.nullable:
+            if value is None:
+                return None
+            accepted += " or null"
         if isinstance(value, bool) != (self.type is bool):
             raise ValueError(f"{name}={value!r} is not accepted; accepted: {accepted}")
         try:
@@ -62,18 +79,53 @@ class HyperParameter:
         return coerced
 
 
+FIT_PARTS = ("train", "valid", "valid_fit")
+SELECT_PARTS = ("valid", "valid_select")
+
+
 @dataclass(frozen=True)
 class Stage:
+    """One training stage.
+
+    ``fit_on``: the molecules the stage trains on (``train``; ``valid`` for RoFt-Mol's alphas as
+    in the reference code; ``valid_fit``, one half of validation). ``select_on``: the molecules
+    whose metric picks the best epoch (``valid``, or ``valid_select``, the other half).
+    ``lr``: this stage's Adam learning rate (``None``: the recipe's). ``selectable``: whether
+    this stage's epochs may be reported as the trial's best (LP-FT reports its FT stage).
+    ``epochs == 0``: evaluate the model once, without training.
+    """
+
     name: str
     epochs: int
+    lr: float | None = None
+    fit_on: str = "train"
+    select_on: str = "valid"
+    selectable: bool = True
+
+    def __post_init__(self):
+        if self.fit_on not in FIT_PARTS:
+            raise ValueError(f"stage {self.name}: fit_on={self.fit_on!r}; accepted: {', '.join(FIT_PARTS)}")
+        if self.select_on not in SELECT_PARTS:
+            raise ValueError(f"stage {self.name}: select_on={self.select_on!r}; accepted: {', '.join(SELECT_PARTS)}")
+        if self.epochs < 0:
+            raise ValueError(f"stage {self.name}: epochs={self.epochs} must be >= 0")
 
 
 @dataclass
 class MethodContext:
-    """What a method may read while training: the model, theta_pre and the task."""
+    """What a method may read while training.
 
-    model: GraphPredictor
+    ``model``: the module the trainer trains and evaluates (a method's :meth:`~FineTuningMethod.setup`
+    may replace it with a wrapper). ``pretrained_state``: theta_pre, the model's state dict when
+    fitting begins (pre-trained backbone, fresh head); :func:`trainables.train.fit` fills it when
+    ``None``. ``parent_state``: the state dict of the trial named by ``requires_parent``.
+    ``seed``: the trial's run seed.
+    """
+
+    model: nn.Module
     pretrained_state: dict[str, torch.Tensor] | None
+    parent_state: dict[str, torch.Tensor] | None = None
+    seed: int = 0
 
 
 class FineTuningMethod:
@@ -82,6 +134,7 @@ class FineTuningMethod:
     name: ClassVar[str] = ""
     mechanism: ClassVar[str] = "baseline"
     hyperparameters: ClassVar[dict[str, HyperParameter]] = {}
+    requires_parent: ClassVar[str | None] = None  # method whose best checkpoint this one starts from
 
     def __init__(self, **params: Any):
         self.params = self.validate_params(params)
@@ -97,6 +150,11 @@ class FineTuningMethod:
                 for name, hp in cls.hyperparameters.items()}
 
     # ---- hooks -------------------------------------------------------------------------
+    def setup(self, ctx: MethodContext) -> None:
+        """Called once before the first stage (``ctx.pretrained_state`` is set)."""
+        if self.requires_parent is not None and ctx.parent_state is None:
+            raise ValueError(f"method {self.name} needs the state of its {self.requires_parent} parent trial")
+
     def stages(self, epochs: int) -> list[Stage]:
         return [Stage("finetune", epochs)]
 
@@ -114,6 +172,14 @@ class FineTuningMethod:
 
     def end_stage(self, ctx: MethodContext, stage: Stage, best_state: dict[str, torch.Tensor] | None) -> None:
         return None
+
+    def snapshot(self, ctx: MethodContext) -> dict[str, torch.Tensor]:
+        """The state saved for an epoch that improves validation (``GraphPredictor`` layout)."""
+        return ctx.model.state_dict()
+
+    def summary(self, ctx: MethodContext) -> dict[str, Any]:
+        """JSON-able values recorded with the best epoch (e.g. RoFt-Mol's alphas)."""
+        return {}
 
     @property
     def label(self) -> str:

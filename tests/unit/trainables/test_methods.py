@@ -10,7 +10,7 @@ from trainables.gnn import GNNShape, GraphPredictor
 from trainables.methods import (METHODS, FineTuningMethod, HyperParameter, MethodContext, Stage, make_method,
                                 register_method)
 from trainables.methods.base import MECHANISMS
-from trainables.methods.linear_probe import freeze_batch_norm_statistics
+from trainables.methods.partial import freeze_batch_norm_statistics
 from trainables.registry import UnknownNameError
 from trainables.tasks import TaskType
 from trainables.train import SplitIndices, fit

@@ -1,0 +1,30 @@
+"""Dependencies between trials.
+
+A method with ``requires_parent`` (WiSE-FT, RoFt-Mol: ``full-ft``) starts from the saved
+best-validation state of its *parent*: the trial of the parent method, with that method's
+default hyper-parameters, on the same backbone (and checkpoint sha256), task (and data
+sha256), split, label setting, run seed, subset seed, recipe and architecture. The parent's key
+is therefore a pure function of the dependant's spec, so planning needs no store lookups and a
+dependant can never be paired with a checkpoint of another cell.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from trainables.config import TrialSpec
+from trainables.methods import METHODS
+
+
+def parent_spec(spec: TrialSpec) -> TrialSpec | None:
+    """The trial ``spec`` depends on, or ``None`` for a self-contained trial."""
+    parent_method = METHODS.get(spec.method).requires_parent
+    if parent_method is None:
+        return None
+    return dataclasses.replace(spec, method=parent_method,
+                               method_params=METHODS.get(parent_method).validate_params({}))
+
+
+def parent_methods() -> set[str]:
+    """Methods some registered method depends on (their trials keep their checkpoints)."""
+    return {cls.requires_parent for _, cls in METHODS.items() if cls.requires_parent is not None}

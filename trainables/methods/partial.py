@@ -1,0 +1,120 @@
+"""Partial fine-tuning: only part of the model trains (PROTOCOL section 4, "partial" mechanism).
+
+* ``lp``: linear probing, the head only.
+* ``surgical-ft``: one GNN layer (its convolution, edge embeddings and BatchNorm) and the head;
+  atom embeddings never train.
+* ``lp-ft``: linear probing, then full fine-tuning from the best-validation LP head.
+
+As in the reference code (PROTOCOL section 5, quirk 4), frozen layers stay in train mode:
+dropout stays on and their BatchNorm running statistics still move. ``freeze_bn_stats: true``
+keeps the frozen layers' BatchNorm statistics fixed instead.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from trainables.methods.base import FineTuningMethod, HyperParameter, MethodContext, Stage, register_method
+
+FREEZE_BN_STATS = HyperParameter(bool, False, "keep the frozen layers' BatchNorm running statistics fixed "
+                                              "(reference code: false, they still move)", choices=(False, True))
+
+
+def freeze_batch_norm_statistics(module: nn.Module) -> None:
+    """Put every BatchNorm of ``module`` in eval mode, so its running statistics stop moving."""
+    for child in module.modules():
+        if isinstance(child, nn.modules.batchnorm._BatchNorm):
+            child.eval()
+
+
+def train_with_frozen_statistics(model: nn.Module, frozen: list[nn.Module], freeze: bool) -> None:
+    """``model.train()``; then, if ``freeze``, the BatchNorms inside ``frozen`` go to eval mode."""
+    model.train()
+    if freeze:
+        for module in frozen:
+            freeze_batch_norm_statistics(module)
+
+
+@register_method("lp")
+class LinearProbe(FineTuningMethod):
+    """Train ``graph_pred_linear`` only: ``min_{W, b} L(W . mean_pool(GNN_pre(G)) + b)``."""
+
+    mechanism = "partial"
+    hyperparameters = {"freeze_bn_stats": FREEZE_BN_STATS}
+
+    def trainable_parameters(self, ctx: MethodContext, stage: Stage) -> list[nn.Parameter]:
+        return list(ctx.model.head.parameters())
+
+    def set_train_mode(self, ctx: MethodContext, stage: Stage) -> None:
+        train_with_frozen_statistics(ctx.model, [ctx.model.gnn], self.params["freeze_bn_stats"])
+
+
+@register_method("surgical-ft")
+class SurgicalFineTuning(FineTuningMethod):
+    """Train GNN layer ``layer`` (``gnns.{layer}``, ``batch_norms.{layer}``) and the head; all else frozen.
+
+    The paper's grid is every layer of the GNN (0..L-1 for an L-layer GNN).
+    """
+
+    mechanism = "partial"
+    hyperparameters = {
+        "layer": HyperParameter(int, 0, "index of the GNN layer that trains (0 = first)", minimum=0),
+        "freeze_bn_stats": FREEZE_BN_STATS,
+    }
+
+    def setup(self, ctx: MethodContext) -> None:
+        super().setup(ctx)
+        depth = len(ctx.model.gnn.gnns)
+        if self.params["layer"] >= depth:
+            raise ValueError(f"surgical-ft.layer={self.params['layer']} is not accepted for a {depth}-layer GNN; "
+                             f"accepted: 0..{depth - 1}")
+
+    def _tuned(self, ctx: MethodContext) -> list[nn.Module]:
+        layer = self.params["layer"]
+        return [ctx.model.gnn.gnns[layer], ctx.model.gnn.batch_norms[layer], ctx.model.head]
+
+    def trainable_parameters(self, ctx: MethodContext, stage: Stage) -> list[nn.Parameter]:
+        return [p for module in self._tuned(ctx) for p in module.parameters()]
+
+    def set_train_mode(self, ctx: MethodContext, stage: Stage) -> None:
+        layer = self.params["layer"]
+        frozen = [norm for i, norm in enumerate(ctx.model.gnn.batch_norms) if i != layer]
+        train_with_frozen_statistics(ctx.model, frozen, self.params["freeze_bn_stats"])
+
+
+@register_method("lp-ft")
+class LinearProbeThenFineTune(FineTuningMethod):
+    """Stage ``lp``: the head trains (``lp_epochs``); stage ``ft``: everything trains (``ft_epochs``).
+
+    The FT stage starts from the best-validation LP head (deep-copied from that epoch's
+    snapshot); ``copy_best_head: false`` reproduces the reference code, which continues from
+    the *last* LP head (PROTOCOL section 5, quirk 5). Only the FT stage's epochs can be
+    reported as the trial's best.
+    """
+
+    mechanism = "partial"
+    hyperparameters = {
+        "lp_epochs": HyperParameter(int, None, "epochs of the LP stage (null: the recipe's epochs)", minimum=1,
+                                    nullable=True),
+        "ft_epochs": HyperParameter(int, None, "epochs of the FT stage (null: the recipe's epochs)", minimum=1,
+                                    nullable=True),
+        "copy_best_head": HyperParameter(bool, True, "start FT from the best-validation LP head (reference "
+                                                     "code: false, the last LP head)", choices=(False, True)),
+        "freeze_bn_stats": FREEZE_BN_STATS,
+    }
+
+    def stages(self, epochs: int) -> list[Stage]:
+        return [Stage("lp", self.params["lp_epochs"] or epochs, selectable=False),
+                Stage("ft", self.params["ft_epochs"] or epochs)]
+
+    def trainable_parameters(self, ctx: MethodContext, stage: Stage) -> list[nn.Parameter]:
+        return list((ctx.model.head if stage.name == "lp" else ctx.model).parameters())
+
+    def set_train_mode(self, ctx: MethodContext, stage: Stage) -> None:
+        frozen = [ctx.model.gnn] if stage.name == "lp" else []
+        train_with_frozen_statistics(ctx.model, frozen, self.params["freeze_bn_stats"])
+
+    def end_stage(self, ctx: MethodContext, stage: Stage, best_state) -> None:
+        if stage.name == "lp" and self.params["copy_best_head"] and best_state is not None:
+            head = {k.split(".", 1)[1]: v for k, v in best_state.items() if k.startswith("graph_pred_linear.")}
+            ctx.model.head.load_state_dict(head)
