@@ -21,10 +21,17 @@ def parent_spec(spec: TrialSpec) -> TrialSpec | None:
     parent_method = METHODS.get(spec.method).requires_parent
     if parent_method is None:
         return None
-    return dataclasses.replace(spec, method=parent_method,
-                               method_params=METHODS.get(parent_method).validate_params({}))
+    cell = (spec.cell(), parent_method)
+    parent = _PARENTS.get(cell)
+    if parent is None:
+        # Dependants of one cell share one parent object (and its memoised key): planning a
+        # grid with 29 dependants per cell builds and hashes each parent once.
+        if len(_PARENTS) >= _PARENT_CACHE_SIZE:
+            _PARENTS.clear()
+        parent = _PARENTS[cell] = dataclasses.replace(
+            spec, method=parent_method, method_params=METHODS.get(parent_method).validate_params({}))
+    return parent
 
 
-def parent_methods() -> set[str]:
-    """Methods some registered method depends on (their trials keep their checkpoints)."""
-    return {cls.requires_parent for _, cls in METHODS.items() if cls.requires_parent is not None}
+_PARENT_CACHE_SIZE = 1 << 16
+_PARENTS: dict[tuple, TrialSpec] = {}
