@@ -35,3 +35,8 @@ def parent_spec(spec: TrialSpec) -> TrialSpec | None:
 
 _PARENT_CACHE_SIZE = 1 << 16
 _PARENTS: dict[tuple, TrialSpec] = {}
+
+
+def parent_methods() -> set[str]:
+    """Methods some registered method depends on (their trials keep their checkpoints)."""
+    return {cls.requires_parent for _, cls in METHODS.items() if cls.requires_parent is not None}

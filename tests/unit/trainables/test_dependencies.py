@@ -1,0 +1,81 @@
+"""Trial dependencies: parent specs, and dependants refusing missing or mismatched checkpoints."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from orchestrator.store import ResultStore
+from trainables.config import Runtime, TrainingRecipe, TrialSpec
+from trainables.dependencies import parent_methods, parent_spec
+from trainables.trainable import DependencyError, execute_trial, load_parent_state, save_artifact
+
+
+def spec(method: str, **params) -> TrialSpec:
+    return TrialSpec(backbone="scratch-gcn", method=method, task="bbbp", split="scaffold", label_setting="fewshot:50",
+                     seed=0, subset_seed=42, recipe=TrainingRecipe(epochs=2), method_params=params, num_layers=2,
+                     emb_dim=8)
+
+
+def test_parent_spec_and_parent_methods():
+    assert parent_methods() == {"full-ft"}
+    assert parent_spec(spec("lp")) is None and parent_spec(spec("full-ft")) is None
+    parent = parent_spec(spec("roft-mol", groups=3))
+    assert parent == spec("full-ft")
+    assert parent is parent_spec(spec("wise-ft", alpha=0.1))  # one shared object per cell
+
+
+def test_missing_parent_row_is_refused(tmp_path):
+    with pytest.raises(DependencyError, match=r"wise-ft trial \w+ needs its full-ft parent trial \w+, which is "
+                                              r"not in the store"):
+        load_parent_state(spec("wise-ft"), ResultStore(tmp_path))
+
+
+def _commit_parent(store: ResultStore, state: dict, sha: str | None = None) -> str:
+    from tests.unit.orchestrator.test_store import make_row
+
+    key = spec("full-ft").key()
+    path, digest = save_artifact(store, key, state)
+    store.write_trial(make_row(key, artifact_path=path, artifact_sha256=digest if sha is None else sha))
+    return digest
+
+
+def test_parent_checkpoint_is_verified_by_sha256(tmp_path):
+    store = ResultStore(tmp_path)
+    state = {"graph_pred_linear.weight": torch.ones(1, 8)}
+    digest = _commit_parent(store, state)
+    key, sha, loaded = load_parent_state(spec("wise-ft"), store)
+    assert (key, sha) == (spec("full-ft").key(), digest)
+    assert torch.equal(loaded["graph_pred_linear.weight"], state["graph_pred_linear.weight"])
+
+    store.artifact_path(key).write_bytes(store.artifact_path(key).read_bytes() + b"tampered")
+    with pytest.raises(DependencyError, match=rf"checkpoint .* has sha256 \w+, but its row records {digest}; "
+                                              "refusing to use a mismatched checkpoint"):
+        load_parent_state(spec("roft-mol"), store)
+    store.artifact_path(key).unlink()
+    with pytest.raises(DependencyError, match="has no saved checkpoint"):
+        load_parent_state(spec("roft-mol"), store)
+
+
+def test_parent_row_without_checkpoint_sha_is_refused(tmp_path):
+    store = ResultStore(tmp_path)
+    _commit_parent(store, {"w": torch.zeros(2)}, sha="")
+    with pytest.raises(DependencyError, match=r"recorded sha256: none"):
+        load_parent_state(spec("wise-ft"), store)
+
+
+def test_wise_at_one_reproduces_its_parent_end_to_end(real_env, tmp_path):
+    """Real data, real trainable: FT keeps its checkpoint, WiSE(1) reproduces FT, a tampered checkpoint is refused."""
+    store = ResultStore(tmp_path / "store")
+    runtime = Runtime(store=str(store.root), data_root=str(real_env))
+    ft = execute_trial(spec("full-ft"), runtime)
+    assert ft["artifact_sha256"] and ft["parent_trial_key"] == "" and ft["method_results"] == "{}"
+    wise = execute_trial(spec("wise-ft", alpha=1.0), runtime)
+    assert (wise["val_metric"], wise["test_metric"]) == (ft["val_metric"], ft["test_metric"])
+    assert wise["parent_trial_key"] == ft["trial_key"] and wise["parent_artifact_sha256"] == ft["artifact_sha256"]
+    assert wise["artifact_path"] == "" and wise["best_stage"] == "evaluate"  # only parents keep checkpoints
+
+    store.artifact_path(ft["trial_key"]).write_bytes(b"not a checkpoint")
+    with pytest.raises(DependencyError, match="mismatched checkpoint"):
+        execute_trial(spec("wise-ft", alpha=0.5), runtime)
+    assert spec("wise-ft", alpha=0.5).key() not in store.done_keys()
