@@ -39,3 +39,54 @@ def bench_orchestrator(sizes: list[int], num_cpus: int | None = None, chunk_size
             print(f"{n:>6} no-op trials: {seconds:7.1f} s, {row['per_trial_ms']:6.1f} ms/trial amortized, "
                   f"{len(errors)} errors, driver peak RSS {peak_mib:,.0f} MiB")
     return results
+
+
+# Each method in the paper's configuration, with ``E`` the Full-FT epochs: LP-FT trains E + E
+# epochs, RoFt-Mol 2E epochs of alpha fitting (100 + 100 and 200 in the paper), WiSE-FT none.
+def _paper_configuration(epochs: int) -> list[tuple[str, dict]]:
+    return [("full-ft", {}), ("lp", {}), ("surgical-ft", {"layer": 4}),
+            ("lp-ft", {"lp_epochs": epochs, "ft_epochs": epochs}), ("wise-ft", {"alpha": 0.5}),
+            ("l2-sp", {"d": 0.01}), ("feature-map", {"d": 0.01}), ("bss", {"d": 0.01}),
+            ("roft-mol", {"groups": 6, "epochs": 2 * epochs})]
+
+
+def bench_methods(backbone: str, task: str, label_setting: str, epochs: int, repeats: int = 2,
+                  data_root: str | None = None, threads: int = 1) -> list[dict]:
+    """Wall time of one trial of every method, in-process on this machine, relative to Full FT.
+
+    Every method runs its paper configuration (see ``_paper_configuration``) on the same
+    backbone, task, split and seed; the figure is the minimum over ``repeats`` of the trial's
+    wall time with the data and checkpoint already loaded (one untimed Full-FT trial warms
+    them up). Per-epoch cost is per *fitting* epoch (RoFt-Mol fits on validation molecules).
+    """
+    from trainables.config import TrainingRecipe, TrialSpec
+    from trainables.trainable import execute_trial
+
+    recipe = TrainingRecipe(epochs=epochs)
+    results = []
+    with tempfile.TemporaryDirectory(prefix="roft-bench-methods-") as tmp:
+        def timed(method: str, params: dict, seed: int) -> dict:
+            spec = TrialSpec(backbone=backbone, method=method, task=task, split="scaffold",
+                             label_setting=label_setting, seed=seed, subset_seed=42, recipe=recipe,
+                             method_params=params)
+            return execute_trial(spec, Runtime(store=f"{tmp}/r{seed}", sweep="bench", data_root=data_root,
+                                               threads=threads))
+
+        timed("full-ft", {}, seed=-1 % 2**31)  # warm-up: featurized data, checkpoint, allocator
+        for method, params in _paper_configuration(epochs):
+            rows = [timed(method, params, seed) for seed in range(repeats)]
+            seconds = min(r["wall_seconds"] for r in rows)
+            fitted_epochs = {"lp-ft": 2 * epochs, "wise-ft": 0, "roft-mol": 2 * epochs}.get(method, epochs)
+            results.append({"method": method, "params": params, "seconds": seconds, "epochs": fitted_epochs,
+                            "n_fit": rows[0]["n_val"] if method == "roft-mol" else rows[0]["n_train"]})
+    base = results[0]["seconds"]
+    base_epoch = base / epochs
+    print(f"{backbone}, {task}, scaffold, {label_setting}; Full FT = {epochs} epochs; min of {repeats} trials; "
+          f"{threads} torch thread(s)")
+    print(f"{'method':<12} {'epochs':>6} {'fit mols':>8} {'trial s':>8} {'x FT':>6} {'s/epoch':>8} {'x FT/epoch':>10}")
+    for r in results:
+        per_epoch = r["seconds"] / r["epochs"] if r["epochs"] else float("nan")
+        r["ratio"], r["epoch_ratio"] = r["seconds"] / base, per_epoch / base_epoch
+        print(f"{r['method']:<12} {r['epochs']:>6} {r['n_fit']:>8} {r['seconds']:>8.2f} {r['ratio']:>6.2f} "
+              f"{per_epoch:>8.3f} {r['epoch_ratio']:>10.2f}")
+    return results

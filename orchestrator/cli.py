@@ -5,6 +5,7 @@
     roft sweep SPEC [--dry-run]         plan, dedup against the store, run on Ray Tune, print the table
     roft table --store DIR              mean +- std over seeds per cell
     roft bench orchestrator             Ray Tune per-trial overhead with a no-op trial
+    roft bench methods                  wall time of every method relative to Full FT
 """
 
 from __future__ import annotations
@@ -57,6 +58,14 @@ def build_parser() -> argparse.ArgumentParser:
     orch = bench_sub.add_parser("orchestrator", help="per-trial overhead of the Ray Tune path with no-op trials")
     orch.add_argument("--trials", type=int, nargs="+", default=[200, 1000])
     orch.add_argument("--cpus", type=int, default=None, help="CPUs for the local Ray (default: all)")
+    methods = bench_sub.add_parser("methods", help="wall time of one trial of every method relative to Full FT")
+    methods.add_argument("--backbone", default="hu-gcn-supervised-contextpred")
+    methods.add_argument("--task", default="bbbp")
+    methods.add_argument("--label-setting", default="fewshot:100")
+    methods.add_argument("--epochs", type=int, default=10, help="Full-FT epochs (default 10)")
+    methods.add_argument("--repeats", type=int, default=2, help="trials per method; the minimum is reported")
+    methods.add_argument("--threads", type=int, default=1, help="torch threads (default 1, as a sweep trial)")
+    _common(methods)
     return parser
 
 
@@ -202,9 +211,13 @@ def _table(args) -> int:
 
 
 def _bench(args) -> int:
-    from orchestrator.bench import bench_orchestrator
+    from orchestrator.bench import bench_methods, bench_orchestrator
 
-    bench_orchestrator(args.trials, num_cpus=args.cpus)
+    if args.bench_command == "methods":
+        bench_methods(args.backbone, args.task, args.label_setting, args.epochs, args.repeats,
+                      data_root=_data_root(args), threads=args.threads)
+    else:
+        bench_orchestrator(args.trials, num_cpus=args.cpus)
     return 0
 
 

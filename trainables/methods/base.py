@@ -35,6 +35,7 @@ Register a new method with one decorated class::
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -60,8 +61,9 @@ class HyperParameter:
 
     def validate(self, name: str, value: Any) -> Any:
         """The value coerced to ``type``; ``ValueError`` naming the value and what is accepted."""
+        article = "an" if self.type.__name__[0] in "aeiou" else "a"
         accepted = (f"one of {list(self.choices)}" if self.choices is not None else
-                    f"a {self.type.__name__}" + (f" >= {self.minimum}" if self.minimum is not None else ""))
+                    f"{article} {self.type.__name__}" + (f" >= {self.minimum}" if self.minimum is not None else ""))
         if self.nullable:
             if value is None:
                 return None
@@ -70,10 +72,14 @@ class HyperParameter:
             raise ValueError(f"{name}={value!r} is not accepted; accepted: {accepted}")
         try:
             coerced = self.type(value)
+            if self.type is int and float(value) != coerced:
+                raise ValueError("fractional value for an integer")  # int(1.5) would silently give 1
         except (TypeError, ValueError):
             raise ValueError(f"{name}={value!r} is not accepted; accepted: {accepted}") from None
         if self.choices is not None and coerced not in self.choices:
             raise ValueError(f"{name}={value!r} is not accepted; accepted: {accepted}")
+        if isinstance(coerced, float) and not math.isfinite(coerced):
+            raise ValueError(f"{name}={value!r} is not accepted; accepted: {accepted} (finite)")
         if self.minimum is not None and coerced < self.minimum:
             raise ValueError(f"{name}={value!r} is not accepted; accepted: {accepted}")
         return coerced

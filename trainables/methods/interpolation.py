@@ -159,7 +159,8 @@ class RoFtMol(InterpolatingMethod):
     """RoFt-Mol (DWiSE-FT): learned layer-wise interpolation coefficients."""
 
     hyperparameters = {
-        "groups": HyperParameter(int, 6, "number of alpha groups", choices=(1, 2, 3, 6)),
+        "groups": HyperParameter(int, 6, "number of alpha groups: 1 or L+1 for an L-layer GNN; for L = 5 also 2 "
+                                         "or 3 (paper grid: 1, 2, 3, 6)", minimum=1),
         "alpha_init": HyperParameter(float, 0.9, "initial value of every alpha (paper grid: 0.9, 0.5)"),
         "alpha_lr": HyperParameter(float, 1e-2, "Adam learning rate of the alphas (e.g. 1e-3, 1e-2, 1e-1)",
                                    minimum=0.0),

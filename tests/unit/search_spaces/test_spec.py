@@ -100,5 +100,5 @@ def test_bad_yaml_and_missing_file(tmp_path):
     bad.write_text("name: [unclosed")
     with pytest.raises(SpecError, match="not valid YAML"):
         load_spec(bad)
-    with pytest.raises(FileNotFoundError, match="bundled specs: mini.yaml, paper.yaml"):
+    with pytest.raises(FileNotFoundError, match="bundled specs: methods.yaml, mini.yaml, paper.yaml"):
         load_spec(tmp_path / "nope.yaml")

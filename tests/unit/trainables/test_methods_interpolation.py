@@ -287,8 +287,8 @@ def test_roft_mol_string_choices_are_validated():
     with pytest.raises(ValueError, match=r"^roft-mol.bn_stats='running' is not accepted; "
                                          r"accepted: one of \['ft', 'interpolate'\]$"):
         make_method("roft-mol", {"bn_stats": "running"})
-    with pytest.raises(ValueError, match=r"^roft-mol.groups=4 is not accepted; accepted: one of \[1, 2, 3, 6\]$"):
-        make_method("roft-mol", {"groups": 4})
+    with pytest.raises(ValueError, match=r"^roft-mol.groups=0 is not accepted; accepted: an int >= 1$"):
+        make_method("roft-mol", {"groups": 0})
 
 
 # ----------------------------------------------------------------------------- tying and groups
@@ -330,8 +330,6 @@ def test_roft_mol_groups_two_on_a_three_layer_gnn_is_an_error(regression_data):
                       shape=shape)
 
 
-@pytest.mark.xfail(strict=True, reason="tying() names groups = num_layers + 1 as accepted for GNNs that are not "
-                                       "5 layers deep, but roft-mol.groups only accepts 1, 2, 3 or 6")
 def test_groups_the_tying_error_names_as_accepted_are_accepted(regression_data):
     """A per-group RoFt-Mol on a 3-layer GNN (the count tying() advertises) can be configured."""
     with pytest.raises(ValueError, match="accepted: 1 or 4"):

@@ -230,8 +230,6 @@ def test_l2_sp_hyper_parameters():
         make_method("l2-sp", {"grad_clip": -1})
 
 
-@pytest.mark.xfail(strict=True, reason="HyperParameter.validate lets NaN through the minimum check "
-                                       "(nan < minimum is False), so d=nan is accepted")
 def test_nan_strength_is_rejected():
     """A NaN strength is not a float >= 0 and is refused."""
     with pytest.raises(ValueError, match=r"l2-sp.d=nan is not accepted"):
@@ -308,7 +306,7 @@ def test_bss_penalty_gradient_shrinks_the_smallest_direction():
 
 def test_bss_k_must_be_positive():
     """k counts singular values and must be at least 1."""
-    with pytest.raises(ValueError, match=r"^bss.k=0 is not accepted; accepted: a int >= 1$"):
+    with pytest.raises(ValueError, match=r"^bss.k=0 is not accepted; accepted: an int >= 1$"):
         make_method("bss", {"k": 0})
 
 
