@@ -48,7 +48,7 @@ class FitResult:
     test_score: Score
     best_state: dict[str, torch.Tensor]
     history: list[EpochRecord] = field(default_factory=list)
-    summary: dict = field(default_factory=dict)  # method.summary() at the best epoch
+    summary: dict = field(default_factory=dict)  # method.summary() at the best epoch, and final_* after the last
 
 
 HALVING_SEED = 42
@@ -135,6 +135,7 @@ def fit(ctx: MethodContext, method: FineTuningMethod, data: GraphDataset, split:
     if best is None:
         raise RuntimeError("no epoch produced a finite validation metric (is the validation set empty "
                            "or missing one of the classes in every task?)")
+    best.summary.update({f"final_{name}": value for name, value in method.summary(ctx).items()})
     return best
 
 

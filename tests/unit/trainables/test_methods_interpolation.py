@@ -166,7 +166,8 @@ def test_roft_mol_with_frozen_alphas_equals_wise_ft(regression_data, parent, bn_
     _, _, result = fit_dependant(roft, regression_data, parent.state)
     assert [(r.stage, r.epoch) for r in result.history] == [("alpha", 1), ("alpha", 2), ("alpha", 3)]
     assert [(r.val, r.test) for r in result.history] == [(wise.val, wise.test)] * 3
-    assert result.summary == {"alphas": [float(torch.tensor(a, dtype=torch.float32))]}
+    frozen = [float(torch.tensor(a, dtype=torch.float32))]
+    assert result.summary == {"alphas": frozen, "final_alphas": frozen}
     assert states_equal(result.best_state, wise.best_state)
 
 
@@ -220,9 +221,9 @@ def test_roft_mol_best_epoch_alphas_are_recorded(regression_data, parent):
     ctx, _, result = fit_dependant(method, regression_data, parent.state)
     best = min(range(3), key=lambda i: result.history[i].val)  # regression: lowest RMSE, earliest on ties
     assert result.best_epoch == best + 1 < 3
-    assert result.summary["alphas"] == seen[-1]
+    assert result.summary["alphas"] == seen[-2]  # seen[-1]: the summary after the last epoch
     final = [float(a) for a in ctx.model.alphas.detach()]
-    assert result.summary["alphas"] != final
+    assert result.summary["alphas"] != final and result.summary["final_alphas"] == final == seen[-1]
     tie = tying(6, 5)
     at = torch.tensor(result.summary["alphas"], dtype=torch.float32)
     assert states_equal(result.best_state, interpolated_state(parent.pre, parent.state, lambda g: at[tie[g]], "ft"))
