@@ -78,7 +78,7 @@ def bench_methods(backbone: str, task: str, label_setting: str, epochs: int, rep
             seconds = min(r["wall_seconds"] for r in rows)
             fitted_epochs = {"lp-ft": 2 * epochs, "wise-ft": 0, "roft-mol": 2 * epochs}.get(method, epochs)
             results.append({"method": method, "params": params, "seconds": seconds, "epochs": fitted_epochs,
-                            "n_fit": rows[0]["n_val"] if method == "roft-mol" else rows[0]["n_train"]})
+                            "n_fit": {"roft-mol": rows[0]["n_val"], "wise-ft": 0}.get(method, rows[0]["n_train"])})
     base = results[0]["seconds"]
     base_epoch = base / epochs
     print(f"{backbone}, {task}, scaffold, {label_setting}; Full FT = {epochs} epochs; min of {repeats} trials; "

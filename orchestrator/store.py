@@ -4,6 +4,7 @@ Layout below the store root::
 
     trials/<trial_key>.parquet     one row per finished trial (schema: TRIAL_SCHEMA)
     epochs/<trial_key>.parquet     per-epoch curves of that trial (schema: EPOCH_SCHEMA)
+    alpha_trials/<trial_key>.parquet  every point of an Optuna alpha search (schema: ALPHA_SCHEMA)
     artifacts/<trial_key>/best.pt  the best-validation state dict (GraphPredictor layout), kept for
                                    trials other trials depend on (Full FT), or all with
                                    ``execution.artifacts: all``; its sha256 is in the trial row
@@ -89,6 +90,19 @@ EPOCH_SCHEMA = pa.schema([
 ])
 
 
+ALPHA_SCHEMA = pa.schema([
+    ("trial_key", pa.string()),  # the search trial that recorded the point
+    ("study", pa.string()),
+    ("number", pa.int32()),
+    ("alphas", pa.list_(pa.float64())),
+    ("val_metric", pa.float64()),
+    ("test_metric", pa.float64()),
+])
+
+# Per-trial tables written before the trial row, by directory name.
+SIDE_TABLES = {"epochs": EPOCH_SCHEMA, "alpha_trials": ALPHA_SCHEMA}
+
+
 class StoreError(RuntimeError):
     """The store cannot be read or written."""
 
@@ -113,13 +127,19 @@ class ResultStore:
     def artifact_path(self, trial_key: str) -> Path:
         return self.artifacts_dir / trial_key / "best.pt"
 
-    def write_trial(self, row: dict[str, Any], epochs: Iterable[dict[str, Any]] = ()) -> Path:
-        """Write a trial's epochs, then its row (the commit). Returns the row's path."""
+    def write_trial(self, row: dict[str, Any], epochs: Iterable[dict[str, Any]] = (),
+                    side: dict[str, list[dict[str, Any]]] | None = None) -> Path:
+        """Write a trial's epochs and other side tables, then its row (the commit). Returns the row's path."""
         key = row["trial_key"]
         row_table = _table([row], TRIAL_SCHEMA, "trial row")
-        epoch_rows = [dict(e, trial_key=key) for e in epochs]
-        if epoch_rows:
-            self._atomic_write(_table(epoch_rows, EPOCH_SCHEMA, "epoch row"), self.epochs_dir / f"{key}.parquet")
+        tables = {"epochs": list(epochs), **(side or {})}
+        unknown = sorted(set(tables) - set(SIDE_TABLES))
+        if unknown:
+            raise StoreError(f"unknown store table(s) {unknown}; accepted: {', '.join(SIDE_TABLES)}")
+        prepared = {name: _table([dict(r, trial_key=key) for r in rows], SIDE_TABLES[name], f"{name} row")
+                    for name, rows in tables.items() if rows}
+        for name, table in prepared.items():
+            self._atomic_write(table, self.root / name / f"{key}.parquet")
         target = self.trials_dir / f"{key}.parquet"
         self._atomic_write(row_table, target)
         return target
@@ -164,8 +184,18 @@ class ResultStore:
         return dataset.to_table(columns=columns)
 
     def read_epochs(self) -> pa.Table:
-        dataset = self._dataset(self.epochs_dir, EPOCH_SCHEMA)
-        return EPOCH_SCHEMA.empty_table() if dataset is None else dataset.to_table()
+        return self.read_side_table("epochs")
+
+    def read_side_table(self, name: str, filter=None) -> pa.Table:
+        schema = SIDE_TABLES[name]
+        dataset = self._dataset(self.root / name, schema)
+        return schema.empty_table() if dataset is None else dataset.to_table(filter=filter)
+
+    def alpha_points(self, study: str) -> list[dict[str, Any]]:
+        """Every recorded point of an alpha-search study, once per point number, by number."""
+        table = self.read_side_table("alpha_trials", filter=ds.field("study") == study)
+        by_number = {r["number"]: r for r in table.to_pylist()}
+        return [by_number[n] for n in sorted(by_number)]
 
 
 def _table(rows: list[dict[str, Any]], schema: pa.Schema, what: str) -> pa.Table:

@@ -6,8 +6,8 @@ and the accepted values, and *all* errors of a spec are reported together::
     name: mini                          # sweep name (letters, digits, - and _)
     backbones: [hu-gcn-contextpred, scratch-gcn]
     methods:                            # method -> {hyper-parameter: value or list of values}
-      full-ft: {}
-      lp: {freeze_bn_stats: [false, true]}
+      full-ft: {}                       #   (or a list of such grids, e.g. RoFt-Mol's gradient
+      lp: {freeze_bn_stats: [false, true]}  # grid and its Optuna search)
     tasks: [bbbp, esol]
     splits: [scaffold]                  # scaffold | size | random
     label_settings: [full, "fewshot:100", "ratio:0.1"]
@@ -131,26 +131,41 @@ class _Validator:
                 self.errors.append(_unknown("methods", name, METHODS.names(), "method"))
                 continue
             cls = METHODS.get(name)
-            grid = grid or {}
-            if not isinstance(grid, dict):
-                self.errors.append(f"{path}: must be a mapping of hyper-parameter -> value(s), got {grid!r}")
-                continue
-            axes: dict[str, list[Any]] = {}
-            for hp_name, values in grid.items():
-                if hp_name not in cls.hyperparameters:
-                    self.errors.append(_unknown(path, hp_name, list(cls.hyperparameters) or ["(none)"], "hyper-parameter"))
+            grids = grid if isinstance(grid, list) and grid else [grid or {}]
+            for index, one in enumerate(grids):
+                where = path if len(grids) == 1 else f"{path}[{index}]"
+                if not isinstance(one, dict):
+                    self.errors.append(f"{where}: must be a mapping of hyper-parameter -> value(s) (or a list of "
+                                       f"such mappings), got {one!r}")
                     continue
-                values = values if isinstance(values, list) else [values]
-                checked = []
-                for value in values:
-                    try:
-                        checked.append(cls.hyperparameters[hp_name].validate(f"{path}.{hp_name}", value))
-                    except ValueError as exc:
-                        self.errors.append(str(exc))
-                axes[hp_name] = checked
-            for combo in itertools.product(*axes.values()):
-                points.append((name, cls.validate_params(dict(zip(axes, combo)))))
+                for point in self.method_grid(cls, where, one):
+                    if (name, point) not in points:
+                        points.append((name, point))
         return tuple(points)
+
+    def method_grid(self, cls, path: str, grid: dict) -> list[dict[str, Any]]:
+        """Every point of one hyper-parameter grid (cartesian product), each value validated."""
+        axes: dict[str, list[Any]] = {}
+        for hp_name, values in grid.items():
+            if hp_name not in cls.hyperparameters:
+                self.errors.append(_unknown(path, hp_name, list(cls.hyperparameters) or ["(none)"], "hyper-parameter"))
+                continue
+            values = values if isinstance(values, list) else [values]
+            checked = []
+            for value in values:
+                try:
+                    checked.append(cls.hyperparameters[hp_name].validate(f"{path}.{hp_name}", value))
+                except ValueError as exc:
+                    self.errors.append(str(exc))
+            axes[hp_name] = checked
+        points = []
+        for combo in itertools.product(*axes.values()):
+            try:
+                points.append(cls.validate_params(dict(zip(axes, combo))))
+            except ValueError as exc:
+                if str(exc) not in self.errors:
+                    self.errors.append(f"{path}: {exc}")
+        return points
 
     def label_settings(self, raw: Any) -> tuple[str, ...]:
         if not isinstance(raw, list) or not raw:

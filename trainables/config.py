@@ -104,6 +104,7 @@ class Runtime:
     device: str = "auto"  # auto | cpu | cuda
     code_version: str = "unknown"
     artifacts: str = "required"  # required: keep checkpoints other trials depend on | all
+    optuna_storage: str | None = None  # alpha searches: None (in memory), a journal file path, or an RDB URL
 
     def __post_init__(self):
         if self.artifacts not in ARTIFACT_POLICIES:

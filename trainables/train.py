@@ -48,7 +48,7 @@ class FitResult:
     test_score: Score
     best_state: dict[str, torch.Tensor]
     history: list[EpochRecord] = field(default_factory=list)
-    summary: dict = field(default_factory=dict)  # method.summary() at the best epoch, and final_* after the last
+    summary: dict = field(default_factory=dict)  # method.summary() at the best epoch; final_*: after the last, where different
 
 
 HALVING_SEED = 42
@@ -77,16 +77,38 @@ class SplitIndices:
 
 
 @torch.no_grad()
-def predict(model: torch.nn.Module, data: GraphDataset, index: torch.Tensor, device: torch.device) -> np.ndarray:
-    """Model outputs ``(len(index), T)`` in eval mode."""
+def predict(model: torch.nn.Module, data: GraphDataset, index: torch.Tensor, device: torch.device,
+            batches: list | None = None) -> np.ndarray:
+    """Model outputs ``(len(index), T)`` in eval mode (``batches``: the same molecules, pre-assembled)."""
     model.eval()
-    outputs = [model(data.batch(index[i:i + EVAL_BATCH_SIZE]).to(device)).logits.float().cpu()
-               for i in range(0, len(index), EVAL_BATCH_SIZE)]
-    return torch.cat(outputs).numpy()
+    if batches is None:
+        batches = [data.batch(index[i:i + EVAL_BATCH_SIZE]).to(device) for i in range(0, len(index), EVAL_BATCH_SIZE)]
+    return torch.cat([model(batch).logits.float().cpu() for batch in batches]).numpy()
 
 
 def score(model, data: GraphDataset, index: torch.Tensor, task_type: TaskType, device) -> Score:
     return evaluate_metric(task_type, data.y[index].numpy(), predict(model, data, index, device))
+
+
+class Evaluator:
+    """Scores a model on a named part of the split, with the evaluation batches kept resident.
+
+    Each part's molecules are assembled into batches of ``EVAL_BATCH_SIZE`` once, on ``device``,
+    and reused by every evaluation (every epoch, every alpha point of a search).
+    """
+
+    def __init__(self, data: GraphDataset, split: SplitIndices, task_type: TaskType, device: torch.device):
+        self.data, self.split, self.task_type, self.device = data, split, task_type, device
+        self._parts: dict[str, tuple[list, np.ndarray]] = {}
+
+    def __call__(self, model: torch.nn.Module, part: str) -> Score:
+        if part not in self._parts:
+            index = self.split.part(part)
+            batches = [self.data.batch(index[i:i + EVAL_BATCH_SIZE]).to(self.device)
+                       for i in range(0, len(index), EVAL_BATCH_SIZE)]
+            self._parts[part] = (batches, self.data.y[index].numpy())
+        batches, targets = self._parts[part]
+        return evaluate_metric(self.task_type, targets, predict(model, self.data, None, self.device, batches))
 
 
 def fit(ctx: MethodContext, method: FineTuningMethod, data: GraphDataset, split: SplitIndices,
@@ -95,12 +117,14 @@ def fit(ctx: MethodContext, method: FineTuningMethod, data: GraphDataset, split:
     """Run every stage of ``method`` and return the best-selection epoch's result."""
     if ctx.pretrained_state is None:
         ctx.pretrained_state = _cpu_copy(ctx.model.state_dict())
+    evaluator = Evaluator(data, split, task_type, device)
+    ctx.evaluate = lambda part: evaluator(ctx.model, part)
+    ctx.higher_is_better = higher_is_better
     method.setup(ctx)
     best: FitResult | None = None
     history: list[EpochRecord] = []
     epoch_counter = 0
     for stage in method.stages(recipe.epochs):
-        select_index = split.part(stage.select_on)
         stage_best_state: dict[str, torch.Tensor] | None = None
         stage_best_val: float | None = None
         if stage.epochs > 0:
@@ -114,8 +138,8 @@ def fit(ctx: MethodContext, method: FineTuningMethod, data: GraphDataset, split:
                 epoch_counter += 1
                 train_loss = _train_epoch(ctx, method, stage, data, fit_index, task_type, recipe, optimizer,
                                           parameters, generator, device)
-            val_score = score(ctx.model, data, select_index, task_type, device)
-            test_score = score(ctx.model, data, split.test, task_type, device)
+            val_score = ctx.evaluate(stage.select_on)
+            test_score = ctx.evaluate("test")
             record = EpochRecord(stage.name, epoch_counter, train_loss, val_score.value, test_score.value,
                                  val_score.skipped, test_score.skipped)
             history.append(record)
@@ -135,7 +159,8 @@ def fit(ctx: MethodContext, method: FineTuningMethod, data: GraphDataset, split:
     if best is None:
         raise RuntimeError("no epoch produced a finite validation metric (is the validation set empty "
                            "or missing one of the classes in every task?)")
-    best.summary.update({f"final_{name}": value for name, value in method.summary(ctx).items()})
+    best.summary.update({f"final_{name}": value for name, value in method.summary(ctx).items()
+                         if best.summary.get(name) != value})
     return best
 
 

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from orchestrator.store import ResultStore, canonical_json
+from trainables.alpha_search import AlphaPoint
 from trainables.backbones import BACKBONES, PretrainedWeights, build_model, read_checkpoint
 from trainables.config import Runtime, TrialSpec
 from trainables.dataset import GraphDataset, load_task
@@ -130,7 +131,10 @@ def execute_trial(spec: TrialSpec, runtime: Runtime,
     model = build_model(backbone, data.num_tasks, shape, pretrained).to(device)
     method = make_method(spec.method, spec.method_params)
     ctx = MethodContext(model=model, pretrained_state=None, parent_state=None if parent is None else parent[2],
-                        seed=spec.seed)
+                        seed=spec.seed, parent_key="" if parent is None else parent[0],
+                        optuna_storage=runtime.optuna_storage, prior_alpha_points=lambda study: [
+                            AlphaPoint(p["number"], tuple(p["alphas"]), p["val_metric"], p["test_metric"])
+                            for p in store.alpha_points(study)])
     generator = torch.Generator().manual_seed(spec.seed)
     result = fit(ctx, method, data, indices, task.task_type, task.higher_is_better, spec.recipe, generator,
                  device, on_epoch)
@@ -164,7 +168,7 @@ def execute_trial(spec: TrialSpec, runtime: Runtime,
     epochs = [{"stage": e.stage, "epoch": e.epoch, "train_loss": e.train_loss, "val_metric": e.val,
                "test_metric": e.test, "val_tasks_skipped": e.val_tasks_skipped,
                "test_tasks_skipped": e.test_tasks_skipped} for e in result.history]
-    store.write_trial(row, epochs)
+    store.write_trial(row, epochs, side=method.records(ctx))
     return row
 
 

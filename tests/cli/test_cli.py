@@ -96,3 +96,17 @@ def test_module_entry_point_runs():
     result = subprocess.run([sys.executable, "-m", "orchestrator", "--help"], capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0 and "sweep" in result.stdout
+
+
+@pytest.mark.slow
+def test_bench_methods_prints_every_method_against_full_ft(real_env, capsys):
+    from trainables.methods import METHODS
+
+    assert main(["bench", "methods", "--backbone", "scratch-gcn", "--task", "esol", "--label-setting", "fewshot:16",
+                 "--epochs", "1", "--repeats", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = {line.split()[0]: line.split() for line in lines[2:]}
+    assert set(rows) == set(METHODS.names())
+    assert rows["full-ft"][1:5:3] == ["1", "1.00"]  # epochs, ratio to itself
+    assert rows["lp-ft"][1] == "2" and rows["roft-mol"][1] == "2" and rows["wise-ft"][1:3] == ["0", "0"]
+    assert all(float(row[4]) > 0 for row in rows.values())

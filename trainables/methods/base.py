@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
@@ -125,13 +126,22 @@ class MethodContext:
     may replace it with a wrapper). ``pretrained_state``: theta_pre, the model's state dict when
     fitting begins (pre-trained backbone, fresh head); :func:`trainables.train.fit` fills it when
     ``None``. ``parent_state``: the state dict of the trial named by ``requires_parent``.
-    ``seed``: the trial's run seed.
+    ``seed``: the trial's run seed. ``parent_key``: the parent trial's key.
+    ``evaluate(part) -> Score``: scores ``model`` in eval mode on a part of the split
+    (``valid``, ``valid_fit``, ``valid_select``, ``test``), set by the trainer.
+    ``optuna_storage``: where alpha searches keep their studies (None: in memory).
+    ``prior_alpha_points(study) -> list``: points of a study already in the results store.
     """
 
     model: nn.Module
     pretrained_state: dict[str, torch.Tensor] | None
     parent_state: dict[str, torch.Tensor] | None = None
     seed: int = 0
+    parent_key: str = ""
+    evaluate: Callable[[str], Any] | None = None
+    optuna_storage: str | None = None
+    prior_alpha_points: Callable[[str], list] | None = None
+    higher_is_better: bool = True
 
 
 class FineTuningMethod:
@@ -141,6 +151,7 @@ class FineTuningMethod:
     mechanism: ClassVar[str] = "baseline"
     hyperparameters: ClassVar[dict[str, HyperParameter]] = {}
     requires_parent: ClassVar[str | None] = None  # method whose best checkpoint this one starts from
+    label_hyperparameters: ClassVar[tuple[str, ...]] = ()  # shown in the label even at their default
 
     def __init__(self, **params: Any):
         self.params = self.validate_params(params)
@@ -187,10 +198,15 @@ class FineTuningMethod:
         """JSON-able values recorded with the best epoch (e.g. RoFt-Mol's alphas)."""
         return {}
 
+    def records(self, ctx: MethodContext) -> dict[str, list[dict[str, Any]]]:
+        """Extra store tables written with the trial, by table name (e.g. ``alpha_trials``)."""
+        return {}
+
     @property
     def label(self) -> str:
-        """Display name with non-default hyper-parameters, e.g. ``l2-sp[d=0.01]``."""
-        changed = {k: v for k, v in self.params.items() if v != self.hyperparameters[k].default}
+        """Display name with the grid's defining and non-default hyper-parameters, e.g. ``l2-sp[d=0.01]``."""
+        changed = {k: v for k, v in self.params.items()
+                   if v != self.hyperparameters[k].default or k in self.label_hyperparameters}
         return self.name + (f"[{','.join(f'{k}={v}' for k, v in sorted(changed.items()))}]" if changed else "")
 
 

@@ -26,12 +26,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 from torch.func import functional_call
 
+from trainables.alpha_search import check_range
 from trainables.methods.base import FineTuningMethod, HyperParameter, MethodContext, Stage, register_method
 from trainables.methods.partial import freeze_batch_norm_statistics
 
@@ -97,19 +98,145 @@ BN_STATS = HyperParameter(str, "interpolate", "BatchNorm running statistics: int
                                               "theta_ft)", choices=("interpolate", "ft"))
 
 
+SEARCH_HYPERPARAMETERS = {
+    "search": HyperParameter(str, "none", "none: the method's own alphas; optuna: a seeded TPE search of the "
+                                          "alphas on validation, evaluation only", choices=("none", "optuna")),
+    "n_trials": HyperParameter(int, 100, "points evaluated by the Optuna search (raising it continues the study)",
+                               minimum=1),
+    "search_seed": HyperParameter(int, 0, "seed of the TPE sampler", minimum=0),
+    "alpha_low": HyperParameter(float, 0.0, "lower end of the searched range of every alpha"),
+    "alpha_high": HyperParameter(float, 1.0, "upper end of the searched range of every alpha"),
+}
+
+
 class InterpolatingMethod(FineTuningMethod):
-    """Shared set-up of methods that interpolate between theta_pre and their Full-FT parent."""
+    """Shared behaviour of methods that interpolate between theta_pre and their Full-FT parent.
+
+    With ``search: optuna`` the alphas are not the method's own (a fixed WiSE alpha, RoFt-Mol's
+    gradient training) but found by :func:`trainables.alpha_search.search_alphas`: each point
+    is loaded into the one model (no rebuild) and scored on resident validation batches; the
+    best point's model is then evaluated like any post-hoc method, its alphas and study go to
+    the row, and every point to the store's ``alpha_trials`` table. Subclasses implement their
+    own mode in ``prepare`` / ``own_stages`` / ``own_snapshot`` / ``own_summary``.
+    """
 
     mechanism = "weight"
     requires_parent = "full-ft"
+    own_hyperparameters: ClassVar[tuple[str, ...]] = ()  # those without effect under search: optuna
 
+    @classmethod
+    def validate_params(cls, params: dict[str, Any]) -> dict[str, Any]:
+        out = super().validate_params(params)
+        if out["search"] == "optuna":
+            moot = [k for k in cls.own_hyperparameters if out[k] != cls.hyperparameters[k].default]
+            if moot:
+                raise ValueError(f"method {cls.name}: {', '.join(moot)} ha{'s' if len(moot) == 1 else 've'} no effect "
+                                 "with search: optuna (the search sets the alphas); leave out")
+            check_range(out["alpha_low"], out["alpha_high"])
+        else:
+            moot = [k for k in SEARCH_HYPERPARAMETERS if k != "search" and out[k] != SEARCH_HYPERPARAMETERS[k].default]
+            if moot:
+                raise ValueError(f"method {cls.name}: {', '.join(moot)} appl{'ies' if len(moot) == 1 else 'y'} only "
+                                 "with search: optuna")
+        return out
+
+    @property
+    def searching(self) -> bool:
+        return self.params["search"] == "optuna"
+
+    @property
+    def label(self) -> str:
+        base = super().label
+        if not self.searching:
+            return base
+        inner = [p for p in base[len(self.name) + 1:-1].split(",")
+                 if p and p != "search=optuna" and p.split("=")[0] not in self.own_hyperparameters]
+        return f"{self.name}[" + ",".join(["optuna", *inner]) + "]"
+
+    def num_groups(self) -> int:
+        return 1
+
+    def parts(self) -> tuple[str, str]:
+        """(part the alphas are fitted or searched on, part the reported epoch is selected on)."""
+        return "valid", "valid"
+
+    # ---- the hooks, shared ---------------------------------------------------------------
     def setup(self, ctx: MethodContext) -> None:
         """Keep theta_pre and theta_ft on the model's device, checked to share one layout."""
         super().setup(ctx)
         check_same_layout(ctx.pretrained_state, ctx.parent_state)
-        device = next(ctx.model.parameters()).device
-        self.pre = {k: v.to(device) for k, v in ctx.pretrained_state.items()}
-        self.ft = {k: v.to(device) for k, v in ctx.parent_state.items()}
+        self.device = next(ctx.model.parameters()).device
+        self.pre = {k: v.to(self.device) for k, v in ctx.pretrained_state.items()}
+        self.ft = {k: v.to(self.device) for k, v in ctx.parent_state.items()}
+        if self.searching:
+            self._search(ctx)
+        else:
+            self.prepare(ctx)
+
+    def stages(self, epochs: int) -> list[Stage]:
+        return [Stage("search", 0, select_on=self.parts()[1])] if self.searching else self.own_stages(epochs)
+
+    def snapshot(self, ctx: MethodContext) -> dict[str, torch.Tensor]:
+        return ctx.model.state_dict() if self.searching else self.own_snapshot(ctx)
+
+    def summary(self, ctx: MethodContext) -> dict[str, Any]:
+        return dict(self._search_summary) if self.searching else self.own_summary(ctx)
+
+    def records(self, ctx: MethodContext) -> dict[str, list[dict[str, Any]]]:
+        return {"alpha_trials": self._search_points} if self.searching else {}
+
+    # ---- the method's own mode -----------------------------------------------------------
+    def prepare(self, ctx: MethodContext) -> None:
+        raise NotImplementedError
+
+    def own_stages(self, epochs: int) -> list[Stage]:
+        raise NotImplementedError
+
+    def own_snapshot(self, ctx: MethodContext) -> dict[str, torch.Tensor]:
+        return ctx.model.state_dict()
+
+    def own_summary(self, ctx: MethodContext) -> dict[str, Any]:
+        return {}
+
+    # ---- search mode ---------------------------------------------------------------------
+    def load_alphas(self, ctx: MethodContext, alphas, tie: tuple[int, ...]) -> None:
+        """Copy theta(alphas) into ``ctx.model`` in place."""
+        alpha = torch.as_tensor(alphas, dtype=torch.float32, device=self.device)
+        with torch.no_grad():
+            ctx.model.load_state_dict(interpolated_state(self.pre, self.ft, lambda group: alpha[tie[group]],
+                                                         self.params["bn_stats"]))
+
+    def study_name(self, ctx: MethodContext) -> str:
+        """Everything that defines the objective except the budget (so more trials continue it)."""
+        settings = {k: v for k, v in self.params.items()
+                    if k not in ("n_trials", "search", *self.own_hyperparameters)}
+        return f"{self.name}:{ctx.parent_key}:" + ",".join(f"{k}={v}" for k, v in sorted(settings.items()))
+
+    def _search(self, ctx: MethodContext) -> None:
+        from trainables.alpha_search import search_alphas
+
+        tie = tying(self.num_groups(), len(ctx.model.gnn.gnns))
+        fit_part = self.parts()[0]
+
+        def evaluate(alphas):
+            self.load_alphas(ctx, alphas, tie)
+            return ctx.evaluate(fit_part).value, ctx.evaluate("test").value
+
+        name = self.study_name(ctx)
+        prior = ctx.prior_alpha_points(name) if ctx.optuna_storage is None and ctx.prior_alpha_points else ()
+        from trainables.alpha_search import open_storage
+
+        best, new, points = search_alphas(
+            evaluate, groups=self.num_groups(), n_trials=self.params["n_trials"], seed=self.params["search_seed"],
+            direction="maximize" if ctx.higher_is_better else "minimize", study_name=name,
+            storage=open_storage(ctx.optuna_storage), low=self.params["alpha_low"], high=self.params["alpha_high"],
+            prior=prior)
+        self.load_alphas(ctx, best.alphas, tie)
+        self._search_summary = {"alphas": list(best.alphas), "study": name, "best_point": best.number,
+                                "points": len(points), "points_evaluated_now": len(new),
+                                "search_val": best.val}
+        self._search_points = [{"study": name, "number": p.number, "alphas": list(p.alphas), "val_metric": p.val,
+                                "test_metric": p.test} for p in points]
 
 
 @register_method("wise-ft")
@@ -119,16 +246,15 @@ class WiSEFT(InterpolatingMethod):
     hyperparameters = {
         "alpha": HyperParameter(float, 0.5, "weight of theta_ft (paper grid: 0.1, 0.3, 0.5, 0.7, 0.9)"),
         "bn_stats": BN_STATS,
+        **SEARCH_HYPERPARAMETERS,
     }
+    own_hyperparameters = ("alpha",)
+    label_hyperparameters = ("alpha",)
 
-    def setup(self, ctx: MethodContext) -> None:
-        super().setup(ctx)
-        alpha = torch.tensor(self.params["alpha"], dtype=torch.float32, device=next(ctx.model.parameters()).device)
-        with torch.no_grad():
-            ctx.model.load_state_dict(interpolated_state(self.pre, self.ft, lambda group: alpha,
-                                                         self.params["bn_stats"]))
+    def prepare(self, ctx: MethodContext) -> None:
+        self.load_alphas(ctx, [self.params["alpha"]], tying(1, len(ctx.model.gnn.gnns)))
 
-    def stages(self, epochs: int) -> list[Stage]:
+    def own_stages(self, epochs: int) -> list[Stage]:
         return [Stage("evaluate", 0)]
 
 
@@ -169,18 +295,25 @@ class RoFtMol(InterpolatingMethod):
                                                 "fit on one half, select on the other", choices=("val", "val_half")),
         "bn_stats": HyperParameter(str, "ft", "BatchNorm running statistics: ft (reference), or interpolate",
                                    choices=("ft", "interpolate")),
+        **SEARCH_HYPERPARAMETERS,
     }
+    own_hyperparameters = ("alpha_init", "alpha_lr", "epochs")
+    label_hyperparameters = ("groups",)
 
-    def setup(self, ctx: MethodContext) -> None:
-        super().setup(ctx)
+    def num_groups(self) -> int:
+        return self.params["groups"]
+
+    def parts(self) -> tuple[str, str]:
+        return ("valid_fit", "valid_select") if self.params["fit_split"] == "val_half" else ("valid", "valid")
+
+    def prepare(self, ctx: MethodContext) -> None:
         tie = tying(self.params["groups"], len(ctx.model.gnn.gnns))
         ctx.model = InterpolatedPredictor(ctx.model, self.pre, self.ft, tie, self.params["groups"], self.params["alpha_init"],
                                           self.params["bn_stats"])
 
-    def stages(self, epochs: int) -> list[Stage]:
-        halves = self.params["fit_split"] == "val_half"
-        return [Stage("alpha", self.params["epochs"], lr=self.params["alpha_lr"],
-                      fit_on="valid_fit" if halves else "valid", select_on="valid_select" if halves else "valid")]
+    def own_stages(self, epochs: int) -> list[Stage]:
+        fit_on, select_on = self.parts()
+        return [Stage("alpha", self.params["epochs"], lr=self.params["alpha_lr"], fit_on=fit_on, select_on=select_on)]
 
     def trainable_parameters(self, ctx: MethodContext, stage: Stage) -> list[nn.Parameter]:
         return [ctx.model.alphas]
@@ -189,8 +322,8 @@ class RoFtMol(InterpolatingMethod):
         ctx.model.train()
         freeze_batch_norm_statistics(ctx.model)
 
-    def snapshot(self, ctx: MethodContext) -> dict[str, torch.Tensor]:
+    def own_snapshot(self, ctx: MethodContext) -> dict[str, torch.Tensor]:
         return {k: v.detach() for k, v in ctx.model.current_state().items()}
 
-    def summary(self, ctx: MethodContext) -> dict[str, Any]:
+    def own_summary(self, ctx: MethodContext) -> dict[str, Any]:
         return {"alphas": [float(a) for a in ctx.model.alphas.detach().cpu()]}

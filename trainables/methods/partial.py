@@ -57,6 +57,7 @@ class SurgicalFineTuning(FineTuningMethod):
     """
 
     mechanism = "partial"
+    label_hyperparameters = ("layer",)
     hyperparameters = {
         "layer": HyperParameter(int, 0, "index of the GNN layer that trains (0 = first)", minimum=0),
         "freeze_bn_stats": FREEZE_BN_STATS,

@@ -33,6 +33,8 @@ def squared_norm(tensors) -> torch.Tensor:
 class RegularizedFineTuning(FineTuningMethod):
     """Full fine-tuning plus ``d * penalty(...) + d_head * 1/2 ||theta_head||^2``."""
 
+    label_hyperparameters = ("d",)
+
     hyperparameters = {
         "d": HyperParameter(float, 1e-2, "regularisation strength (paper grid: 1, 1e-1, 1e-2, 1e-3, 1e-4)",
                             minimum=0.0),

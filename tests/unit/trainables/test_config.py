@@ -106,6 +106,7 @@ def test_equal_specs_have_equal_keys():
 def test_runtime_is_not_part_of_the_key():
     runtime = Runtime(store="/tmp/s", sweep="x", threads=2)
     assert runtime.to_dict() == {"store": "/tmp/s", "sweep": "x", "data_root": None, "threads": 2,
-                                 "device": "auto", "code_version": "unknown", "artifacts": "required"}
+                                 "device": "auto", "code_version": "unknown", "artifacts": "required",
+                                 "optuna_storage": None}
     assert Runtime(**runtime.to_dict()) == runtime
     assert "store" not in base_spec().to_dict() and "sweep" not in base_spec().to_dict()

@@ -145,7 +145,8 @@ def test_wise_ft_intermediate_alpha_is_the_linear_interpolation(regression_data,
 def test_wise_ft_hyper_parameters():
     """WiSE-FT is an evaluation-only stage; bad bn_stats values name what is accepted."""
     method = make_method("wise-ft")
-    assert method.params == {"alpha": 0.5, "bn_stats": "interpolate"}
+    assert method.params == {"alpha": 0.5, "bn_stats": "interpolate", "search": "none", "n_trials": 100,
+                             "search_seed": 0, "alpha_low": 0.0, "alpha_high": 1.0}
     assert method.stages(100) == [Stage("evaluate", 0)]
     assert METHODS.get("wise-ft").requires_parent == "full-ft"
     with pytest.raises(ValueError, match=r"^wise-ft.bn_stats='none' is not accepted; "
@@ -167,7 +168,7 @@ def test_roft_mol_with_frozen_alphas_equals_wise_ft(regression_data, parent, bn_
     assert [(r.stage, r.epoch) for r in result.history] == [("alpha", 1), ("alpha", 2), ("alpha", 3)]
     assert [(r.val, r.test) for r in result.history] == [(wise.val, wise.test)] * 3
     frozen = [float(torch.tensor(a, dtype=torch.float32))]
-    assert result.summary == {"alphas": frozen, "final_alphas": frozen}
+    assert result.summary == {"alphas": frozen}  # final_alphas only where they differ
     assert states_equal(result.best_state, wise.best_state)
 
 
@@ -249,10 +250,11 @@ def test_roft_mol_val_half_fits_and_selects_on_disjoint_halves(regression_data, 
     method = make_method("roft-mol", {"fit_split": "val_half", "epochs": 2, "alpha_lr": 0.1})
     assert method.stages(5) == [Stage("alpha", 2, lr=0.1, fit_on="valid_fit", select_on="valid_select")]
     _, _, result = fit_dependant(method, data, parent.state, indices=indices)
-    trained = [ids for grad, ids in data.calls if grad]
-    evaluated = [ids for grad, ids in data.calls if not grad]
+    evaluation = [select_half.tolist(), indices.test.tolist()]
+    evaluated = [ids for _, ids in data.calls if ids in evaluation]
+    trained = [ids for _, ids in data.calls if ids not in evaluation]
     assert sorted(i for ids in trained for i in ids) == sorted(fit_half.tolist() * 2)  # 2 epochs
-    assert evaluated == [select_half.tolist(), indices.test.tolist()] * 2
+    assert evaluated == evaluation  # evaluation batches are assembled once and stay resident
     assert result.val == scored(result.best_state, regression_data, select_half)
     assert result.history[result.best_epoch - 1].val == result.val
 
