@@ -11,12 +11,14 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
 
 DEFAULT_STORE = "results"
+OPTUNA_STORAGE_HELP = ("where alpha-search studies live: a JournalStorage file path (safe on a shared filesystem; "
+                       "optuna-dashboard opens it) or an RDB URL such as sqlite:///studies.db (default: in memory, "
+                       "continued from the store's alpha_trials table)")
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -47,7 +49,25 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray)")
     sweep.add_argument("--dry-run", action="store_true", help="print the plan and missing files; run nothing")
     sweep.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    sweep.add_argument("--optuna-storage", default=None, help=OPTUNA_STORAGE_HELP)
     _common(sweep)
+
+    alpha = sub.add_parser("alpha", help="Optuna search of WiSE-FT / RoFt-Mol alphas over the store's Full-FT checkpoints")
+    alpha.add_argument("--store", default=DEFAULT_STORE, help=f"results store directory (default: ./{DEFAULT_STORE})")
+    alpha.add_argument("--method", nargs="+", default=["wise-ft", "roft-mol"], help="wise-ft and/or roft-mol")
+    alpha.add_argument("--groups", type=int, nargs="+", default=[1, 2, 3, 6], help="RoFt-Mol alpha groups")
+    alpha.add_argument("--n-trials", type=int, default=100, help="points per study (raising it continues studies)")
+    alpha.add_argument("--search-seed", type=int, default=0, help="TPE sampler seed")
+    alpha.add_argument("--alpha-range", type=float, nargs=2, default=[0.0, 1.0], metavar=("LOW", "HIGH"))
+    for column in ("backbone", "task", "split", "label-setting"):
+        alpha.add_argument(f"--{column}", nargs="+", default=None, help=f"only Full-FT trials with this {column}")
+    alpha.add_argument("--seed", type=int, nargs="+", default=None, help="only Full-FT trials with this run seed")
+    alpha.add_argument("--optuna-storage", default=None, help=OPTUNA_STORAGE_HELP)
+    alpha.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray)")
+    alpha.add_argument("--cpus", type=float, default=1.0, help="CPUs per search trial")
+    alpha.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    alpha.add_argument("--dry-run", action="store_true", help="print the plan; run nothing")
+    _common(alpha)
 
     table = sub.add_parser("table", help="mean +- std over seeds per cell, as Markdown")
     table.add_argument("--store", default=DEFAULT_STORE)
@@ -71,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handler = {"data": _data, "backbones": _backbones, "sweep": _sweep, "table": _table, "bench": _bench}[args.command]
+    handler = {"data": _data, "backbones": _backbones, "sweep": _sweep, "alpha": _alpha, "table": _table,
+               "bench": _bench}[args.command]
     try:
         return handler(args)
     except KeyboardInterrupt:
@@ -162,9 +183,7 @@ def _backbones(args) -> int:
 
 def _sweep(args) -> int:
     from orchestrator import code_version
-    from orchestrator.execute import run_sweep
     from orchestrator.plan import plan_sweep
-    from orchestrator.report import store_table
     from orchestrator.store import ResultStore
     from search_spaces import load_spec
     from trainables.config import Runtime
@@ -182,8 +201,54 @@ def _sweep(args) -> int:
         print("roft: error: files are missing (listed above); nothing was run", file=sys.stderr)
         return 2
     runtime = Runtime(store=str(store.root), sweep=spec.name, data_root=root, threads=max(1, int(spec.resources.cpu)),
-                      device=args.device, code_version=code_version(), artifacts=spec.execution.artifacts)
-    outcome = run_sweep(plan, store, runtime, address=args.address)
+                      device=args.device, code_version=code_version(), artifacts=spec.execution.artifacts,
+                      optuna_storage=_optuna_storage(args.optuna_storage))
+    return _run_and_report(plan, store, runtime, args.address)
+
+
+def _optuna_storage(location: str | None) -> str | None:
+    """Journal paths made absolute (trials run in other working directories); URLs unchanged."""
+    if location is None or "://" in location:
+        return location
+    path = Path(location).expanduser().resolve()
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"--optuna-storage {location!r}: folder {path.parent} does not exist")
+    return str(path)
+
+
+def _alpha(args) -> int:
+    from orchestrator import code_version
+    from orchestrator.alpha import plan_alpha_searches, search_points
+    from orchestrator.store import ResultStore
+    from search_spaces.spec import Resources
+    from trainables.config import Runtime
+
+    if not Path(args.store).is_dir():
+        raise FileNotFoundError(f"store {args.store!r} does not exist")
+    store = ResultStore(args.store)
+    points = search_points(args.method, args.groups, args.n_trials, args.search_seed, *args.alpha_range)
+    filters = {"backbone": args.backbone, "task": args.task, "split": args.split,
+               "label_setting": args.label_setting, "seed": args.seed}
+    plan = plan_alpha_searches(store, points, {k: set(v) for k, v in filters.items() if v},
+                               resources=Resources(cpu=args.cpus))
+    print(plan.summary(), file=sys.stderr)
+    if not plan.trials:
+        print("roft: no Full-FT trial with a kept checkpoint matches; run a sweep with full-ft first",
+              file=sys.stderr)
+        return 1
+    if args.dry_run:
+        return 0
+    runtime = Runtime(store=str(store.root), sweep="alpha", data_root=_data_root(args),
+                      threads=max(1, int(args.cpus)), device=args.device, code_version=code_version(),
+                      optuna_storage=_optuna_storage(args.optuna_storage))
+    return _run_and_report(plan, store, runtime, args.address)
+
+
+def _run_and_report(plan, store, runtime, address: str | None) -> int:
+    from orchestrator.execute import run_sweep
+    from orchestrator.report import store_table
+
+    outcome = run_sweep(plan, store, runtime, address=address)
     print(f"ran {outcome.submitted} trials in {outcome.wall_seconds:.1f} s: {outcome.succeeded} landed, "
           f"{len(outcome.failed)} failed", file=sys.stderr)
     print(store_table(store))

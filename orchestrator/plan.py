@@ -63,8 +63,9 @@ class SweepPlan:
                               for k, v in counts.items())
             lines.append(f"  {dimension:<14} {len(counts):>3}: {cells}")
         res = self.spec.resources
-        lines.append(f"  resources per trial: cpu={res.cpu:g} gpu={res.gpu:g}; "
-                     f"{self.spec.recipe.epochs} epochs, batch {self.spec.recipe.batch_size}")
+        recipes = sorted({(t.recipe.epochs, t.recipe.batch_size) for t in self.trials})
+        lines.append(f"  resources per trial: cpu={res.cpu:g} gpu={res.gpu:g}; recipe: "
+                     + ", ".join(f"{epochs} epochs, batch {batch}" for epochs, batch in recipes))
         if self.missing_files:
             lines.append(f"  missing files ({len(self.missing_files)}):")
             lines.extend(f"    {what}: {why}" for what, why in self.missing_files.items())

@@ -75,25 +75,33 @@ def search_alphas(evaluate: Callable[[Sequence[float]], tuple[float, float]], *,
         study.add_trials([optuna.trial.create_trial(
             params=dict(zip(names, p.alphas)), distributions={n: distribution for n in names}, value=p.val,
             user_attrs={"test": p.test}) for p in prior if len(p.alphas) == groups and math.isfinite(p.val)])
-    before = len(_complete(study))
     evaluated: list[AlphaPoint] = []
+    calls = [0]
 
     def objective(trial) -> float:
+        calls[0] += 1
         alphas = tuple(trial.suggest_float(name, low, high) for name in names)
         val, test = evaluate(alphas)
+        if not math.isfinite(val):
+            raise optuna.TrialPruned(f"validation metric {val} at alphas {alphas}")  # not a complete point
         trial.set_user_attr("test", test)
         evaluated.append(AlphaPoint(trial.number, alphas, val, test))
-        return val if math.isfinite(val) else float("nan")  # NaN: Optuna records the point as failed
+        return val
 
-    remaining = n_trials - before
-    if remaining > 0:
-        study.optimize(objective, n_trials=remaining, gc_after_trial=False)
+    # Processes sharing a study stop when it holds n_trials complete points (MaxTrialsCallback);
+    # points without a finite metric do not count, up to n_trials of them.
+    stop = optuna.study.MaxTrialsCallback(n_trials, states=(optuna.trial.TrialState.COMPLETE,))
+    while (missing := n_trials - len(_complete(study))) > 0 and calls[0] < 2 * n_trials:
+        made = calls[0]
+        study.optimize(objective, n_trials=missing, callbacks=[stop], gc_after_trial=False)
+        if calls[0] == made:
+            break
     points = [AlphaPoint(t.number, tuple(t.params[n] for n in names), t.value, t.user_attrs.get("test", math.nan))
-              for t in _complete(study)]
+              for t in _complete(study)][:n_trials]  # a larger study answers a smaller budget with its first points
     if not points:
         raise RuntimeError(f"study {study_name}: no point produced a finite validation metric")
-    best = study.best_trial
-    best_point = next(p for p in points if p.number == best.number)
+    pick = max if direction == "maximize" else min
+    best_point = pick(points, key=lambda p: p.val)  # ties: the earliest point
     return best_point, evaluated, points
 
 

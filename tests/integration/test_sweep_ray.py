@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 
-import pyarrow.parquet as pq
 import pytest
 
 from orchestrator.execute import run_sweep, run_trials

@@ -1,9 +1,5 @@
 from __future__ import annotations
 
-from datetime import datetime, timezone
-
-import pytest
-
 import dataclasses
 
 from orchestrator.plan import expand, plan_sweep

@@ -52,10 +52,12 @@ def is_statistic(key: str) -> bool:
     return key.rsplit(".", 1)[-1] in STATISTICS
 
 
-def fit_dependant(method, data, parent_state, *, shape=SHAPE, seed=SEED, indices=None, recipe=RECIPE):
+def fit_dependant(method, data, parent_state, *, shape=SHAPE, seed=SEED, indices=None, recipe=RECIPE,
+                  prior_points=None):
     """Fit ``method`` on a model rebuilt with ``seed`` (theta_pre identical to its parent's)."""
     model = predictor(shape, seed)
-    ctx = MethodContext(model=model, pretrained_state=None, parent_state=parent_state, seed=seed)
+    ctx = MethodContext(model=model, pretrained_state=None, parent_state=parent_state, seed=seed,
+                        prior_alpha_points=None if prior_points is None else (lambda study: prior_points))
     result = fit(ctx, method, data, indices or split(), TaskType.REGRESSION, False, recipe,
                  torch.Generator().manual_seed(seed), CPU)
     return ctx, model, result

@@ -5,7 +5,6 @@ Downloads never touch the network: ``urllib.request.urlopen`` is monkeypatched.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import io
 from pathlib import Path
