@@ -63,7 +63,9 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
 class ProgressReporter:
     """Prints ``done / failed / running / queued`` and an ETA as trials start and finish."""
 
-    def __init__(self, total: int, name: str, stream: TextIO = sys.stderr, min_interval_s: float = 2.0):
+    def __init__(self, total: int, name: str, stream: TextIO | None = None, min_interval_s: float = 2.0):
+        # stream None: whatever sys.stderr is when printing (the reporter must stay picklable
+        # for Tune's experiment state, and sys.stderr may be swapped, e.g. by a test harness).
         self.total, self.name, self.stream, self.min_interval_s = total, name, stream, min_interval_s
         self.done = self.failed = self.running = 0
         self.started_at = time.perf_counter()
@@ -88,7 +90,7 @@ class ProgressReporter:
         now = time.perf_counter()
         if force or now - self._last_print >= self.min_interval_s:
             self._last_print = now
-            print(self.line(), file=self.stream, flush=True)
+            print(self.line(), file=self.stream or sys.stderr, flush=True)
 
 
 def _fmt(seconds: float) -> str:
@@ -156,7 +158,7 @@ def run_trials(trials: list[dict[str, Any]], runtime: Runtime, trainable: Callab
 
 
 def run_sweep(plan: SweepPlan, store: ResultStore, runtime: Runtime, address: str | None = None,
-              stream: TextIO = sys.stderr) -> SweepOutcome:
+              stream: TextIO | None = None) -> SweepOutcome:
     """Run every pending trial of ``plan``, wave by wave, and report what landed in the store.
 
     A dependant whose parent failed is not submitted; it is reported failed with the reason.

@@ -106,6 +106,9 @@ SEARCH_HYPERPARAMETERS = {
     "search_seed": HyperParameter(int, 0, "seed of the TPE sampler", minimum=0),
     "alpha_low": HyperParameter(float, 0.0, "lower end of the searched range of every alpha"),
     "alpha_high": HyperParameter(float, 1.0, "upper end of the searched range of every alpha"),
+    "test_per_point": HyperParameter(bool, False, "also score the test split at every point, for plots (doubles "
+                                                  "the search's cost; the best point's test is always scored)",
+                                     choices=(False, True)),
 }
 
 
@@ -220,7 +223,8 @@ class InterpolatingMethod(FineTuningMethod):
 
         def evaluate(alphas):
             self.load_alphas(ctx, alphas, tie)
-            return ctx.evaluate(fit_part).value, ctx.evaluate("test").value
+            test = ctx.evaluate("test").value if self.params["test_per_point"] else float("nan")
+            return ctx.evaluate(fit_part).value, test
 
         name = self.study_name(ctx)
         prior = ctx.prior_alpha_points(name) if ctx.optuna_storage is None and ctx.prior_alpha_points else ()

@@ -148,7 +148,7 @@ def test_wise_ft_hyper_parameters():
     """WiSE-FT is an evaluation-only stage; bad bn_stats values name what is accepted."""
     method = make_method("wise-ft")
     assert method.params == {"alpha": 0.5, "bn_stats": "interpolate", "search": "none", "n_trials": 100,
-                             "search_seed": 0, "alpha_low": 0.0, "alpha_high": 1.0}
+                             "search_seed": 0, "alpha_low": 0.0, "alpha_high": 1.0, "test_per_point": False}
     assert method.stages(100) == [Stage("evaluate", 0)]
     assert METHODS.get("wise-ft").requires_parent == "full-ft"
     with pytest.raises(ValueError, match=r"^wise-ft.bn_stats='none' is not accepted; "
