@@ -90,3 +90,44 @@ def bench_methods(backbone: str, task: str, label_setting: str, epochs: int, rep
         print(f"{r['method']:<12} {r['epochs']:>6} {r['n_fit']:>8} {r['seconds']:>8.2f} {r['ratio']:>6.2f} "
               f"{per_epoch:>8.3f} {r['epoch_ratio']:>10.2f}")
     return results
+
+
+def bench_alpha(backbone: str, task: str, label_setting: str, ft_epochs: int, n_trials: int,
+                data_root: str | None = None, threads: int = 1) -> dict:
+    """Cost of an ``n_trials``-point Optuna alpha search relative to one Full-FT trial, same task.
+
+    Runs one Full-FT trial of ``ft_epochs`` epochs (timed), then a WiSE-FT and a 6-group
+    RoFt-Mol search of ``n_trials`` points on its checkpoint (timed, data already loaded), and
+    prints seconds per FT epoch, per search point, and the search's cost as a fraction of the
+    measured FT trial and of a paper-length (100-epoch) FT trial at the measured epoch cost.
+    """
+    import dataclasses
+
+    from trainables.config import TrainingRecipe, TrialSpec
+    from trainables.trainable import execute_trial
+
+    with tempfile.TemporaryDirectory(prefix="roft-bench-alpha-") as tmp:
+        runtime = Runtime(store=tmp, sweep="bench", data_root=data_root, threads=threads)
+        ft = TrialSpec(backbone=backbone, method="full-ft", task=task, split="scaffold", label_setting=label_setting,
+                       seed=0, subset_seed=42, recipe=TrainingRecipe(epochs=1))
+        execute_trial(ft, runtime)  # warm-up: data, checkpoint, allocator
+        ft = dataclasses.replace(ft, recipe=TrainingRecipe(epochs=ft_epochs))
+        ft_row = execute_trial(ft, runtime)
+        per_epoch = ft_row["wall_seconds"] / ft_epochs
+        print(f"{backbone}, {task}, scaffold, {label_setting} (n_train={ft_row['n_train']}, n_val={ft_row['n_val']}); "
+              f"{threads} torch thread(s)")
+        print(f"full-ft: {ft_epochs} epochs in {ft_row['wall_seconds']:.1f} s = {per_epoch:.2f} s/epoch; "
+              f"100-epoch trial at that rate: {100 * per_epoch:.0f} s")
+        out = {"ft_seconds": ft_row["wall_seconds"], "ft_seconds_per_epoch": per_epoch, "searches": []}
+        for method, params in (("wise-ft", {}), ("roft-mol", {"groups": 6})):
+            spec = dataclasses.replace(ft, method=method,
+                                       method_params={"search": "optuna", "n_trials": n_trials, **params})
+            row = execute_trial(spec, runtime)
+            seconds = row["wall_seconds"]
+            result = {"method": row["method_label"], "seconds": seconds, "per_point": seconds / n_trials,
+                      "vs_measured_ft": seconds / ft_row["wall_seconds"], "vs_100_epoch_ft": seconds / (100 * per_epoch)}
+            out["searches"].append(result)
+            print(f"{result['method']}: {seconds:.1f} s = {result['per_point']:.3f} s/point; "
+                  f"{100 * result['vs_measured_ft']:.1f}% of the measured FT trial, "
+                  f"{100 * result['vs_100_epoch_ft']:.1f}% of a 100-epoch FT trial")
+    return out

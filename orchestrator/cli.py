@@ -6,6 +6,8 @@
     roft table --store DIR              mean +- std over seeds per cell
     roft bench orchestrator             Ray Tune per-trial overhead with a no-op trial
     roft bench methods                  wall time of every method relative to Full FT
+    roft bench alpha                    cost of an Optuna alpha search relative to Full FT
+    roft alpha                          Optuna searches of WiSE-FT / RoFt-Mol alphas over stored FT checkpoints
 """
 
 from __future__ import annotations
@@ -86,6 +88,14 @@ def build_parser() -> argparse.ArgumentParser:
     methods.add_argument("--repeats", type=int, default=2, help="trials per method; the minimum is reported")
     methods.add_argument("--threads", type=int, default=1, help="torch threads (default 1, as a sweep trial)")
     _common(methods)
+    alpha_bench = bench_sub.add_parser("alpha", help="cost of an Optuna alpha search relative to one Full-FT trial")
+    alpha_bench.add_argument("--backbone", default="hu-gcn-supervised-contextpred")
+    alpha_bench.add_argument("--task", default="bbbp")
+    alpha_bench.add_argument("--label-setting", default="full")
+    alpha_bench.add_argument("--ft-epochs", type=int, default=5, help="Full-FT epochs actually run (default 5)")
+    alpha_bench.add_argument("--n-trials", type=int, default=100, help="points per search (default 100)")
+    alpha_bench.add_argument("--threads", type=int, default=1)
+    _common(alpha_bench)
     return parser
 
 
@@ -276,9 +286,12 @@ def _table(args) -> int:
 
 
 def _bench(args) -> int:
-    from orchestrator.bench import bench_methods, bench_orchestrator
+    from orchestrator.bench import bench_alpha, bench_methods, bench_orchestrator
 
-    if args.bench_command == "methods":
+    if args.bench_command == "alpha":
+        bench_alpha(args.backbone, args.task, args.label_setting, args.ft_epochs, args.n_trials,
+                    data_root=_data_root(args), threads=args.threads)
+    elif args.bench_command == "methods":
         bench_methods(args.backbone, args.task, args.label_setting, args.epochs, args.repeats,
                       data_root=_data_root(args), threads=args.threads)
     else:
