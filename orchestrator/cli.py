@@ -80,22 +80,25 @@ def build_parser() -> argparse.ArgumentParser:
     orch = bench_sub.add_parser("orchestrator", help="per-trial overhead of the Ray Tune path with no-op trials")
     orch.add_argument("--trials", type=int, nargs="+", default=[200, 1000])
     orch.add_argument("--cpus", type=int, default=None, help="CPUs for the local Ray (default: all)")
-    methods = bench_sub.add_parser("methods", help="wall time of one trial of every method relative to Full FT")
-    methods.add_argument("--backbone", default="hu-gcn-supervised-contextpred")
-    methods.add_argument("--task", default="bbbp")
-    methods.add_argument("--label-setting", default="fewshot:100")
+    methods = _trial_bench(bench_sub, "methods", "wall time of one trial of every method relative to Full FT",
+                           "fewshot:100")
     methods.add_argument("--epochs", type=int, default=10, help="Full-FT epochs (default 10)")
     methods.add_argument("--repeats", type=int, default=2, help="trials per method; the minimum is reported")
-    methods.add_argument("--threads", type=int, default=1, help="torch threads (default 1, as a sweep trial)")
-    _common(methods)
-    alpha_bench = bench_sub.add_parser("alpha", help="cost of an Optuna alpha search relative to one Full-FT trial")
-    alpha_bench.add_argument("--backbone", default="hu-gcn-supervised-contextpred")
-    alpha_bench.add_argument("--task", default="bbbp")
-    alpha_bench.add_argument("--label-setting", default="full")
+    alpha_bench = _trial_bench(bench_sub, "alpha", "cost of an Optuna alpha search relative to one Full-FT trial",
+                               "full")
     alpha_bench.add_argument("--ft-epochs", type=int, default=5, help="Full-FT epochs actually run (default 5)")
     alpha_bench.add_argument("--n-trials", type=int, default=100, help="points per search (default 100)")
-    alpha_bench.add_argument("--threads", type=int, default=1)
-    _common(alpha_bench)
+    return parser
+
+
+def _trial_bench(bench_sub, name: str, text: str, label_setting: str) -> argparse.ArgumentParser:
+    """A benchmark that runs real trials in-process on one backbone and task."""
+    parser = bench_sub.add_parser(name, help=text)
+    parser.add_argument("--backbone", default="hu-gcn-supervised-contextpred")
+    parser.add_argument("--task", default="bbbp")
+    parser.add_argument("--label-setting", default=label_setting)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1, as a sweep trial)")
+    _common(parser)
     return parser
 
 
