@@ -32,7 +32,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from trainables.alpha_search import check_range
+from trainables.alpha_search import check_range, open_storage, search_alphas
 from trainables.methods.base import FineTuningMethod, HyperParameter, MethodContext, Stage, register_method
 from trainables.methods.partial import freeze_batch_norm_statistics
 
@@ -216,8 +216,6 @@ class InterpolatingMethod(FineTuningMethod):
         return f"{self.name}:{ctx.parent_key}:" + ",".join(f"{k}={v}" for k, v in sorted(settings.items()))
 
     def _search(self, ctx: MethodContext) -> None:
-        from trainables.alpha_search import search_alphas
-
         tie = tying(self.num_groups(), len(ctx.model.gnn.gnns))
         fit_part = self.parts()[0]
 
@@ -228,8 +226,6 @@ class InterpolatingMethod(FineTuningMethod):
 
         name = self.study_name(ctx)
         prior = ctx.prior_alpha_points(name) if ctx.optuna_storage is None and ctx.prior_alpha_points else ()
-        from trainables.alpha_search import open_storage
-
         best, new, points = search_alphas(
             evaluate, groups=self.num_groups(), n_trials=self.params["n_trials"], seed=self.params["search_seed"],
             direction="maximize" if ctx.higher_is_better else "minimize", study_name=name,

@@ -152,8 +152,6 @@ def test_roft_mol_search_with_groups_and_prior_points(regression_data, parent): 
     more = make_method("roft-mol", {"search": "optuna", "n_trials": 9, "groups": 3})
     assert more.study_name(ctx) == first.study_name(ctx)  # the budget is not part of the study
 
-    from trainables.train import SplitIndices  # noqa: F401  (the same split as fit_dependant)
-
     prior = [AlphaPoint(r["number"], tuple(r["alphas"]), r["val_metric"], r["test_metric"]) for r in rows]
     model_ctx, _, again = fit_dependant(more, regression_data, parent.state, prior_points=prior)
     assert again.summary["points"] == 9 and again.summary["points_evaluated_now"] == 3
