@@ -76,14 +76,21 @@ class SplitIndices:
         raise ValueError(f"unknown split part {name!r}; accepted: train, valid, test, valid_fit, valid_select")
 
 
+def eval_batches(data: GraphDataset, index: torch.Tensor, device: torch.device) -> list:
+    """The molecules ``index`` assembled into batches of ``EVAL_BATCH_SIZE`` on ``device``."""
+    return [data.batch(index[i:i + EVAL_BATCH_SIZE]).to(device) for i in range(0, len(index), EVAL_BATCH_SIZE)]
+
+
 @torch.no_grad()
-def predict(model: torch.nn.Module, data: GraphDataset, index: torch.Tensor, device: torch.device,
-            batches: list | None = None) -> np.ndarray:
-    """Model outputs ``(len(index), T)`` in eval mode (``batches``: the same molecules, pre-assembled)."""
+def predict_batches(model: torch.nn.Module, batches: list) -> np.ndarray:
+    """Model outputs over pre-assembled batches, concatenated ``(n, T)``, in eval mode."""
     model.eval()
-    if batches is None:
-        batches = [data.batch(index[i:i + EVAL_BATCH_SIZE]).to(device) for i in range(0, len(index), EVAL_BATCH_SIZE)]
     return torch.cat([model(batch).logits.float().cpu() for batch in batches]).numpy()
+
+
+def predict(model: torch.nn.Module, data: GraphDataset, index: torch.Tensor, device: torch.device) -> np.ndarray:
+    """Model outputs ``(len(index), T)`` in eval mode."""
+    return predict_batches(model, eval_batches(data, index, device))
 
 
 def score(model, data: GraphDataset, index: torch.Tensor, task_type: TaskType, device) -> Score:
@@ -93,8 +100,8 @@ def score(model, data: GraphDataset, index: torch.Tensor, task_type: TaskType, d
 class Evaluator:
     """Scores a model on a named part of the split, with the evaluation batches kept resident.
 
-    Each part's molecules are assembled into batches of ``EVAL_BATCH_SIZE`` once, on ``device``,
-    and reused by every evaluation (every epoch, every alpha point of a search).
+    Each part's molecules are assembled into batches once, on ``device``, and reused by every
+    evaluation (every epoch, every alpha point of a search).
     """
 
     def __init__(self, data: GraphDataset, split: SplitIndices, task_type: TaskType, device: torch.device):
@@ -104,11 +111,9 @@ class Evaluator:
     def __call__(self, model: torch.nn.Module, part: str) -> Score:
         if part not in self._parts:
             index = self.split.part(part)
-            batches = [self.data.batch(index[i:i + EVAL_BATCH_SIZE]).to(self.device)
-                       for i in range(0, len(index), EVAL_BATCH_SIZE)]
-            self._parts[part] = (batches, self.data.y[index].numpy())
+            self._parts[part] = (eval_batches(self.data, index, self.device), self.data.y[index].numpy())
         batches, targets = self._parts[part]
-        return evaluate_metric(self.task_type, targets, predict(model, self.data, None, self.device, batches))
+        return evaluate_metric(self.task_type, targets, predict_batches(model, batches))
 
 
 def fit(ctx: MethodContext, method: FineTuningMethod, data: GraphDataset, split: SplitIndices,

@@ -16,6 +16,7 @@ import io
 import socket
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -58,8 +59,15 @@ class DependencyError(RuntimeError):
     """A dependant trial's parent checkpoint is missing or does not match its record."""
 
 
-def load_parent_state(spec: TrialSpec, store: ResultStore) -> tuple[str, str, dict[str, torch.Tensor]] | None:
-    """``(parent key, artifact sha256, state)`` of ``spec``'s parent trial, verified; None without one.
+@dataclass(frozen=True)
+class ParentCheckpoint:
+    key: str
+    sha256: str
+    state: dict[str, torch.Tensor]
+
+
+def load_parent_state(spec: TrialSpec, store: ResultStore) -> ParentCheckpoint | None:
+    """The verified checkpoint of ``spec``'s parent trial; None for a trial without one.
 
     The parent must have a committed row under the key derived from ``spec``; its artifact must
     exist and hash to the sha256 recorded in that row.
@@ -83,7 +91,7 @@ def load_parent_state(spec: TrialSpec, store: ResultStore) -> tuple[str, str, di
     if actual != recorded:
         raise DependencyError(f"{parent.method} trial {key}: checkpoint {path} has sha256 {actual}, but its row "
                               f"records {recorded}; refusing to use a mismatched checkpoint")
-    return key, actual, torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
+    return ParentCheckpoint(key, actual, torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True))
 
 
 def save_artifact(store: ResultStore, key: str, state: dict[str, torch.Tensor]) -> tuple[str, str]:
@@ -130,8 +138,8 @@ def execute_trial(spec: TrialSpec, runtime: Runtime,
     shape = GNNShape(backbone.gnn_type, spec.num_layers or 5, spec.emb_dim or 300, spec.recipe.dropout)
     model = build_model(backbone, data.num_tasks, shape, pretrained).to(device)
     method = make_method(spec.method, spec.method_params)
-    ctx = MethodContext(model=model, pretrained_state=None, parent_state=None if parent is None else parent[2],
-                        seed=spec.seed, parent_key="" if parent is None else parent[0],
+    ctx = MethodContext(model=model, pretrained_state=None, parent_state=None if parent is None else parent.state,
+                        seed=spec.seed, parent_key="" if parent is None else parent.key,
                         optuna_storage=runtime.optuna_storage, prior_alpha_points=lambda study: [
                             AlphaPoint(p["number"], tuple(p["alphas"]), p["val_metric"], p["test_metric"])
                             for p in store.alpha_points(study)])
@@ -161,8 +169,8 @@ def execute_trial(spec: TrialSpec, runtime: Runtime,
         "code_version": runtime.code_version, "protocol_version": spec.protocol_version,
         "trial_config": spec.canonical_json(), "finished_at": datetime.now(timezone.utc),
         "artifact_path": artifact, "artifact_sha256": artifact_sha256,
-        "parent_trial_key": "" if parent is None else parent[0],
-        "parent_artifact_sha256": "" if parent is None else parent[1],
+        "parent_trial_key": "" if parent is None else parent.key,
+        "parent_artifact_sha256": "" if parent is None else parent.sha256,
         "method_results": canonical_json(result.summary),
     }
     epochs = [{"stage": e.stage, "epoch": e.epoch, "train_loss": e.train_loss, "val_metric": e.val,

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from tests.unit.trainables.test_methods_interpolation import (fit_dependant, interpolated_state, parent,  # noqa: F401
-                                                               regression_data, scored, tying)
+                                                               regression_data, scored)
 from trainables.alpha_search import AlphaPoint, open_storage, search_alphas
 from trainables.methods import make_method
 

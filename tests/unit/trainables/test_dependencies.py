@@ -44,9 +44,10 @@ def test_parent_checkpoint_is_verified_by_sha256(tmp_path):
     store = ResultStore(tmp_path)
     state = {"graph_pred_linear.weight": torch.ones(1, 8)}
     digest = _commit_parent(store, state)
-    key, sha, loaded = load_parent_state(spec("wise-ft"), store)
-    assert (key, sha) == (spec("full-ft").key(), digest)
-    assert torch.equal(loaded["graph_pred_linear.weight"], state["graph_pred_linear.weight"])
+    parent = load_parent_state(spec("wise-ft"), store)
+    key = parent.key
+    assert (key, parent.sha256) == (spec("full-ft").key(), digest)
+    assert torch.equal(parent.state["graph_pred_linear.weight"], state["graph_pred_linear.weight"])
 
     store.artifact_path(key).write_bytes(store.artifact_path(key).read_bytes() + b"tampered")
     with pytest.raises(DependencyError, match=rf"checkpoint .* has sha256 \w+, but its row records {digest}; "
