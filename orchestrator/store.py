@@ -76,6 +76,8 @@ TRIAL_SCHEMA = pa.schema([
     ("parent_trial_key", pa.string()),  # "" for trials that depend on no other trial
     ("parent_artifact_sha256", pa.string()),
     ("method_results", pa.string()),  # canonical JSON of method-specific results (RoFt-Mol's alphas)
+    ("engine", pa.string()),  # "unfused", or "fused" (trained in a fused group of fused_trials trials)
+    ("fused_trials", pa.int32()),  # size of the trial's fused group (1 when unfused)
 ])
 
 EPOCH_SCHEMA = pa.schema([

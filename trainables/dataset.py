@@ -33,7 +33,7 @@ import pandas as pd
 import torch
 
 from trainables import sources
-from trainables.featurize import FEATURIZER_VERSION, FeaturizationStats, featurize_smiles, quiet_rdkit
+from trainables.vocabulary import FEATURIZER_VERSION
 from trainables.tasks import TASKS, Task, TaskType
 
 
@@ -119,6 +119,8 @@ def featurize_table(smiles: list[object]) -> dict:
     Returns a dict with ``x, edge_index, edge_attr, node_ptr, edge_ptr, source_rows`` tensors,
     ``scaffolds`` (list of str) and ``stats`` (the featurizer's counters).
     """
+    from trainables.featurize import FeaturizationStats, featurize_smiles, quiet_rdkit  # RDKit only when featurizing
+
     stats = FeaturizationStats()
     xs, eis, eas, scaffolds, rows = [], [], [], [], []
     n_nodes, n_edges = [0], [0]

@@ -34,13 +34,6 @@ import numpy as np
 from rdkit import Chem, RDLogger
 from rdkit.Chem.Scaffolds import MurckoScaffold
 
-FEATURIZER_VERSION = "hu2020-v1"
-
-NUM_ATOM_TYPES = 120
-NUM_CHIRALITY_TAGS = 3
-NUM_BOND_TYPES = 6  # 4 chemical + self-loop + mask
-NUM_BOND_DIRECTIONS = 3
-SELF_LOOP_BOND_TYPE = 4
 
 _CHIRALITY = {
     Chem.rdchem.ChiralType.CHI_UNSPECIFIED: 0,

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch_geometric.utils import scatter, softmax
 
-from trainables.featurize import (NUM_ATOM_TYPES, NUM_BOND_DIRECTIONS, NUM_BOND_TYPES, NUM_CHIRALITY_TAGS,
+from trainables.vocabulary import (NUM_ATOM_TYPES, NUM_BOND_DIRECTIONS, NUM_BOND_TYPES, NUM_CHIRALITY_TAGS,
                                   SELF_LOOP_BOND_TYPE)
 
 GNN_TYPES = ("gin", "gcn", "graphsage", "gat")

@@ -18,18 +18,20 @@ SQRT_FLOOR = 1e-12
 
 
 def task_loss(task_type: TaskType, output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Mean loss over present labels.
+    """Mean loss over present labels, reduced over the last two dimensions ``(B, T)``.
 
     Classification: ``sum_{present} BCEWithLogits(output, y) / #present``.
     Regression (as the reference code): ``sqrt(mean_{present} (output - y)^2)`` per batch.
+    Shapes ``(B, T) -> ()``; stacked trials ``(K, B, T) -> (K,)``, one loss per trial.
     """
     present = ~torch.isnan(y)
-    target = torch.where(present, y, torch.zeros_like(y))
+    target = torch.where(present, y, torch.zeros_like(y)).to(output.dtype)
+    count = present.sum(dim=(-2, -1)).clamp(min=1)
     if task_type is TaskType.CLASSIFICATION:
         losses = F.binary_cross_entropy_with_logits(output, target, reduction="none")
-        return (losses * present).sum() / present.sum().clamp(min=1)
+        return (losses * present).sum(dim=(-2, -1)) / count
     squared = (output - target).pow(2) * present
-    mse = squared.sum() / present.sum().clamp(min=1)
+    mse = squared.sum(dim=(-2, -1)) / count
     # sqrt has an infinite gradient at 0 (a batch without labels, or a perfect fit), which
     # masking turns into NaN: there, return the MSE itself (value 0, gradient 0).
     return torch.where(mse > 0, torch.sqrt(mse.clamp(min=SQRT_FLOOR)), mse)

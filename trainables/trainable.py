@@ -34,7 +34,7 @@ from trainables.methods import MethodContext, make_method
 from trainables.sources import atomic_write
 from trainables.splits import make_split, parse_label_setting
 from trainables.tasks import TASKS
-from trainables.train import EpochRecord, SplitIndices, fit
+from trainables.train import EpochRecord, FitResult, SplitIndices, fit
 
 
 _DATASETS: dict[tuple[str, str | None], GraphDataset] = {}
@@ -110,14 +110,35 @@ def resolve_device(preference: str) -> torch.device:
     return torch.device("cpu")
 
 
-def execute_trial(spec: TrialSpec, runtime: Runtime,
-                  on_epoch: Callable[[EpochRecord], None] | None = None) -> dict[str, Any]:
-    """Run one trial and commit it to the store; returns the result row."""
+@dataclass
+class PreparedTrial:
+    """Everything a trial's training needs, built exactly as its result depends on it."""
+
+    spec: TrialSpec
+    started: float
+    device: torch.device
+    data: GraphDataset
+    indices: SplitIndices
+    store: ResultStore
+    parent: ParentCheckpoint | None
+    pretrained: PretrainedWeights | None
+    model: torch.nn.Module
+    method: Any
+    ctx: MethodContext
+    generator: torch.Generator
+
+    @property
+    def task(self):
+        return TASKS.get(self.spec.task)
+
+
+def prepare_trial(spec: TrialSpec, runtime: Runtime, device: torch.device) -> PreparedTrial:
+    """Data, split, label subset, parent checkpoint and model of one trial.
+
+    Seeds the global RNGs with the trial's seed and builds the model under them (the head's
+    initialisation draws from them); the caller's training continues from that RNG state.
+    """
     started = time.perf_counter()
-    torch.set_num_threads(max(1, runtime.threads))
-    device = resolve_device(runtime.device)
-    task = TASKS.get(spec.task)
-    backbone = BACKBONES.get(spec.backbone)
     data = cached_task(spec.task, runtime.data_root)
     if spec.data_sha256 and data.file_sha256 != spec.data_sha256:
         raise RuntimeError(f"task {spec.task}: data file sha256 {data.file_sha256} differs from the planned "
@@ -125,10 +146,9 @@ def execute_trial(spec: TrialSpec, runtime: Runtime,
     split = make_split(spec.split, data.scaffolds, data.num_atoms)
     train_index = parse_label_setting(spec.label_setting).subset(split.train, spec.subset_seed)
     indices = SplitIndices(*(torch.from_numpy(np.asarray(i)) for i in (train_index, split.valid, split.test)))
-
-    key = spec.key()
     store = ResultStore(runtime.store)
     parent = load_parent_state(spec, store)
+    backbone = BACKBONES.get(spec.backbone)
     pretrained = cached_checkpoint(spec.backbone, runtime.data_root)
     if pretrained is not None and spec.backbone_sha256 and pretrained.sha256 != spec.backbone_sha256:
         raise RuntimeError(f"backbone {spec.backbone}: checkpoint sha256 {pretrained.sha256} differs from the "
@@ -143,41 +163,89 @@ def execute_trial(spec: TrialSpec, runtime: Runtime,
                         optuna_storage=runtime.optuna_storage, prior_alpha_points=lambda study: [
                             AlphaPoint(p["number"], tuple(p["alphas"]), p["val_metric"], p["test_metric"])
                             for p in store.alpha_points(study)])
-    generator = torch.Generator().manual_seed(spec.seed)
-    result = fit(ctx, method, data, indices, task.task_type, task.higher_is_better, spec.recipe, generator,
-                 device, on_epoch)
+    return PreparedTrial(spec, started, device, data, indices, store, parent, pretrained, model, method, ctx,
+                         torch.Generator().manual_seed(spec.seed))
 
+
+def commit_trial(trial: PreparedTrial, result: FitResult, runtime: Runtime, fused_trials: int = 1,
+                 wall_seconds: float | None = None) -> dict[str, Any]:
+    """Save the trial's artifact (where kept), epochs, side tables and row; returns the row."""
+    spec, data, store, parent, pretrained = trial.spec, trial.data, trial.store, trial.parent, trial.pretrained
+    key, task, backbone = spec.key(), trial.task, BACKBONES.get(spec.backbone)
     artifact, artifact_sha256 = "", ""
     if runtime.artifacts == "all" or spec.method in parent_methods():
         artifact, artifact_sha256 = save_artifact(store, key, result.best_state)
-
+    shape = trial.model.gnn.shape
     row = {
         "trial_key": key, "sweep": runtime.sweep, "backbone": spec.backbone,
-        "backbone_sha256": pretrained.sha256 if pretrained else "", "architecture": model.gnn.shape.gnn_type,
-        "num_layers": model.gnn.shape.num_layers, "emb_dim": model.gnn.shape.emb_dim,
-        "pretraining": backbone.pretraining, "method": spec.method, "method_label": method.label,
-        "mechanism": method.mechanism, "method_params": canonical_json(method.params), "task": spec.task,
+        "backbone_sha256": pretrained.sha256 if pretrained else "", "architecture": shape.gnn_type,
+        "num_layers": shape.num_layers, "emb_dim": shape.emb_dim,
+        "pretraining": backbone.pretraining, "method": spec.method, "method_label": trial.method.label,
+        "mechanism": trial.method.mechanism, "method_params": canonical_json(trial.method.params), "task": spec.task,
         "task_type": task.task_type.value, "metric": task.metric, "data_sha256": data.file_sha256,
         "split": spec.split, "label_setting": spec.label_setting, "subset_seed": spec.subset_seed,
         "seed": spec.seed, "epochs": spec.recipe.epochs, "batch_size": spec.recipe.batch_size,
         "lr": spec.recipe.lr, "best_epoch": result.best_epoch, "best_stage": result.best_stage,
-        "val_metric": result.val, "test_metric": result.test, "n_train": len(train_index),
-        "n_val": len(split.valid), "n_test": len(split.test),
+        "val_metric": result.val, "test_metric": result.test, "n_train": len(trial.indices.train),
+        "n_val": len(trial.indices.valid), "n_test": len(trial.indices.test),
         "invalid_smiles_dropped": int(data.stats.get("dropped", 0)), "tasks_total": data.num_tasks,
         "val_tasks_evaluated": result.val_score.evaluated, "test_tasks_evaluated": result.test_score.evaluated,
-        "wall_seconds": time.perf_counter() - started, "device": str(device), "hostname": socket.gethostname(),
+        "wall_seconds": time.perf_counter() - trial.started if wall_seconds is None else wall_seconds,
+        "device": str(trial.device), "hostname": socket.gethostname(),
         "code_version": runtime.code_version, "protocol_version": spec.protocol_version,
         "trial_config": spec.canonical_json(), "finished_at": datetime.now(timezone.utc),
         "artifact_path": artifact, "artifact_sha256": artifact_sha256,
         "parent_trial_key": "" if parent is None else parent.key,
         "parent_artifact_sha256": "" if parent is None else parent.sha256,
         "method_results": canonical_json(result.summary),
+        "engine": "fused" if fused_trials > 1 else "unfused", "fused_trials": fused_trials,
     }
     epochs = [{"stage": e.stage, "epoch": e.epoch, "train_loss": e.train_loss, "val_metric": e.val,
                "test_metric": e.test, "val_tasks_skipped": e.val_tasks_skipped,
                "test_tasks_skipped": e.test_tasks_skipped} for e in result.history]
-    store.write_trial(row, epochs, side=method.records(ctx))
+    store.write_trial(row, epochs, side=trial.method.records(trial.ctx))
     return row
+
+
+def execute_trial(spec: TrialSpec, runtime: Runtime,
+                  on_epoch: Callable[[EpochRecord], None] | None = None) -> dict[str, Any]:
+    """Run one trial and commit it to the store; returns the result row."""
+    torch.set_num_threads(max(1, runtime.threads))
+    trial = prepare_trial(spec, runtime, resolve_device(runtime.device))
+    task = trial.task
+    result = fit(trial.ctx, trial.method, trial.data, trial.indices, task.task_type, task.higher_is_better,
+                 spec.recipe, trial.generator, trial.device, on_epoch)
+    return commit_trial(trial, result, runtime)
+
+
+def execute_fused_group(specs: list[TrialSpec], runtime: Runtime,
+                        on_epoch: Callable[[int, EpochRecord], None] | None = None) -> list[dict[str, Any]]:
+    """Train ``specs`` as one fused group (see :mod:`trainables.fused`); commits one row per trial.
+
+    Each trial is prepared as unfused (its seed, its model, its generators), so on the CPU its
+    results equal its unfused run's within floating-point tolerance.
+    """
+    from trainables.fused.engine import FusedMember, dropout_generator_after_init, fit_fused
+
+    started = time.perf_counter()
+    torch.set_num_threads(max(1, runtime.threads))
+    device = resolve_device(runtime.device)
+    trials, members = [], []
+    for spec in specs:
+        trial = prepare_trial(spec, runtime, device)
+        trials.append(trial)
+        members.append(FusedMember(trial.model, trial.method, trial.indices, trial.generator,
+                                   dropout_generator_after_init(device, spec.seed)))
+    first = trials[0]
+    for trial in trials[1:]:
+        if (trial.spec.task, trial.spec.split, trial.spec.recipe) != (first.spec.task, first.spec.split,
+                                                                     first.spec.recipe):
+            raise ValueError("a fused group's trials must share task, split and recipe")
+    results = fit_fused(members, first.data, first.task.task_type, first.task.higher_is_better, first.spec.recipe,
+                        device, on_epoch)
+    share = (time.perf_counter() - started) / len(specs)
+    return [commit_trial(trial, result, runtime, fused_trials=len(specs), wall_seconds=share)
+            for trial, result in zip(trials, results)]
 
 
 def tune_trainable(config: dict[str, Any]) -> None:

@@ -152,6 +152,9 @@ class FineTuningMethod:
     hyperparameters: ClassVar[dict[str, HyperParameter]] = {}
     requires_parent: ClassVar[str | None] = None  # method whose best checkpoint this one starts from
     label_hyperparameters: ClassVar[tuple[str, ...]] = ()  # shown in the label even at their default
+    # True when the method uses the base hooks only (one stage over every parameter, task loss
+    # alone, state-dict snapshots): the fused engine (trainables.fused) can then train it.
+    fusable: ClassVar[bool] = False
 
     def __init__(self, **params: Any):
         self.params = self.validate_params(params)

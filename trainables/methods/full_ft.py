@@ -8,3 +8,4 @@ class FullFineTuning(FineTuningMethod):
     """All of theta = (theta_gnn, theta_head) minimises the task loss; base-class hooks."""
 
     mechanism = "baseline"
+    fusable = True

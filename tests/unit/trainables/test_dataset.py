@@ -11,7 +11,8 @@ import torch
 
 from trainables import dataset as ds
 from trainables import sources
-from trainables.featurize import FEATURIZER_VERSION, featurize_smiles
+from trainables.featurize import featurize_smiles
+from trainables.vocabulary import FEATURIZER_VERSION
 from trainables.sources import ChecksumError, DataFile
 from trainables.tasks import Task, TaskType
 

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from rdkit import Chem
 
-from trainables.featurize import (NUM_ATOM_TYPES, NUM_BOND_DIRECTIONS, NUM_BOND_TYPES, NUM_CHIRALITY_TAGS,
-                                  SELF_LOOP_BOND_TYPE, FeaturizationStats, featurize_mol, featurize_smiles,
+from trainables.vocabulary import (NUM_ATOM_TYPES, NUM_BOND_DIRECTIONS, NUM_BOND_TYPES, NUM_CHIRALITY_TAGS,
+                                   SELF_LOOP_BOND_TYPE)
+from trainables.featurize import (FeaturizationStats, featurize_mol, featurize_smiles,
                                   quiet_rdkit)
 
 ASPIRIN = "CC(=O)Oc1ccccc1C(=O)O"

@@ -1,0 +1,163 @@
+"""The fine-tuning loop of :func:`trainables.train.fit`, run by K trials at once.
+
+Each member of a fused group brings what its unfused run would use: the model built under its
+seed, its fitting molecules, its shuffling generator and its dropout generator. Per epoch every
+member shuffles its own fitting molecules with its own generator; step ``s`` trains every
+member on its own ``s``-th mini-batch (one fused forward and backward; the summed loss gives
+each trial exactly its own gradient, as trials share no parameter); Adam over the stacked
+weights is K independent Adams. Then every member is evaluated on the shared validation and
+test molecules, and each keeps its own best epoch (strict improvement, as unfused) and that
+epoch's weights (kept on the device, copied out once at the end).
+
+Members must share the architecture, the task and split (hence the evaluation molecules), the
+number of fitting molecules (hence the number of steps) and the recipe, and their methods must
+be ``fusable``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from trainables.config import TrainingRecipe
+from trainables.dataset import GraphDataset
+from trainables.fused.batching import DeviceGraphs, FusedBatch
+from trainables.fused.model import FusionError, StackedPredictors
+from trainables.gnn import GraphPredictor
+from trainables.methods.base import FineTuningMethod
+from trainables.metrics import evaluate_metric, is_better, task_loss
+from trainables.tasks import TaskType
+from trainables.train import EVAL_BATCH_SIZE, EpochRecord, FitResult, SplitIndices
+
+
+@dataclass
+class FusedMember:
+    """One trial of a fused group, prepared exactly as its unfused run would be."""
+
+    model: GraphPredictor
+    method: FineTuningMethod
+    split: SplitIndices
+    shuffle_generator: torch.Generator  # the trial's generator (seeded with its seed)
+    dropout_generator: torch.Generator  # the RNG its unfused run's dropout would draw from
+
+
+def dropout_generator_after_init(device: torch.device, seed: int) -> torch.Generator:
+    """The generator an unfused trial's dropout draws from once its model is built.
+
+    On the CPU that is the global generator in its current state (the trial seeded it and built
+    its model), cloned; on an accelerator, a device generator seeded with the trial's seed.
+    """
+    generator = torch.Generator(device=device)
+    if device.type == "cpu":
+        generator.set_state(torch.get_rng_state())
+    else:
+        generator.manual_seed(seed)
+    return generator
+
+
+def check_group(members: Sequence[FusedMember], recipe: TrainingRecipe) -> None:
+    if not members:
+        raise FusionError("a fused group needs at least one member")
+    for member in members:
+        if not member.method.fusable:
+            raise FusionError(f"method {member.method.name} does not fuse (it needs hooks beyond the base loop)")
+        stages = member.method.stages(recipe.epochs)
+        if len(stages) != 1 or stages[0].fit_on != "train" or stages[0].select_on != "valid":
+            raise FusionError(f"method {member.method.name}: only one-stage train/valid methods fuse")
+    first = members[0].split
+    for member in members[1:]:
+        if not (torch.equal(member.split.valid, first.valid) and torch.equal(member.split.test, first.test)):
+            raise FusionError("members of a fused group must share validation and test molecules")
+        if len(member.split.train) != len(first.train):
+            raise FusionError(f"members of a fused group must fit on equally many molecules "
+                              f"({len(member.split.train)} vs {len(first.train)})")
+
+
+class _Best:
+    """Per-trial best epoch, with the best weights stacked on the device."""
+
+    def __init__(self, model: StackedPredictors):
+        self.state = {name: tensor.detach().clone() for name, tensor in model.stacked_state().items()}
+        self.results: list[FitResult | None] = [None] * model.num_trials
+
+    def update(self, model: StackedPredictors, improved: list[int]) -> None:
+        if not improved:
+            return
+        rows = torch.tensor(improved, device=next(iter(self.state.values())).device)
+        with torch.no_grad():
+            for name, tensor in model.stacked_state().items():
+                self.state[name].index_copy_(0, rows, tensor.detach().index_select(0, rows))
+
+
+def fit_fused(members: Sequence[FusedMember], data: GraphDataset, task_type: TaskType, higher_is_better: bool,
+              recipe: TrainingRecipe, device: torch.device,
+              on_epoch: Callable[[int, EpochRecord], None] | None = None) -> list[FitResult]:
+    """Train every member; returns one :class:`FitResult` per member, in order."""
+    check_group(members, recipe)
+    device = torch.device(device)
+    graphs = DeviceGraphs(data, device)
+    model = StackedPredictors([m.model for m in members]).to(device)
+    K = model.num_trials
+    optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    split = members[0].split
+    evaluation = {part: _evaluation_batches(graphs, getattr(split, part), K) for part in ("valid", "test")}
+    targets = {part: data.y[getattr(split, part)].numpy() for part in ("valid", "test")}
+    stage = members[0].method.stages(recipe.epochs)[0]
+    best = _Best(model)
+    histories: list[list[EpochRecord]] = [[] for _ in members]
+    train_index = [m.split.train for m in members]
+    steps = -(-len(train_index[0]) // recipe.batch_size)
+    for epoch in range(1, recipe.epochs + 1):
+        model.train()
+        orders = [index[torch.randperm(len(index), generator=m.shuffle_generator)].numpy()
+                  for index, m in zip(train_index, members)]
+        loss_sum = torch.zeros(K, device=device)
+        for step in range(steps):
+            window = slice(step * recipe.batch_size, (step + 1) * recipe.batch_size)
+            batch = graphs.assemble([order[window] for order in orders])
+            logits = model(batch, training=True, dropout_generators=[m.dropout_generator for m in members])
+            losses = task_loss(task_type, logits, batch.y)  # (K,)
+            optimizer.zero_grad(set_to_none=True)
+            losses.sum().backward()
+            optimizer.step()
+            loss_sum += losses.detach()
+        train_loss = (loss_sum / max(steps, 1)).tolist()
+        val = _scores(model, evaluation["valid"], targets["valid"], task_type)
+        test = _scores(model, evaluation["test"], targets["test"], task_type)
+        improved = []
+        for k in range(K):
+            record = EpochRecord(stage.name, epoch, train_loss[k], val[k].value, test[k].value, val[k].skipped,
+                                 test[k].skipped)
+            histories[k].append(record)
+            if on_epoch is not None:
+                on_epoch(k, record)
+            current = best.results[k]
+            if is_better(val[k].value, None if current is None else current.val, higher_is_better):
+                best.results[k] = FitResult(epoch, stage.name, val[k].value, test[k].value, val[k], test[k], {},
+                                            histories[k], {})
+                improved.append(k)
+        best.update(model, improved)
+    results = []
+    for k, result in enumerate(best.results):
+        if result is None:
+            raise RuntimeError(f"fused member {k}: no epoch produced a finite validation metric (is the validation "
+                               "set empty or missing one of the classes in every task?)")
+        result.best_state = model.trial_state(k, best.state)
+        results.append(result)
+    return results
+
+
+def _evaluation_batches(graphs: DeviceGraphs, index: torch.Tensor, K: int) -> list[FusedBatch]:
+    """The molecules ``index``, the same for every trial, in fused batches of ``EVAL_BATCH_SIZE``, kept resident."""
+    ids = index.numpy()
+    return [graphs.assemble([ids[i:i + EVAL_BATCH_SIZE]] * K) for i in range(0, len(ids), EVAL_BATCH_SIZE)]
+
+
+@torch.no_grad()
+def _scores(model: StackedPredictors, batches: list[FusedBatch], targets: np.ndarray, task_type: TaskType) -> list:
+    model.eval()
+    logits = torch.cat([model(batch, training=False) for batch in batches], dim=1).float().cpu().numpy()
+    return [evaluate_metric(task_type, targets, logits[k]) for k in range(model.num_trials)]

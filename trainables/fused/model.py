@@ -1,0 +1,170 @@
+"""K :class:`~trainables.gnn.GraphPredictor` s of one architecture as one module of stacked weights.
+
+Every entry ``name`` of the predictors' state dicts (shape ``s``) becomes one tensor of shape
+``(K, *s)`` (parameters stay parameters, buffers stay buffers), so one kernel per layer serves
+all K trials, and an optimizer over the stacked tensors is exactly K independent optimizers
+whenever its update is elementwise (Adam is). The forward pass computes, for each trial ``k``
+and on its own nodes only, the function of :mod:`trainables.gnn` with ``theta_k``:
+
+* embeddings: ``X1_k[atom] + X2_k[chirality]`` (gathers from the flattened ``(K*V, d)`` tables);
+* per-trial linear maps: ``torch.baddbmm(b_k, h_k, W_k^T)`` over ``h`` viewed ``(K, S, d_in)``;
+* message passing: gathers and ``index_add`` over the real edges of every trial at once (edges
+  never cross trials), with the self-loop term added densely;
+* BatchNorm: per-trial statistics over the trial's real nodes (masked mean and biased variance
+  for normalisation, unbiased variance for the running estimate, momentum 0.1 as
+  ``nn.BatchNorm1d``);
+* dropout: each trial draws its mask from its own generator, in the shape and order the unfused
+  model would (so on CPU a fused trial reproduces its unfused run exactly).
+
+GIN, GCN and GraphSAGE layers fuse; GAT does not (yet) and is trained unfused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from trainables.fused.batching import FusedBatch
+from trainables.gnn import GNNShape, GraphPredictor, scatter_sum
+from trainables.vocabulary import SELF_LOOP_BOND_TYPE
+
+FUSABLE_GNN_TYPES = ("gin", "gcn", "graphsage")
+BN_EPS, BN_MOMENTUM = 1e-5, 0.1
+
+
+class FusionError(ValueError):
+    """Models or trials that cannot share a fused group."""
+
+
+def _attribute(name: str) -> str:
+    return name.replace(".", "__")
+
+
+class StackedPredictors(nn.Module):
+    """Stacked weights of K predictors; ``forward(batch)`` returns logits ``(K, G, T)``."""
+
+    def __init__(self, models: Sequence[GraphPredictor]):
+        super().__init__()
+        if not models:
+            raise FusionError("a fused group needs at least one model")
+        first = models[0]
+        self.shape: GNNShape = first.gnn.shape
+        if self.shape.gnn_type not in FUSABLE_GNN_TYPES:
+            raise FusionError(f"gnn_type {self.shape.gnn_type!r} does not fuse; fusable: {', '.join(FUSABLE_GNN_TYPES)}")
+        layouts = {(m.gnn.shape, tuple((k, tuple(v.shape)) for k, v in m.state_dict().items())) for m in models}
+        if len(layouts) != 1:
+            raise FusionError("the models of a fused group must share one architecture and head size")
+        self.num_trials = len(models)
+        self.state_names = list(first.state_dict())
+        parameter_names = {name for name, _ in first.named_parameters()}
+        states = [m.state_dict() for m in models]
+        for name in self.state_names:
+            stacked = torch.stack([state[name].detach() for state in states]).clone()
+            if name in parameter_names:
+                self.register_parameter(_attribute(name), nn.Parameter(stacked))
+            else:
+                self.register_buffer(_attribute(name), stacked)
+
+    # ----------------------------------------------------------------- state
+
+    def stacked(self, name: str) -> torch.Tensor:
+        """The ``(K, *shape)`` tensor of state-dict entry ``name``."""
+        return getattr(self, _attribute(name))
+
+    def stacked_state(self) -> dict[str, torch.Tensor]:
+        return {name: self.stacked(name) for name in self.state_names}
+
+    def trial_state(self, k: int, state: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """Trial ``k``'s state dict in :class:`GraphPredictor` layout, copied to the CPU."""
+        state = self.stacked_state() if state is None else state
+        return {name: state[name][k].detach().to("cpu", copy=True) for name in self.state_names}
+
+    # ----------------------------------------------------------------- forward
+
+    def forward(self, batch: FusedBatch, training: bool,
+                dropout_generators: Sequence[torch.Generator] | None = None) -> torch.Tensor:
+        if batch.num_trials != self.num_trials:
+            raise FusionError(f"batch of {batch.num_trials} trials for a group of {self.num_trials}")
+        K, G = batch.num_trials, batch.graphs
+        h = (self._embed("gnn.x_embedding1.weight", batch.slot_trial, batch.x[:, 0])
+             + self._embed("gnn.x_embedding2.weight", batch.slot_trial, batch.x[:, 1]))
+        last = self.shape.num_layers - 1
+        for layer in range(self.shape.num_layers):
+            h = self._batch_norm(layer, self._conv(layer, h, batch), batch, training)
+            if layer != last:
+                h = F.relu(h)
+            if training and self.shape.dropout > 0:
+                h = self._dropout(h, batch, dropout_generators)
+        pooled = scatter_sum(h, batch.node_graph, K * G + 1)[:K * G] / batch.graph_count.clamp(min=1).unsqueeze(-1)
+        return self._linear(pooled, "graph_pred_linear", K).view(K, G, -1)
+
+    def _embed(self, name: str, trial: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        table = self.stacked(name)  # (K, V, d)
+        return F.embedding(trial * table.shape[1] + index, table.reshape(-1, table.shape[-1]))
+
+    def _linear(self, h: torch.Tensor, prefix: str, K: int) -> torch.Tensor:
+        """``h_k W_k^T + b_k`` per trial; ``h`` is ``(K*S, d_in)`` -> ``(K*S, d_out)``."""
+        weight, bias = self.stacked(f"{prefix}.weight"), self.stacked(f"{prefix}.bias")
+        out = torch.baddbmm(bias.unsqueeze(1), h.view(K, -1, h.shape[-1]), weight.transpose(1, 2))
+        return out.view(-1, weight.shape[1])
+
+    def _conv(self, layer: int, h: torch.Tensor, batch: FusedBatch) -> torch.Tensor:
+        prefix = f"gnn.gnns.{layer}"
+        K, S = batch.num_trials, batch.slots
+        bond = self.stacked(f"{prefix}.edge_embedding1.weight")  # (K, 6, d)
+        direction = self.stacked(f"{prefix}.edge_embedding2.weight")  # (K, 3, d)
+        edge = (self._embed(f"{prefix}.edge_embedding1.weight", batch.edge_trial, batch.edge_attr[:, 0])
+                + self._embed(f"{prefix}.edge_embedding2.weight", batch.edge_trial, batch.edge_attr[:, 1]))
+        self_loop = (bond[:, SELF_LOOP_BOND_TYPE] + direction[:, 0]).unsqueeze(1)  # (K, 1, d)
+        src, dst = batch.edge_src, batch.edge_dst
+        gnn_type = self.shape.gnn_type
+        if gnn_type == "gin":
+            aggregated = scatter_sum(h[src] + edge, dst, K * S) + (h.view(K, S, -1) + self_loop).view(K * S, -1)
+            hidden = F.relu(self._linear(aggregated, f"{prefix}.mlp.0", K))
+            return self._linear(hidden, f"{prefix}.mlp.2", K)
+        transformed = self._linear(h, f"{prefix}.linear", K)
+        message = transformed[src] + edge
+        loop_message = (transformed.view(K, S, -1) + self_loop).view(K * S, -1)
+        if gnn_type == "gcn":  # degrees count outgoing edges plus the self-loop, as the reference
+            inv_sqrt = (torch.bincount(src, minlength=K * S).to(h.dtype) + 1).pow(-0.5)
+            weighted = (inv_sqrt[src] * inv_sqrt[dst]).unsqueeze(-1) * message
+            return scatter_sum(weighted, dst, K * S) + inv_sqrt.pow(2).unsqueeze(-1) * loop_message
+        in_degree = torch.bincount(dst, minlength=K * S).to(h.dtype) + 1  # graphsage: mean incl. self-loop
+        return F.normalize((scatter_sum(message, dst, K * S) + loop_message) / in_degree.unsqueeze(-1), p=2, dim=-1)
+
+    def _batch_norm(self, layer: int, h: torch.Tensor, batch: FusedBatch, training: bool) -> torch.Tensor:
+        prefix = f"gnn.batch_norms.{layer}"
+        K = batch.num_trials
+        weight, bias = self.stacked(f"{prefix}.weight").unsqueeze(1), self.stacked(f"{prefix}.bias").unsqueeze(1)
+        h3 = h.view(K, -1, h.shape[-1])
+        running_mean, running_var = self.stacked(f"{prefix}.running_mean"), self.stacked(f"{prefix}.running_var")
+        if training:
+            mask = batch.node_mask.unsqueeze(-1).to(h.dtype)
+            count = batch.node_count.view(K, 1, 1)
+            mean = (h3 * mask).sum(dim=1, keepdim=True) / count
+            centered = h3 - mean
+            var = (centered.pow(2) * mask).sum(dim=1, keepdim=True) / count
+            with torch.no_grad():
+                unbiased = var * count / (count - 1).clamp(min=1)
+                running_mean.mul_(1 - BN_MOMENTUM).add_(BN_MOMENTUM * mean.squeeze(1))
+                running_var.mul_(1 - BN_MOMENTUM).add_(BN_MOMENTUM * unbiased.squeeze(1))
+                self.stacked(f"{prefix}.num_batches_tracked").add_(1)
+            normalised = centered * torch.rsqrt(var + BN_EPS)
+        else:
+            normalised = (h3 - running_mean.unsqueeze(1)) * torch.rsqrt(running_var.unsqueeze(1) + BN_EPS)
+        return (normalised * weight + bias).view_as(h)
+
+    def _dropout(self, h: torch.Tensor, batch: FusedBatch,
+                 generators: Sequence[torch.Generator] | None) -> torch.Tensor:
+        """Inverted dropout; trial ``k``'s mask ``(n_k, d)`` comes from ``generators[k]``."""
+        if generators is None or len(generators) != batch.num_trials:
+            raise FusionError("training a fused model needs one dropout generator per trial")
+        keep = 1.0 - self.shape.dropout
+        noise = torch.zeros_like(h)
+        S = batch.slots
+        for k, (rows, generator) in enumerate(zip(batch.nodes_per_trial, generators)):
+            noise[k * S:k * S + rows].bernoulli_(keep, generator=generator)
+        return h * noise.div_(keep)
