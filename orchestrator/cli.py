@@ -7,6 +7,7 @@
     roft bench orchestrator             Ray Tune per-trial overhead with a no-op trial
     roft bench methods                  wall time of every method relative to Full FT
     roft bench alpha                    cost of an Optuna alpha search relative to Full FT
+    roft bench throughput               trials per hour: reference loop vs roft unfused vs roft fused
     roft alpha                          Optuna searches of WiSE-FT / RoFt-Mol alphas over stored FT checkpoints
 """
 
@@ -88,6 +89,21 @@ def build_parser() -> argparse.ArgumentParser:
                                "full")
     alpha_bench.add_argument("--ft-epochs", type=int, default=5, help="Full-FT epochs actually run (default 5)")
     alpha_bench.add_argument("--n-trials", type=int, default=100, help="points per search (default 100)")
+    throughput = bench_sub.add_parser("throughput", help="trials per hour: reference loop, roft unfused, roft fused")
+    throughput.add_argument("--device", default="auto", help="auto | cpu | cuda (default: cuda where available)")
+    throughput.add_argument("--fused", type=int, nargs="*", default=[8, 32, 64, 128],
+                            help="fused group sizes K to measure (default: 8 32 64 128)")
+    throughput.add_argument("--gnn", default="gin", help="gin | gcn | graphsage (default gin)")
+    throughput.add_argument("--layers", type=int, default=5)
+    throughput.add_argument("--width", type=int, default=300)
+    throughput.add_argument("--epochs", type=int, default=2, help="timed epochs per engine (default 2)")
+    throughput.add_argument("--molecules", type=int, default=2039,
+                            help="synthetic molecules (default 2039, BBBP's size)")
+    throughput.add_argument("--task", default=None, help="a registered task instead of synthetic molecules")
+    throughput.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    throughput.add_argument("--tf32", action="store_true", help="allow TF32 matrix products on the GPU")
+    throughput.add_argument("--no-reference", action="store_true", help="skip the PyG reference loop")
+    _common(throughput)
     return parser
 
 
@@ -289,6 +305,8 @@ def _table(args) -> int:
 
 
 def _bench(args) -> int:
+    if args.bench_command == "throughput":
+        return _bench_throughput(args)
     from orchestrator.bench import bench_alpha, bench_methods, bench_orchestrator
 
     if args.bench_command == "alpha":
@@ -299,6 +317,24 @@ def _bench(args) -> int:
                       data_root=_data_root(args), threads=args.threads)
     else:
         bench_orchestrator(args.trials, num_cpus=args.cpus)
+    return 0
+
+
+def _bench_throughput(args) -> int:
+    import torch
+
+    from orchestrator.throughput import bench_throughput, load_bench_data
+    from trainables.gnn import GNNShape
+    from trainables.trainable import resolve_device
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.tf32:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    data, task_type, split = load_bench_data(args.task, args.molecules, _data_root(args) if args.task else None)
+    bench_throughput(data, task_type, GNNShape(args.gnn, args.layers, args.width, 0.5), args.fused,
+                     resolve_device(args.device), epochs=args.epochs, split=split, skip_reference=args.no_reference)
     return 0
 
 

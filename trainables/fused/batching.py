@@ -21,9 +21,9 @@ tensor                    shape                meaning
 ``y``                     ``(K, G, T)`` float  labels, ``NaN`` where missing or padding
 ========================  ===================  ==============================================
 
-Index arithmetic runs on the host over per-molecule counts kept in NumPy (no device
-synchronisation); one host-to-device copy per batch carries it, and the gathers run on the
-device.
+Index arithmetic runs on the host over per-molecule counts kept in NumPy; one host-to-device
+copy per batch carries it, and the gathers run on the device without ever making the host wait
+for the device (no ``.item()``, no ``bincount``, no boolean masks).
 """
 
 from __future__ import annotations
@@ -79,6 +79,13 @@ class DeviceGraphs:
         self.edge_counts = np.diff(self.edge_ptr)
         self.num_tasks = data.num_tasks
 
+    def _to_device(self, host: np.ndarray) -> torch.Tensor:
+        """One host-to-device copy; from pinned memory on a GPU, so the host never waits for it."""
+        tensor = torch.from_numpy(host)
+        if self.device.type == "cuda":
+            tensor = tensor.pin_memory()
+        return tensor.to(self.device, non_blocking=True)
+
     def slots_for(self, graph_ids: Sequence[np.ndarray]) -> int:
         """Slots per trial that fit every trial's molecules plus one padding slot."""
         largest = max(int(self.node_counts[np.asarray(ids, dtype=np.int64)].sum()) for ids in graph_ids)
@@ -105,27 +112,27 @@ class DeviceGraphs:
             np.repeat(graph_slot, n),  # their graph slots
             _segment_arange(self.edge_ptr[ids], e),  # source rows of edges
             np.repeat(graph_slot_base, e),  # slot shift of each edge
-            graph_slot, ids,
+            graph_slot, ids, n, nodes_per_trial,
         ])
         total_nodes, total_edges = int(n.sum()), int(e.sum())
-        index = torch.from_numpy(host).to(self.device, non_blocking=True)
-        node_src, node_slot, node_graph_slot, edge_rows, edge_shift, graph_slots, graph_rows = index.split(
-            [total_nodes, total_nodes, total_nodes, total_edges, total_edges, len(ids), len(ids)])
-
+        index = self._to_device(host)
+        node_src, node_slot, node_graph_slot, edge_rows, edge_shift, graph_slots, graph_rows, graph_nodes, trial_nodes = (
+            index.split([total_nodes, total_nodes, total_nodes, total_edges, total_edges, len(ids), len(ids), len(ids),
+                         K]))
+        # index_select / index_copy_ / index_fill_ only: none of them waits for the device
         x = torch.zeros((K * S, 2), dtype=self.x.dtype, device=self.device)
-        x[node_slot] = self.x[node_src]
-        edges = self.edge_index[:, edge_rows] + edge_shift
+        x.index_copy_(0, node_slot, self.x.index_select(0, node_src))
+        edges = self.edge_index.index_select(1, edge_rows) + edge_shift
         node_graph = torch.full((K * S,), K * G, dtype=torch.long, device=self.device)
-        node_graph[node_slot] = node_graph_slot
-        node_mask = torch.zeros(K * S, dtype=torch.bool, device=self.device)
-        node_mask[node_slot] = True
-        graph_count = torch.bincount(node_graph, minlength=K * G + 1)[:K * G].to(torch.float32)
+        node_graph.index_copy_(0, node_slot, node_graph_slot)
+        node_mask = torch.zeros(K * S, dtype=torch.bool, device=self.device).index_fill_(0, node_slot, True)
+        graph_count = torch.zeros(K * G, device=self.device).index_copy_(0, graph_slots, graph_nodes.to(torch.float32))
         y = torch.full((K * G, self.num_tasks), float("nan"), device=self.device)
-        y[graph_slots] = self.y[graph_rows]
+        y.index_copy_(0, graph_slots, self.y.index_select(0, graph_rows))
         return FusedBatch(
             num_trials=K, slots=S, graphs=G, nodes_per_trial=nodes_per_trial.tolist(), x=x,
             edge_src=edges[0], edge_dst=edges[1], edge_attr=self.edge_attr[edge_rows], edge_trial=edges[0] // S,
             slot_trial=torch.arange(K, device=self.device).repeat_interleave(S), node_mask=node_mask.view(K, S),
-            node_count=torch.from_numpy(nodes_per_trial.astype(np.float32)).to(self.device, non_blocking=True),
+            node_count=trial_nodes.to(torch.float32),
             node_graph=node_graph, graph_count=graph_count, y=y.view(K, G, self.num_tasks),
         )

@@ -101,7 +101,9 @@ def fit_fused(members: Sequence[FusedMember], data: GraphDataset, task_type: Tas
     graphs = DeviceGraphs(data, device)
     model = StackedPredictors([m.model for m in members]).to(device)
     K = model.num_trials
-    optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    # Adam is elementwise, so over stacked weights it is K independent Adams (one fused kernel on a GPU)
+    optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay,
+                                 fused=device.type == "cuda")
     split = members[0].split
     evaluation = {part: _evaluation_batches(graphs, getattr(split, part), K) for part in ("valid", "test")}
     targets = {part: data.y[getattr(split, part)].numpy() for part in ("valid", "test")}
@@ -114,7 +116,7 @@ def fit_fused(members: Sequence[FusedMember], data: GraphDataset, task_type: Tas
         model.train()
         orders = [index[torch.randperm(len(index), generator=m.shuffle_generator)].numpy()
                   for index, m in zip(train_index, members)]
-        loss_sum = torch.zeros(K, device=device)
+        loss_sum = torch.zeros(K, dtype=model.stacked("graph_pred_linear.weight").dtype, device=device)
         for step in range(steps):
             window = slice(step * recipe.batch_size, (step + 1) * recipe.batch_size)
             batch = graphs.assemble([order[window] for order in orders])

@@ -6,10 +6,12 @@ all K trials, and an optimizer over the stacked tensors is exactly K independent
 whenever its update is elementwise (Adam is). The forward pass computes, for each trial ``k``
 and on its own nodes only, the function of :mod:`trainables.gnn` with ``theta_k``:
 
-* embeddings: ``X1_k[atom] + X2_k[chirality]`` (gathers from the flattened ``(K*V, d)`` tables);
+* embeddings: ``X1_k[atom] + X2_k[chirality]`` (``index_select`` from the flattened ``(K*V, d)``
+  tables, whose backward is an ``index_add``);
 * per-trial linear maps: ``torch.baddbmm(b_k, h_k, W_k^T)`` over ``h`` viewed ``(K, S, d_in)``;
-* message passing: gathers and ``index_add`` over the real edges of every trial at once (edges
-  never cross trials), with the self-loop term added densely;
+* message passing: one gather and one ``index_add`` over the real edges of every trial at once
+  (edges never cross trials), the self-loop term added densely, the bond embeddings through a
+  per-node count of bond kinds (see :meth:`StackedPredictors._edge_weights`);
 * BatchNorm: per-trial statistics over the trial's real nodes (masked mean and biased variance
   for normalisation, unbiased variance for the running estimate, momentum 0.1 as
   ``nn.BatchNorm1d``);
@@ -29,10 +31,12 @@ from torch import nn
 
 from trainables.fused.batching import FusedBatch
 from trainables.gnn import GNNShape, GraphPredictor, scatter_sum
-from trainables.vocabulary import SELF_LOOP_BOND_TYPE
+from trainables.vocabulary import NUM_BOND_DIRECTIONS, NUM_BOND_TYPES, SELF_LOOP_BOND_TYPE
 
 FUSABLE_GNN_TYPES = ("gin", "gcn", "graphsage")
 BN_EPS, BN_MOMENTUM = 1e-5, 0.1
+BOND_PAIRS = NUM_BOND_TYPES * NUM_BOND_DIRECTIONS  # (bond type, direction) pairs: 18
+SELF_LOOP_PAIR = SELF_LOOP_BOND_TYPE * NUM_BOND_DIRECTIONS  # self-loops: (4, 0)
 
 
 class FusionError(ValueError):
@@ -89,11 +93,13 @@ class StackedPredictors(nn.Module):
         if batch.num_trials != self.num_trials:
             raise FusionError(f"batch of {batch.num_trials} trials for a group of {self.num_trials}")
         K, G = batch.num_trials, batch.graphs
+        dtype = self.stacked("gnn.x_embedding1.weight").dtype
         h = (self._embed("gnn.x_embedding1.weight", batch.slot_trial, batch.x[:, 0])
              + self._embed("gnn.x_embedding2.weight", batch.slot_trial, batch.x[:, 1]))
+        edge_weight, bond_mix = self._edge_weights(batch, dtype)
         last = self.shape.num_layers - 1
         for layer in range(self.shape.num_layers):
-            h = self._batch_norm(layer, self._conv(layer, h, batch), batch, training)
+            h = self._batch_norm(layer, self._conv(layer, h, batch, edge_weight, bond_mix), batch, training)
             if layer != last:
                 h = F.relu(h)
             if training and self.shape.dropout > 0:
@@ -103,7 +109,7 @@ class StackedPredictors(nn.Module):
 
     def _embed(self, name: str, trial: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         table = self.stacked(name)  # (K, V, d)
-        return F.embedding(trial * table.shape[1] + index, table.reshape(-1, table.shape[-1]))
+        return table.reshape(-1, table.shape[-1]).index_select(0, trial * table.shape[1] + index)
 
     def _linear(self, h: torch.Tensor, prefix: str, K: int) -> torch.Tensor:
         """``h_k W_k^T + b_k`` per trial; ``h`` is ``(K*S, d_in)`` -> ``(K*S, d_out)``."""
@@ -111,29 +117,61 @@ class StackedPredictors(nn.Module):
         out = torch.baddbmm(bias.unsqueeze(1), h.view(K, -1, h.shape[-1]), weight.transpose(1, 2))
         return out.view(-1, weight.shape[1])
 
-    def _conv(self, layer: int, h: torch.Tensor, batch: FusedBatch) -> torch.Tensor:
+    def _edge_weights(self, batch: FusedBatch, dtype: torch.dtype) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """Per-edge message weights ``(E,)`` (None: all 1) and the bond mix ``(K, S, 18)``.
+
+        Every layer adds, at node ``v``, ``sum_{u -> v} w_uv e_uv`` over its in-edges and self-loop,
+        where ``e_uv`` depends only on the edge's (bond type, direction) pair: that sum is
+        ``M_v . T`` with ``M_v`` the weighted count of each of the 18 pairs at ``v`` (the bond mix,
+        the same in every layer) and ``T`` the layer's ``(18, d)`` table ``E1[b] + E2[r]``. So no
+        layer gathers an embedding per edge. Weights: GCN ``deg(u)^-1/2 deg(v)^-1/2`` (degrees
+        count outgoing edges plus the self-loop, as the reference); GraphSAGE ``1 / (in-degree + 1)``
+        (the mean); GIN 1.
+        """
+        K, S = batch.num_trials, batch.slots
+        src, dst = batch.edge_src, batch.edge_dst
+        pair = batch.edge_attr[:, 0] * NUM_BOND_DIRECTIONS + batch.edge_attr[:, 1]
+        ones = torch.ones(K * S, dtype=dtype, device=src.device)
+        if self.shape.gnn_type == "gcn":
+            inv_sqrt = (ones.index_add(0, src, torch.ones_like(src, dtype=dtype))).pow(-0.5)
+            edge_weight, loop_weight = inv_sqrt[src] * inv_sqrt[dst], inv_sqrt.pow(2)
+        elif self.shape.gnn_type == "graphsage":
+            loop_weight = 1.0 / ones.index_add(0, dst, torch.ones_like(dst, dtype=dtype))
+            edge_weight = loop_weight[dst]
+        else:
+            edge_weight, loop_weight = None, ones
+        mix = torch.zeros(K * S * BOND_PAIRS, dtype=dtype, device=src.device)
+        mix.index_add_(0, dst * BOND_PAIRS + pair, torch.ones_like(dst, dtype=dtype) if edge_weight is None
+                       else edge_weight)
+        mix.view(K * S, BOND_PAIRS)[:, SELF_LOOP_PAIR] += loop_weight
+        return edge_weight, mix.view(K, S, BOND_PAIRS)
+
+    def _conv(self, layer: int, h: torch.Tensor, batch: FusedBatch, edge_weight: torch.Tensor | None,
+              bond_mix: torch.Tensor) -> torch.Tensor:
+        """One message-passing layer for all trials; ``h`` ``(K*S, d)`` -> ``(K*S, d)``.
+
+        ``sum_u w_uv x_u`` over in-edges (a gather and an ``index_add``) plus the self-loop term
+        ``w_vv x_v`` plus the bond term ``bond_mix @ T`` (see :meth:`_edge_weights`); ``x`` is
+        ``h`` for GIN (then the MLP), ``W h + b`` for GCN and GraphSAGE (then an L2 norm).
+        """
         prefix = f"gnn.gnns.{layer}"
         K, S = batch.num_trials, batch.slots
         bond = self.stacked(f"{prefix}.edge_embedding1.weight")  # (K, 6, d)
         direction = self.stacked(f"{prefix}.edge_embedding2.weight")  # (K, 3, d)
-        edge = (self._embed(f"{prefix}.edge_embedding1.weight", batch.edge_trial, batch.edge_attr[:, 0])
-                + self._embed(f"{prefix}.edge_embedding2.weight", batch.edge_trial, batch.edge_attr[:, 1]))
-        self_loop = (bond[:, SELF_LOOP_BOND_TYPE] + direction[:, 0]).unsqueeze(1)  # (K, 1, d)
-        src, dst = batch.edge_src, batch.edge_dst
-        gnn_type = self.shape.gnn_type
-        if gnn_type == "gin":
-            aggregated = scatter_sum(h[src] + edge, dst, K * S) + (h.view(K, S, -1) + self_loop).view(K * S, -1)
-            hidden = F.relu(self._linear(aggregated, f"{prefix}.mlp.0", K))
-            return self._linear(hidden, f"{prefix}.mlp.2", K)
-        transformed = self._linear(h, f"{prefix}.linear", K)
-        message = transformed[src] + edge
-        loop_message = (transformed.view(K, S, -1) + self_loop).view(K * S, -1)
-        if gnn_type == "gcn":  # degrees count outgoing edges plus the self-loop, as the reference
-            inv_sqrt = (torch.bincount(src, minlength=K * S).to(h.dtype) + 1).pow(-0.5)
-            weighted = (inv_sqrt[src] * inv_sqrt[dst]).unsqueeze(-1) * message
-            return scatter_sum(weighted, dst, K * S) + inv_sqrt.pow(2).unsqueeze(-1) * loop_message
-        in_degree = torch.bincount(dst, minlength=K * S).to(h.dtype) + 1  # graphsage: mean incl. self-loop
-        return F.normalize((scatter_sum(message, dst, K * S) + loop_message) / in_degree.unsqueeze(-1), p=2, dim=-1)
+        table = (bond.unsqueeze(2) + direction.unsqueeze(1)).reshape(K, BOND_PAIRS, -1)  # (K, 18, d)
+        bond_term = torch.bmm(bond_mix, table).view(K * S, -1)
+        x = h if self.shape.gnn_type == "gin" else self._linear(h, f"{prefix}.linear", K)
+        gathered = x.index_select(0, batch.edge_src)
+        if edge_weight is not None:
+            gathered = gathered * edge_weight.unsqueeze(-1)
+        loop_weight = bond_mix[..., SELF_LOOP_PAIR].reshape(K * S, 1) if edge_weight is not None else None
+        aggregated = scatter_sum(gathered, batch.edge_dst, K * S) + (x if loop_weight is None else x * loop_weight)
+        aggregated = aggregated + bond_term
+        if self.shape.gnn_type == "gin":
+            return self._linear(F.relu(self._linear(aggregated, f"{prefix}.mlp.0", K)), f"{prefix}.mlp.2", K)
+        if self.shape.gnn_type == "graphsage":
+            return F.normalize(aggregated, p=2, dim=-1)
+        return aggregated
 
     def _batch_norm(self, layer: int, h: torch.Tensor, batch: FusedBatch, training: bool) -> torch.Tensor:
         prefix = f"gnn.batch_norms.{layer}"

@@ -1,0 +1,82 @@
+import numpy as np
+import pytest
+import torch
+
+from trainables.config import TrainingRecipe
+from trainables.fused.engine import FusedMember, dropout_generator_after_init, fit_fused
+from trainables.fused.model import FUSABLE_GNN_TYPES, FusionError
+from trainables.gnn import GNNShape, GraphPredictor
+from trainables.methods import MethodContext, make_method
+from trainables.tasks import TaskType
+from trainables.train import SplitIndices, fit
+
+from tests.unit.trainables.fused.conftest import DEVICES
+
+SEEDS = (0, 1, 2)
+RECIPE = TrainingRecipe(epochs=3, batch_size=16)
+
+
+def split_for(seed: int, n_train: int = 40) -> SplitIndices:
+    """Each trial its own label subset of equal size; shared validation and test molecules."""
+    train = np.random.default_rng(seed).permutation(80)[:n_train]
+    return SplitIndices(torch.from_numpy(train), torch.arange(80, 100), torch.arange(100, 120))
+
+
+def build(seed: int, gnn_type: str, dropout: float, device) -> GraphPredictor:
+    torch.manual_seed(seed)  # as a trial: seed, then build (the head's init draws from the RNG)
+    return GraphPredictor(GNNShape(gnn_type, 2, 8, dropout), 1).to(torch.float64).to(device)
+
+
+def unfused_run(data, seed, gnn_type, dropout, device, recipe=RECIPE):
+    ctx = MethodContext(model=build(seed, gnn_type, dropout, device), pretrained_state=None, seed=seed)
+    return fit(ctx, make_method("full-ft"), data, split_for(seed), TaskType.CLASSIFICATION, True, recipe,
+               torch.Generator().manual_seed(seed), torch.device(device))
+
+
+def fused_run(data, seeds, gnn_type, dropout, device, method="full-ft", splits=None, recipe=RECIPE):
+    members = []
+    for i, seed in enumerate(seeds):
+        model = build(seed, gnn_type, dropout, device)
+        members.append(FusedMember(model, make_method(method), split_for(seed) if splits is None else splits[i],
+                                   torch.Generator().manual_seed(seed),
+                                   dropout_generator_after_init(torch.device(device), seed)))
+    return fit_fused(members, data, TaskType.CLASSIFICATION, True, recipe, torch.device(device))
+
+
+def assert_same_run(a, b):
+    assert [(e.stage, e.epoch) for e in a.history] == [(e.stage, e.epoch) for e in b.history]
+    np.testing.assert_allclose([e.train_loss for e in a.history], [e.train_loss for e in b.history], rtol=1e-9)
+    np.testing.assert_allclose([e.val for e in a.history], [e.val for e in b.history], rtol=1e-9)
+    np.testing.assert_allclose([e.test for e in a.history], [e.test for e in b.history], rtol=1e-9)
+    assert (a.best_epoch, a.best_stage) == (b.best_epoch, b.best_stage)
+    assert list(a.best_state) == list(b.best_state)
+    for name in a.best_state:
+        torch.testing.assert_close(a.best_state[name].cpu(), b.best_state[name].cpu(), rtol=1e-8, atol=1e-10)
+
+
+# On the CPU a fused trial draws exactly its unfused run's dropout masks; a GPU's unfused
+# dropout uses another kernel, so there the comparison runs without dropout.
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("gnn_type", FUSABLE_GNN_TYPES)
+def test_fused_trials_equal_their_unfused_runs(molecules, gnn_type, device):
+    """Float64, so that Adam's normalisation cannot blow rounding noise up (see the README)."""
+    dropout = 0.5 if device == "cpu" else 0.0
+    fused = fused_run(molecules, SEEDS, gnn_type, dropout, device)
+    for seed, result in zip(SEEDS, fused):
+        assert_same_run(unfused_run(molecules, seed, gnn_type, dropout, device), result)
+
+
+def test_a_trial_does_not_depend_on_its_group(molecules):
+    alone = fused_run(molecules, [1], "gin", 0.5, "cpu")[0]
+    grouped = fused_run(molecules, [4, 1, 7], "gin", 0.5, "cpu")[1]
+    assert_same_run(alone, grouped)
+
+
+def test_members_that_cannot_share_a_group_are_refused(molecules):
+    with pytest.raises(FusionError, match="l2-sp does not fuse"):
+        fused_run(molecules, [0, 1], "gin", 0.5, "cpu", method="l2-sp")
+    other_valid = SplitIndices(torch.arange(40), torch.arange(80, 99), torch.arange(100, 120))
+    with pytest.raises(FusionError, match="validation and test"):
+        fused_run(molecules, [0, 1], "gin", 0.5, "cpu", splits=[split_for(0), other_valid])
+    with pytest.raises(FusionError, match="equally many"):
+        fused_run(molecules, [0, 1], "gin", 0.5, "cpu", splits=[split_for(0), split_for(1, n_train=30)])
