@@ -103,6 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
     throughput.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     throughput.add_argument("--tf32", action="store_true", help="allow TF32 matrix products on the GPU")
     throughput.add_argument("--no-reference", action="store_true", help="skip the PyG reference loop")
+    throughput.add_argument("--compile", action="store_true",
+                            help="fused engine: torch.compile the training-mode BatchNorm + ReLU")
+    throughput.add_argument("--profile", action="store_true",
+                            help="also print a torch.profiler table of one fused epoch at the largest K")
     _common(throughput)
     return parser
 
@@ -323,7 +327,7 @@ def _bench(args) -> int:
 def _bench_throughput(args) -> int:
     import torch
 
-    from orchestrator.throughput import bench_throughput, load_bench_data
+    from orchestrator.throughput import bench_throughput, load_bench_data, profile_fused
     from trainables.gnn import GNNShape
     from trainables.trainable import resolve_device
 
@@ -334,7 +338,11 @@ def _bench_throughput(args) -> int:
         torch.backends.cudnn.allow_tf32 = True
     data, task_type, split = load_bench_data(args.task, args.molecules, _data_root(args) if args.task else None)
     bench_throughput(data, task_type, GNNShape(args.gnn, args.layers, args.width, 0.5), args.fused,
-                     resolve_device(args.device), epochs=args.epochs, split=split, skip_reference=args.no_reference)
+                     resolve_device(args.device), epochs=args.epochs, split=split, skip_reference=args.no_reference,
+                     compile_normalisation=args.compile)
+    if args.profile and args.fused:
+        profile_fused(data, split, GNNShape(args.gnn, args.layers, args.width, 0.5), task_type,
+                      resolve_device(args.device), max(args.fused), compile_normalisation=args.compile)
     return 0
 
 

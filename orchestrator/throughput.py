@@ -146,20 +146,28 @@ def unfused_epochs(data: GraphDataset, split: SplitIndices, shape: GNNShape, tas
 
 
 def fused_epochs(data: GraphDataset, split: SplitIndices, shape: GNNShape, task_type: TaskType,
-                 recipe: TrainingRecipe, device: torch.device, epochs: int, trials: int) -> float:
+                 recipe: TrainingRecipe, device: torch.device, epochs: int, trials: int,
+                 compile_normalisation: bool = False) -> float:
     """Seconds per epoch of :func:`fit_fused` over ``trials`` trials (models built before timing;
     stacking them and assembling the resident evaluation batches are timed)."""
+    run = _fused_run(data, split, shape, task_type, recipe, device, trials, compile_normalisation)
+    run(1)
+    return run(epochs) / epochs
+
+
+def _fused_run(data: GraphDataset, split: SplitIndices, shape: GNNShape, task_type: TaskType, recipe: TrainingRecipe,
+               device: torch.device, trials: int, compile_normalisation: bool) -> Callable[[int], float]:
+    """``run(epochs) -> seconds``: builds ``trials`` fresh members (untimed), times their fused fit."""
     def run(n_epochs: int) -> float:
         members = []
         for seed in range(trials):
             model = _model(shape, data.num_tasks, seed, device)
             members.append(FusedMember(model, make_method("full-ft"), split, torch.Generator().manual_seed(seed),
                                        dropout_generator_after_init(device, seed)))
-        return _timed(lambda: fit_fused(members, data, task_type, True, _with_epochs(recipe, n_epochs), device),
-                      1, device)
+        return _timed(lambda: fit_fused(members, data, task_type, True, _with_epochs(recipe, n_epochs), device,
+                                        compile_normalisation=compile_normalisation), 1, device)
 
-    run(1)
-    return run(epochs) / epochs
+    return run
 
 
 def _with_epochs(recipe: TrainingRecipe, epochs: int) -> TrainingRecipe:
@@ -176,7 +184,7 @@ def _peak_memory(device: torch.device) -> float | None:
 
 def bench_throughput(data: GraphDataset, task_type: TaskType, shape: GNNShape, fused_sizes: Sequence[int],
                      device: torch.device, epochs: int = 2, batch_size: int = 32, split: SplitIndices | None = None,
-                     skip_reference: bool = False) -> list[Throughput]:
+                     skip_reference: bool = False, compile_normalisation: bool = False) -> list[Throughput]:
     """Measure every engine and print one table; returns the measurements."""
     split = index_split(len(data)) if split is None else split
     recipe = TrainingRecipe(epochs=epochs, batch_size=batch_size)
@@ -185,7 +193,8 @@ def bench_throughput(data: GraphDataset, task_type: TaskType, shape: GNNShape, f
           f"torch threads {torch.get_num_threads()}, {shape.gnn_type} {shape.num_layers}x{shape.emb_dim}, "
           f"{len(data)} molecules ({n_train} train, {len(split.valid)} valid, {len(split.test)} test), "
           f"{data.num_atoms.mean():.1f} atoms/molecule, batch {batch_size}, {epochs} timed epochs per engine, "
-          f"TF32 matmul {torch.backends.cuda.matmul.allow_tf32 if device.type == 'cuda' else 'n/a'}", flush=True)
+          f"TF32 matmul {torch.backends.cuda.matmul.allow_tf32 if device.type == 'cuda' else 'n/a'}, "
+          f"compiled normalisation {compile_normalisation}", flush=True)
     _peak_memory(device)
     results: list[Throughput] = []
     runs: list[tuple[str, int, Callable[[], float]]] = []
@@ -194,7 +203,7 @@ def bench_throughput(data: GraphDataset, task_type: TaskType, shape: GNNShape, f
     runs.append(("unfused", 1, lambda: unfused_epochs(data, split, shape, task_type, recipe, device, epochs)))
     for k in fused_sizes:
         runs.append((f"fused K={k}", k, lambda k=k: fused_epochs(data, split, shape, task_type, recipe, device,
-                                                                  epochs, k)))
+                                                                  epochs, k, compile_normalisation)))
     baseline: Throughput | None = None
     for engine, trials, measure in runs:
         try:
@@ -212,6 +221,22 @@ def bench_throughput(data: GraphDataset, task_type: TaskType, shape: GNNShape, f
               f"trials/h  x{result.trial_epochs_per_second / baseline.trial_epochs_per_second:6.2f} "
               f"vs {baseline.engine}{memory}", flush=True)
     return results
+
+
+def profile_fused(data: GraphDataset, split: SplitIndices, shape: GNNShape, task_type: TaskType, device: torch.device,
+                  trials: int, batch_size: int = 32, compile_normalisation: bool = False, rows: int = 15) -> None:
+    """Print where one fused epoch of ``trials`` trials spends its time (torch.profiler, top ``rows`` ops)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    run = _fused_run(data, split, shape, task_type, TrainingRecipe(epochs=1, batch_size=batch_size), device, trials,
+                     compile_normalisation)
+    run(1)  # warm-up
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as profiler:
+        run(1)
+    sort = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    print(f"profile of one fused epoch, K={trials} (after a warm-up run), by {sort}:")
+    print(profiler.key_averages().table(sort_by=sort, row_limit=rows, max_name_column_width=48))
 
 
 def load_bench_data(task: str | None, molecules: int, data_root: str | None, seed: int = 0

@@ -76,6 +76,36 @@ def evaluate_metric(task_type: TaskType, y: np.ndarray, output: np.ndarray) -> S
     return roc_auc(y, output) if task_type is TaskType.CLASSIFICATION else rmse(y, output)
 
 
+def evaluate_metric_stacked(task_type: TaskType, y: np.ndarray, outputs: np.ndarray) -> list[Score]:
+    """:func:`evaluate_metric` of K models' outputs ``(K, n, T)`` on the same labels ``y (n, T)``.
+
+    Vectorised over the K models. ROC-AUC is computed as the Mann-Whitney statistic with
+    average ranks for ties, ``(sum of positives' ranks - P (P + 1) / 2) / (P N)``, which is what
+    ``roc_auc_score`` returns; a model whose outputs hold NaN gets NaN (unfused, sklearn raises).
+    """
+    from scipy.stats import rankdata
+
+    K = outputs.shape[0]
+    per_task = []
+    for t in range(y.shape[1]):
+        present = ~np.isnan(y[:, t])
+        labels, scores = y[present, t], outputs[:, present, t].astype(np.float64)
+        if task_type is TaskType.CLASSIFICATION:
+            positives = int(labels.sum())
+            negatives = len(labels) - positives
+            if positives == 0 or negatives == 0:
+                continue
+            ranks = rankdata(scores, method="average", axis=1, nan_policy="propagate")
+            per_task.append((ranks[:, labels == 1].sum(axis=1) - positives * (positives + 1) / 2)
+                            / (positives * negatives))
+        elif present.any():
+            per_task.append(np.sqrt(np.mean((scores - labels) ** 2, axis=1)))
+    if not per_task:
+        return [Score(float("nan"), 0, y.shape[1])] * K
+    values = np.mean(np.stack(per_task), axis=0)
+    return [Score(float(v), len(per_task), y.shape[1] - len(per_task)) for v in values]
+
+
 def is_better(candidate: float, best: float | None, higher_is_better: bool) -> bool:
     """Strict improvement (ties keep the earlier epoch); ``NaN`` never improves."""
     if np.isnan(candidate):

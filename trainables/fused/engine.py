@@ -28,7 +28,7 @@ from trainables.fused.batching import DeviceGraphs, FusedBatch
 from trainables.fused.model import FusionError, StackedPredictors
 from trainables.gnn import GraphPredictor
 from trainables.methods.base import FineTuningMethod
-from trainables.metrics import evaluate_metric, is_better, task_loss
+from trainables.metrics import evaluate_metric_stacked, is_better, task_loss
 from trainables.tasks import TaskType
 from trainables.train import EVAL_BATCH_SIZE, EpochRecord, FitResult, SplitIndices
 
@@ -94,12 +94,17 @@ class _Best:
 
 def fit_fused(members: Sequence[FusedMember], data: GraphDataset, task_type: TaskType, higher_is_better: bool,
               recipe: TrainingRecipe, device: torch.device,
-              on_epoch: Callable[[int, EpochRecord], None] | None = None) -> list[FitResult]:
-    """Train every member; returns one :class:`FitResult` per member, in order."""
+              on_epoch: Callable[[int, EpochRecord], None] | None = None,
+              compile_normalisation: bool = False) -> list[FitResult]:
+    """Train every member; returns one :class:`FitResult` per member, in order.
+
+    ``compile_normalisation``: see :class:`StackedPredictors` (off by default: compiling costs
+    tens of seconds once per process, worth it for long groups on a GPU).
+    """
     check_group(members, recipe)
     device = torch.device(device)
     graphs = DeviceGraphs(data, device)
-    model = StackedPredictors([m.model for m in members]).to(device)
+    model = StackedPredictors([m.model for m in members], compile_normalisation).to(device)
     K = model.num_trials
     # Adam is elementwise, so over stacked weights it is K independent Adams (one fused kernel on a GPU)
     optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay,
@@ -162,4 +167,4 @@ def _evaluation_batches(graphs: DeviceGraphs, index: torch.Tensor, K: int) -> li
 def _scores(model: StackedPredictors, batches: list[FusedBatch], targets: np.ndarray, task_type: TaskType) -> list:
     model.eval()
     logits = torch.cat([model(batch, training=False) for batch in batches], dim=1).float().cpu().numpy()
-    return [evaluate_metric(task_type, targets, logits[k]) for k in range(model.num_trials)]
+    return evaluate_metric_stacked(task_type, targets, logits)

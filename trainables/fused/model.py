@@ -50,8 +50,12 @@ def _attribute(name: str) -> str:
 class StackedPredictors(nn.Module):
     """Stacked weights of K predictors; ``forward(batch)`` returns logits ``(K, G, T)``."""
 
-    def __init__(self, models: Sequence[GraphPredictor]):
+    def __init__(self, models: Sequence[GraphPredictor], compile_normalisation: bool = False):
+        """``compile_normalisation``: run the training-mode BatchNorm + ReLU through
+        ``torch.compile`` (one generated kernel chain instead of about ten passes over the
+        activations; the same function up to the order of floating-point sums)."""
         super().__init__()
+        self._train_norm = torch.compile(self._normalise, dynamic=True) if compile_normalisation else self._normalise
         if not models:
             raise FusionError("a fused group needs at least one model")
         first = models[0]
@@ -99,9 +103,8 @@ class StackedPredictors(nn.Module):
         edge_weight, bond_mix = self._edge_weights(batch, dtype)
         last = self.shape.num_layers - 1
         for layer in range(self.shape.num_layers):
-            h = self._batch_norm(layer, self._conv(layer, h, batch, edge_weight, bond_mix), batch, training)
-            if layer != last:
-                h = F.relu(h)
+            h = self._batch_norm(layer, self._conv(layer, h, batch, edge_weight, bond_mix), batch, training,
+                                 relu=layer != last)
             if training and self.shape.dropout > 0:
                 h = self._dropout(h, batch, dropout_generators)
         pooled = scatter_sum(h, batch.node_graph, K * G + 1)[:K * G] / batch.graph_count.clamp(min=1).unsqueeze(-1)
@@ -173,27 +176,40 @@ class StackedPredictors(nn.Module):
             return F.normalize(aggregated, p=2, dim=-1)
         return aggregated
 
-    def _batch_norm(self, layer: int, h: torch.Tensor, batch: FusedBatch, training: bool) -> torch.Tensor:
+    def _batch_norm(self, layer: int, h: torch.Tensor, batch: FusedBatch, training: bool, relu: bool) -> torch.Tensor:
+        """Per-trial BatchNorm (then ReLU where ``relu``); ``h`` ``(K*S, d)``."""
         prefix = f"gnn.batch_norms.{layer}"
         K = batch.num_trials
         weight, bias = self.stacked(f"{prefix}.weight").unsqueeze(1), self.stacked(f"{prefix}.bias").unsqueeze(1)
         h3 = h.view(K, -1, h.shape[-1])
         running_mean, running_var = self.stacked(f"{prefix}.running_mean"), self.stacked(f"{prefix}.running_var")
-        if training:
-            mask = batch.node_mask.unsqueeze(-1).to(h.dtype)
-            count = batch.node_count.view(K, 1, 1)
-            mean = (h3 * mask).sum(dim=1, keepdim=True) / count
-            centered = h3 - mean
-            var = (centered.pow(2) * mask).sum(dim=1, keepdim=True) / count
-            with torch.no_grad():
-                unbiased = var * count / (count - 1).clamp(min=1)
-                running_mean.mul_(1 - BN_MOMENTUM).add_(BN_MOMENTUM * mean.squeeze(1))
-                running_var.mul_(1 - BN_MOMENTUM).add_(BN_MOMENTUM * unbiased.squeeze(1))
-                self.stacked(f"{prefix}.num_batches_tracked").add_(1)
-            normalised = centered * torch.rsqrt(var + BN_EPS)
-        else:
-            normalised = (h3 - running_mean.unsqueeze(1)) * torch.rsqrt(running_var.unsqueeze(1) + BN_EPS)
-        return (normalised * weight + bias).view_as(h)
+        if not training:
+            scale = torch.rsqrt(running_var.unsqueeze(1) + BN_EPS) * weight
+            out = torch.addcmul(bias, h3 - running_mean.unsqueeze(1), scale)
+            return (F.relu(out) if relu else out).view_as(h)
+        count = batch.node_count.view(K, 1, 1).to(h.dtype)
+        out, mean, var = self._train_norm(h3, batch.node_mask.unsqueeze(1).to(h.dtype), count, weight, bias, relu)
+        with torch.no_grad():
+            unbiased = var * count / (count - 1).clamp(min=1)
+            running_mean.mul_(1 - BN_MOMENTUM).add_(BN_MOMENTUM * mean.detach().squeeze(1))
+            running_var.mul_(1 - BN_MOMENTUM).add_(BN_MOMENTUM * unbiased.detach().squeeze(1))
+            self.stacked(f"{prefix}.num_batches_tracked").add_(1)
+        return out.view_as(h)
+
+    @staticmethod
+    def _normalise(h3: torch.Tensor, mask_row: torch.Tensor, count: torch.Tensor, weight: torch.Tensor,
+                   bias: torch.Tensor, relu: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Training-mode BatchNorm over each trial's real nodes: ``(out, mean_k, var_k)``.
+
+        ``h3 (K, S, d)``, ``mask_row (K, 1, S)`` (1 on real nodes), ``count (K, 1, 1)``. The masked
+        sums are batched products ``mask_row @ h3`` (one read of ``h3`` each); the variance is the
+        biased one over the centred values, which ``nn.BatchNorm1d`` normalises with.
+        """
+        mean = torch.bmm(mask_row, h3) / count
+        centered = h3 - mean
+        var = torch.bmm(mask_row, centered * centered) / count
+        out = torch.addcmul(bias, centered, torch.rsqrt(var + BN_EPS) * weight)
+        return (F.relu(out) if relu else out), mean, var
 
     def _dropout(self, h: torch.Tensor, batch: FusedBatch,
                  generators: Sequence[torch.Generator] | None) -> torch.Tensor:

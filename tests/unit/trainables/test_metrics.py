@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score
 
-from trainables.metrics import Score, evaluate_metric, is_better, rmse, roc_auc, task_loss
+from trainables.metrics import Score, evaluate_metric, evaluate_metric_stacked, is_better, rmse, roc_auc, task_loss
 from trainables.tasks import TaskType
 
 NAN = np.nan
@@ -142,3 +142,25 @@ def test_regression_loss_of_an_all_missing_batch_has_finite_gradient():
 ])
 def test_is_better(candidate, best, higher, expected):
     assert is_better(candidate, best, higher) is expected
+
+
+@pytest.mark.parametrize("task_type", [TaskType.CLASSIFICATION, TaskType.REGRESSION])
+def test_stacked_metric_equals_the_metric_of_each_model(task_type):
+    rng = np.random.default_rng(0)
+    n, T, K = 60, 4, 5
+    y = rng.integers(0, 2, (n, T)).astype(np.float64) if task_type is TaskType.CLASSIFICATION else rng.normal(size=(n, T))
+    y[rng.random((n, T)) < 0.2] = np.nan  # missing labels
+    y[:, 3] = np.where(np.isnan(y[:, 3]), np.nan, 1.0)  # a column with one class only (skipped by ROC-AUC)
+    outputs = rng.normal(size=(K, n, T)).round(1)  # rounded: many tied scores
+    stacked = evaluate_metric_stacked(task_type, y, outputs)
+    for k in range(K):
+        single = evaluate_metric(task_type, y, outputs[k])
+        assert (stacked[k].evaluated, stacked[k].skipped) == (single.evaluated, single.skipped)
+        assert stacked[k].value == pytest.approx(single.value, rel=1e-12)
+
+
+def test_stacked_metric_gives_nan_to_a_diverged_model_only():
+    y = np.array([[0.0], [1.0], [1.0], [0.0]])
+    outputs = np.array([[[0.1], [0.9], [0.8], [0.2]], [[np.nan], [0.9], [0.8], [0.2]]])
+    good, diverged = evaluate_metric_stacked(TaskType.CLASSIFICATION, y, outputs)
+    assert good.value == 1.0 and np.isnan(diverged.value)
