@@ -10,7 +10,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.metrics import roc_auc_score
 
 from trainables.tasks import TaskType
 
@@ -52,36 +51,27 @@ def roc_auc(y: np.ndarray, scores: np.ndarray) -> Score:
     Columns with one class only (or no labels) in the evaluated set are left out and counted
     in ``skipped``; ``value`` is ``NaN`` when every column is left out.
     """
-    values = []
-    for t in range(y.shape[1]):
-        present = ~np.isnan(y[:, t])
-        labels = y[present, t]
-        if labels.size and labels.min() != labels.max():
-            values.append(roc_auc_score(labels, scores[present, t]))
-    skipped = y.shape[1] - len(values)
-    return Score(float(np.mean(values)) if values else float("nan"), len(values), skipped)
+    return evaluate_metric_stacked(TaskType.CLASSIFICATION, y, scores[None])[0]
 
 
 def rmse(y: np.ndarray, predictions: np.ndarray) -> Score:
     """Root mean squared error per column over present labels, averaged over columns."""
-    values = []
-    for t in range(y.shape[1]):
-        present = ~np.isnan(y[:, t])
-        if present.any():
-            values.append(float(np.sqrt(np.mean((predictions[present, t] - y[present, t]) ** 2))))
-    return Score(float(np.mean(values)) if values else float("nan"), len(values), y.shape[1] - len(values))
+    return evaluate_metric_stacked(TaskType.REGRESSION, y, predictions[None])[0]
 
 
 def evaluate_metric(task_type: TaskType, y: np.ndarray, output: np.ndarray) -> Score:
-    return roc_auc(y, output) if task_type is TaskType.CLASSIFICATION else rmse(y, output)
+    return evaluate_metric_stacked(task_type, y, output[None])[0]
 
 
 def evaluate_metric_stacked(task_type: TaskType, y: np.ndarray, outputs: np.ndarray) -> list[Score]:
-    """:func:`evaluate_metric` of K models' outputs ``(K, n, T)`` on the same labels ``y (n, T)``.
+    """The metric of each of K models' outputs ``(K, n, T)`` on the same labels ``y (n, T)``.
 
-    Vectorised over the K models. ROC-AUC is computed as the Mann-Whitney statistic with
-    average ranks for ties, ``(sum of positives' ranks - P (P + 1) / 2) / (P N)``, which is what
-    ``roc_auc_score`` returns; a model whose outputs hold NaN gets NaN (unfused, sklearn raises).
+    Vectorised over the K models; one implementation serves the unfused and the fused engines,
+    so equal outputs give bit-equal metrics (and the same best epoch) in both. ROC-AUC is the
+    Mann-Whitney statistic with average ranks for ties,
+    ``(sum of positives' ranks - P (P + 1) / 2) / (P N)``, what ``sklearn.metrics.roc_auc_score``
+    computes (to the last bits: the numerator here is an exact multiple of 1/2). A model whose
+    outputs hold NaN gets NaN.
     """
     from scipy.stats import rankdata
 
@@ -99,10 +89,14 @@ def evaluate_metric_stacked(task_type: TaskType, y: np.ndarray, outputs: np.ndar
             per_task.append((ranks[:, labels == 1].sum(axis=1) - positives * (positives + 1) / 2)
                             / (positives * negatives))
         elif present.any():
-            per_task.append(np.sqrt(np.mean((scores - labels) ** 2, axis=1)))
+            squared = (scores - labels) ** 2  # row by row: numpy's 2-D reductions sum in another order
+            per_task.append(np.sqrt(np.array([row.mean() for row in squared])))
     if not per_task:
         return [Score(float("nan"), 0, y.shape[1])] * K
-    values = np.mean(np.stack(per_task), axis=0)
+    values = per_task[0].copy()
+    for column in per_task[1:]:  # a fixed order of sums: the same bits for any K
+        values += column
+    values /= len(per_task)
     return [Score(float(v), len(per_task), y.shape[1] - len(per_task)) for v in values]
 
 

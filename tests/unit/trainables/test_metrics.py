@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import mean_squared_error, roc_auc_score
 
 from trainables.metrics import Score, evaluate_metric, evaluate_metric_stacked, is_better, rmse, roc_auc, task_loss
 from trainables.tasks import TaskType
@@ -145,7 +145,7 @@ def test_is_better(candidate, best, higher, expected):
 
 
 @pytest.mark.parametrize("task_type", [TaskType.CLASSIFICATION, TaskType.REGRESSION])
-def test_stacked_metric_equals_the_metric_of_each_model(task_type):
+def test_stacked_metric_equals_sklearn_per_model(task_type):
     rng = np.random.default_rng(0)
     n, T, K = 60, 4, 5
     y = rng.integers(0, 2, (n, T)).astype(np.float64) if task_type is TaskType.CLASSIFICATION else rng.normal(size=(n, T))
@@ -153,10 +153,18 @@ def test_stacked_metric_equals_the_metric_of_each_model(task_type):
     y[:, 3] = np.where(np.isnan(y[:, 3]), np.nan, 1.0)  # a column with one class only (skipped by ROC-AUC)
     outputs = rng.normal(size=(K, n, T)).round(1)  # rounded: many tied scores
     stacked = evaluate_metric_stacked(task_type, y, outputs)
+    columns = 3 if task_type is TaskType.CLASSIFICATION else 4
     for k in range(K):
-        single = evaluate_metric(task_type, y, outputs[k])
-        assert (stacked[k].evaluated, stacked[k].skipped) == (single.evaluated, single.skipped)
-        assert stacked[k].value == pytest.approx(single.value, rel=1e-12)
+        per_column = []
+        for t in range(columns):
+            present = ~np.isnan(y[:, t])
+            if task_type is TaskType.CLASSIFICATION:
+                per_column.append(roc_auc_score(y[present, t], outputs[k, present, t]))
+            else:
+                per_column.append(np.sqrt(mean_squared_error(y[present, t], outputs[k, present, t])))
+        assert (stacked[k].evaluated, stacked[k].skipped) == (columns, T - columns)
+        assert stacked[k].value == pytest.approx(np.mean(per_column), rel=1e-12)
+        assert evaluate_metric(task_type, y, outputs[k]) == stacked[k]
 
 
 def test_stacked_metric_gives_nan_to_a_diverged_model_only():
