@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from orchestrator.fusion import plan_units
 from orchestrator.plan import SweepPlan
 from orchestrator.store import ResultStore
 from trainables.config import Runtime
@@ -98,6 +99,11 @@ def _fmt(seconds: float) -> str:
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
 
 
+def _size(tune_trial) -> int:
+    """Logical trials in a Tune trial (a fused group holds several)."""
+    return len(tune_trial.config["trial"].get("members", [None]))
+
+
 def _tune_callback(reporter: ProgressReporter):
     from ray.tune import Callback
     from ray.tune.experiment import Trial
@@ -110,10 +116,10 @@ def _tune_callback(reporter: ProgressReporter):
             reporter.update(running(trials))
 
         def on_trial_complete(self, iteration, trials, trial, **info):
-            reporter.update(running(trials), finished_ok=1)
+            reporter.update(running(trials), finished_ok=_size(trial))
 
         def on_trial_error(self, iteration, trials, trial, **info):
-            reporter.update(running(trials), finished_failed=1)
+            reporter.update(running(trials), finished_failed=_size(trial))
 
     return _Progress()
 
@@ -121,9 +127,11 @@ def _tune_callback(reporter: ProgressReporter):
 def run_trials(trials: list[dict[str, Any]], runtime: Runtime, trainable: Callable[[dict], None], *,
                name: str, resources: dict[str, float], chunk_size: int, max_failures: int = 1,
                max_concurrent: int = 0, tune_root: Path, reporter: ProgressReporter | None = None) -> dict[str, str]:
-    """Run ``trials`` (each ``{"key": trial key, "spec": TrialSpec dict}``) through Tune in chunks.
+    """Run ``trials`` (each a unit's config: ``{"key": ..., "spec": TrialSpec dict}`` or a fused
+    group's ``{"key": ..., "group": [...], "members": [trial keys]}``) through Tune in chunks.
 
-    Returns the errors of trials that failed after their retries, by trial key.
+    Returns the errors of trials that failed after their retries, by trial key (every member of a
+    failed group gets the group's error).
     """
     from ray import tune
 
@@ -146,7 +154,11 @@ def run_trials(trials: list[dict[str, Any]], runtime: Runtime, trainable: Callab
         for i in range(len(grid)):
             result = grid[i]
             if result.error is not None:
-                errors[result.config["trial"]["key"]] = f"{type(result.error).__name__}: {result.error}"
+                unit = result.config["trial"]
+                message = f"{type(result.error).__name__}: {result.error}"
+                if "members" in unit:
+                    message = f"its fused group {unit['key']} failed: {message}"
+                errors.update({key: message for key in unit.get("members", [unit["key"]])})
             elif not (result.metrics or {}).get("done"):
                 unfinished += 1
         if unfinished:
@@ -184,8 +196,9 @@ def run_sweep(plan: SweepPlan, store: ResultStore, runtime: Runtime, address: st
             else:
                 runnable.append(trial)
         if runnable:
+            units = plan_units(runnable, spec.execution.fuse, spec.execution.fuse_max, runtime.data_root)
             errors.update(run_trials(
-                [{"key": t.key(), "spec": t.to_dict()} for t in runnable], runtime, _trainable(), name=spec.name,
+                [unit.to_config() for unit in units], runtime, _trainable(), name=spec.name,
                 resources={"cpu": spec.resources.cpu, "gpu": spec.resources.gpu},
                 chunk_size=spec.execution.chunk_size, max_failures=spec.execution.max_failures,
                 max_concurrent=spec.execution.max_concurrent, tune_root=store.root / "_tune", reporter=reporter))

@@ -19,6 +19,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from orchestrator.fusion import plan_units
 from orchestrator.store import ResultStore
 from search_spaces.spec import SweepSpec
 from trainables import sources
@@ -36,6 +37,7 @@ class SweepPlan:
     done: set[str] = field(default_factory=set)
     missing_files: dict[str, str] = field(default_factory=dict)  # what -> why
     added_parents: int = 0  # parent trials added because dependants need them
+    data_root: str | None = None
 
     @cached_property
     def pending(self) -> list[TrialSpec]:
@@ -48,6 +50,21 @@ class SweepPlan:
             parent = parent_spec(trial)
             (waiting if parent is not None and parent.key() not in self.done else ready).append(trial)
         return [wave for wave in (ready, waiting) if wave]
+
+    def fusion_summary(self) -> str:
+        """How the pending trials of the first wave are scheduled: fused groups and single trials."""
+        execution = self.spec.execution
+        if not execution.fuse:
+            return "fusion: off (execution.fuse: false), every trial runs alone"
+        waves = self.waves()
+        units = plan_units(waves[0], True, execution.fuse_max, self.data_root) if waves else []
+        sizes = Counter(len(u.specs) for u in units if u.fused)
+        fused = sum(size * n for size, n in sizes.items())
+        later = sum(len(w) for w in waves[1:])
+        groups = ", ".join(f"{n} x {size}" for size, n in sorted(sizes.items(), reverse=True)) or "none"
+        return (f"fusion: {fused} trials in {sum(sizes.values())} fused groups ({groups}; at most "
+                f"{execution.fuse_max}), {len(units) - sum(sizes.values())} trials alone"
+                + (f", {later} dependants after them" if later else ""))
 
     def summary(self) -> str:
         """Counts per dimension, done / pending, and missing files (the dry-run report)."""
@@ -64,8 +81,9 @@ class SweepPlan:
             lines.append(f"  {dimension:<14} {len(counts):>3}: {cells}")
         res = self.spec.resources
         recipes = sorted({(t.recipe.epochs, t.recipe.batch_size) for t in self.trials})
-        lines.append(f"  resources per trial: cpu={res.cpu:g} gpu={res.gpu:g}; recipe: "
+        lines.append(f"  resources per Ray trial: cpu={res.cpu:g} gpu={res.gpu:g}; recipe: "
                      + ", ".join(f"{epochs} epochs, batch {batch}" for epochs, batch in recipes))
+        lines.append("  " + self.fusion_summary())
         if self.missing_files:
             lines.append(f"  missing files ({len(self.missing_files)}):")
             lines.extend(f"    {what}: {why}" for what, why in self.missing_files.items())
@@ -126,4 +144,4 @@ def plan_sweep(spec: SweepSpec, store: ResultStore, data_root: str | None = None
     trials, missing = expand(spec, data_root)
     trials, added = with_parents(trials)
     return SweepPlan(spec=spec, trials=trials, done=store.done_keys() & {t.key() for t in trials},
-                     missing_files=missing, added_parents=added)
+                     missing_files=missing, added_parents=added, data_root=data_root)

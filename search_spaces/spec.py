@@ -16,9 +16,12 @@ and the accepted values, and *all* errors of a spec are reported together::
     training: {epochs: 100, batch_size: 32, lr: 0.001, weight_decay: 0.0, dropout: 0.5}
     model: {num_layers: 5, emb_dim: 300}   # scratch backbones only; checkpoints fix their own
     resources: {cpu: 1, gpu: 0}         # per trial; gpu may be fractional (0.25)
-    execution: {chunk_size: 256, max_failures: 1, max_concurrent: 0, artifacts: required}
+    execution: {chunk_size: 256, max_failures: 1, max_concurrent: 0, artifacts: required,
+                fuse: true, fuse_max: 64}
                                         # artifacts: required (keep the checkpoints that WiSE-FT /
-                                        # RoFt-Mol start from) or all
+                                        # RoFt-Mol start from) or all; fuse: train compatible
+                                        # trials as fused groups of up to fuse_max (one Ray trial
+                                        # each, with the resources above), false: one by one
 
 Methods that start from another trial's checkpoint (``wise-ft``, ``roft-mol``: ``full-ft``)
 make the planner add the ``full-ft`` trials they need when the spec does not list them.
@@ -62,6 +65,8 @@ class Execution:
     max_failures: int = 1
     max_concurrent: int = 0  # 0: as many as resources allow
     artifacts: str = "required"  # required | all (which trials keep their best checkpoint)
+    fuse: bool = True  # train compatible trials as fused groups (trainables.fused); false: one by one
+    fuse_max: int = 64  # most trials in one fused group
 
 
 @dataclass(frozen=True)
@@ -91,7 +96,7 @@ _SECTIONS = {
     "model": {"num_layers": (int, 1), "emb_dim": (int, 1)},
     "resources": {"cpu": (float, 0.0), "gpu": (float, 0.0)},
     "execution": {"chunk_size": (int, 1), "max_failures": (int, 0), "max_concurrent": (int, 0),
-                  "artifacts": ARTIFACT_POLICIES},
+                  "artifacts": ARTIFACT_POLICIES, "fuse": bool, "fuse_max": (int, 1)},
 }
 
 
@@ -200,6 +205,12 @@ class _Validator:
         for key, item in value.items():
             if key not in schema:
                 self.errors.append(_unknown(name, key, list(schema), "key"))
+                continue
+            if schema[key] is bool:
+                if not isinstance(item, bool):
+                    self.errors.append(f"{name}.{key}: {item!r} is not accepted; accepted: true, false")
+                else:
+                    out[key] = item
                 continue
             if isinstance(schema[key], tuple) and all(isinstance(c, str) for c in schema[key]):
                 if item not in schema[key]:

@@ -249,14 +249,27 @@ def execute_fused_group(specs: list[TrialSpec], runtime: Runtime,
 
 
 def tune_trainable(config: dict[str, Any]) -> None:
-    """Ray Tune function trainable.
+    """Ray Tune function trainable: one trial, or one fused group of trials.
 
-    ``config = {"trial": {"key": str, "spec": TrialSpec dict}, "runtime": Runtime dict}``.
+    ``config = {"trial": {"key": str, "spec": TrialSpec dict}, "runtime": Runtime dict}``, or for
+    a group ``{"trial": {"key": str, "group": [TrialSpec dict], "members": [key]}, ...}``.
     """
     from ray import tune
 
-    spec = TrialSpec.from_dict(config["trial"]["spec"])
     runtime = Runtime(**config["runtime"])
+    unit = config["trial"]
+    if "group" in unit:
+        specs = [TrialSpec.from_dict(d) for d in unit["group"]]
+
+        def report_group(k: int, record: EpochRecord) -> None:
+            if k == len(specs) - 1:  # once per epoch of the whole group
+                tune.report({"epoch": record.epoch, "stage": record.stage, "fused_trials": len(specs), "done": False})
+
+        rows = execute_fused_group(specs, runtime, report_group)
+        tune.report({"epoch": rows[0]["epochs"], "fused_trials": len(rows), "trial_key": unit["key"], "done": True})
+        return
+
+    spec = TrialSpec.from_dict(unit["spec"])
 
     def report(record: EpochRecord) -> None:
         tune.report({"epoch": record.epoch, "stage": record.stage, "train_loss": record.train_loss,
@@ -265,4 +278,3 @@ def tune_trainable(config: dict[str, Any]) -> None:
     row = execute_trial(spec, runtime, report)
     tune.report({"epoch": row["best_epoch"], "val_metric": row["val_metric"], "test_metric": row["test_metric"],
                  "trial_key": row["trial_key"], "done": True})
-
