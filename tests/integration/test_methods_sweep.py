@@ -62,7 +62,10 @@ def test_every_method_lands_one_row_per_logical_trial(ray_session, real_env, tmp
         assert row.parent_artifact_sha256 == parent_row.artifact_sha256 != ""
         assert row.finished_at >= parent_row.finished_at
         if trial.method == "wise-ft" and trial.method_params["alpha"] == 1.0:
-            assert (row.val_metric, row.test_metric) == (parent_row.val_metric, parent_row.test_metric)
+            # the parent trained in a fused group and was scored by the fused forward pass: equal
+            # up to the order of floating-point sums
+            assert (row.val_metric, row.test_metric) == pytest.approx(
+                (parent_row.val_metric, parent_row.test_metric), rel=1e-6)
         if trial.method == "roft-mol":
             alphas = json.loads(row.method_results)["alphas"]
             assert len(alphas) == trial.method_params["groups"] and all(a == a for a in alphas)
