@@ -284,6 +284,11 @@ def _run_and_report(plan, store, runtime, address: str | None) -> int:
     outcome = run_sweep(plan, store, runtime, address=address)
     print(f"ran {outcome.submitted} trials in {outcome.wall_seconds:.1f} s: {outcome.succeeded} landed, "
           f"{len(outcome.failed)} failed", file=sys.stderr)
+    if outcome.searches is not None:
+        print(f"hyper-parameter searches: {outcome.searches.points} points scored", file=sys.stderr)
+        for best in outcome.searches.best:
+            print(f"  best {best['method']} on {best['backbone']} / {best['task']} / {best['split']} / "
+                  f"{best['label_setting']}: {best['point']} (seed-mean val {best['objective']:.4f})", file=sys.stderr)
     print(store_table(store))
     if outcome.failed:
         print("failed trials:", file=sys.stderr)

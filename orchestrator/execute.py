@@ -31,8 +31,9 @@ from trainables.dependencies import parent_spec
 class SweepOutcome:
     submitted: int
     succeeded: int
-    failed: dict[str, str] = field(default_factory=dict)  # trial key -> error
+    failed: dict[str, str] = field(default_factory=dict)  # trial key (or "search <experiment>") -> error
     wall_seconds: float = 0.0
+    searches: Any = None  # orchestrator.hpsearch.SearchOutcome when the spec has searched methods
 
 
 def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
@@ -177,11 +178,11 @@ def run_sweep(plan: SweepPlan, store: ResultStore, runtime: Runtime, address: st
     """
     started = time.perf_counter()
     pending = plan.pending
-    if not pending:
+    spec = plan.spec
+    if not pending and not spec.searches:
         return SweepOutcome(0, 0)
     _prefeaturize(plan, runtime)
     init_ray(address)
-    spec = plan.spec
     reporter = ProgressReporter(len(pending), spec.name, stream)
     errors: dict[str, str] = {}
     for wave in plan.waves():
@@ -205,7 +206,12 @@ def run_sweep(plan: SweepPlan, store: ResultStore, runtime: Runtime, address: st
     landed = store.done_keys()
     failed = {t.key(): errors.get(t.key(), "finished without committing a row to the store")
               for t in pending if t.key() not in landed}
-    return SweepOutcome(len(pending), len(pending) - len(failed), failed, time.perf_counter() - started)
+    searches = None
+    if spec.searches:
+        from orchestrator.hpsearch import run_searches
+        searches = run_searches(spec, runtime, runtime.data_root)
+        failed.update({f"search {name}": error for name, error in searches.failed.items()})
+    return SweepOutcome(len(pending), len(pending) - len(failed), failed, time.perf_counter() - started, searches)
 
 
 def _trainable():

@@ -27,6 +27,7 @@ from trainables.backbones import BACKBONES
 from trainables.config import TrialSpec
 from trainables.dataset import checked_sha256
 from trainables.dependencies import parent_spec
+from trainables.methods import METHODS
 from trainables.tasks import TASKS
 
 
@@ -76,14 +77,17 @@ class SweepPlan:
         for dimension in ("backbone", "method", "task", "split", "label_setting", "seed"):
             counts = Counter(str(getattr(t, dimension)) for t in self.trials)
             pending = Counter(str(getattr(t, dimension)) for t in self.pending)
-            cells = ", ".join(f"{k}={v}" + (f" ({pending[k]} to run)" if pending[k] != v else "")
-                              for k, v in counts.items())
-            lines.append(f"  {dimension:<14} {len(counts):>3}: {cells}")
+            values = ", ".join(f"{k}={v}" + (f" ({pending[k]} to run)" if pending[k] != v else "")
+                               for k, v in counts.items())
+            lines.append(f"  {dimension:<14} {len(counts):>3}: {values}")
         res = self.spec.resources
         recipes = sorted({(t.recipe.epochs, t.recipe.batch_size) for t in self.trials})
         lines.append(f"  resources per Ray trial: cpu={res.cpu:g} gpu={res.gpu:g}; recipe: "
                      + ", ".join(f"{epochs} epochs, batch {batch}" for epochs, batch in recipes))
         lines.append("  " + self.fusion_summary())
+        for search in self.spec.searches:
+            lines.append(f"  search {search.describe()}, each point x {len(self.spec.seeds)} seeds, in each of "
+                         f"{len(cells(self.spec))} cells (runs after the grid; trials already in the store are reused)")
         if self.missing_files:
             lines.append(f"  missing files ({len(self.missing_files)}):")
             lines.extend(f"    {what}: {why}" for what, why in self.missing_files.items())
@@ -99,8 +103,16 @@ def _file_sha(relpath: str, data_root: str | None, missing: dict[str, str], what
         return ""
 
 
-def expand(spec: SweepSpec, data_root: str | None = None) -> tuple[list[TrialSpec], dict[str, str]]:
-    """Every trial of the grid, and the files that could not be resolved."""
+@dataclass(frozen=True)
+class FileHashes:
+    """sha256 of every task file and checkpoint a spec names ("" where missing)."""
+
+    data: dict[str, str]
+    backbones: dict[str, str]
+    missing: dict[str, str]
+
+
+def file_hashes(spec: SweepSpec, data_root: str | None = None) -> FileHashes:
     missing: dict[str, str] = {}
     data_sha = {t: _file_sha(TASKS.get(t).file, data_root, missing, f"task {t}") for t in spec.tasks}
     backbone_sha: dict[str, str] = {}
@@ -116,17 +128,52 @@ def expand(spec: SweepSpec, data_root: str | None = None) -> tuple[list[TrialSpe
             except sources.DataUnavailableError as exc:
                 missing[f"backbone {name}"] = str(exc)
                 backbone_sha[name] = ""
-    trials = []
-    for backbone, (method, params), task, split, label_setting, seed in itertools.product(
-            spec.backbones, spec.methods, spec.tasks, spec.splits, spec.label_settings, spec.seeds):
-        pretrained = BACKBONES.get(backbone).is_pretrained
-        trials.append(TrialSpec(
-            backbone=backbone, method=method, task=task, split=split, label_setting=label_setting, seed=seed,
-            subset_seed=seed if spec.subset_seed == "run" else spec.subset_seed,
-            recipe=spec.recipe, method_params=dict(params),
-            num_layers=None if pretrained else spec.num_layers, emb_dim=None if pretrained else spec.emb_dim,
-            backbone_sha256=backbone_sha[backbone], data_sha256=data_sha[task]))
-    return trials, missing
+    return FileHashes(data_sha, backbone_sha, missing)
+
+
+def make_trial(spec: SweepSpec, hashes: FileHashes, backbone: str, method: str, params: dict, task: str, split: str,
+               label_setting: str, seed: int) -> TrialSpec:
+    """The trial of one grid point (or one sampled point of a searched method)."""
+    pretrained = BACKBONES.get(backbone).is_pretrained
+    return TrialSpec(
+        backbone=backbone, method=method, task=task, split=split, label_setting=label_setting, seed=seed,
+        subset_seed=seed if spec.subset_seed == "run" else spec.subset_seed,
+        recipe=spec.recipe, method_params=dict(params),
+        num_layers=None if pretrained else spec.num_layers, emb_dim=None if pretrained else spec.emb_dim,
+        backbone_sha256=hashes.backbones[backbone], data_sha256=hashes.data[task])
+
+
+def cells(spec: SweepSpec) -> list[tuple[str, str, str, str]]:
+    """(backbone, task, split, label setting) of the grid, in spec order."""
+    return list(itertools.product(spec.backbones, spec.tasks, spec.splits, spec.label_settings))
+
+
+def expand(spec: SweepSpec, data_root: str | None = None) -> tuple[list[TrialSpec], dict[str, str]]:
+    """Every trial of the grid, and the files that could not be resolved.
+
+    Searched methods contribute no trials (their points are sampled while the sweep runs), but
+    the parent trials they start from are planned (:func:`with_parents`) through a
+    representative trial per cell and seed.
+    """
+    hashes = file_hashes(spec, data_root)
+    trials = [make_trial(spec, hashes, backbone, method, params, task, split, label_setting, seed)
+              for backbone, (method, params), task, split, label_setting, seed in itertools.product(
+                  spec.backbones, spec.methods, spec.tasks, spec.splits, spec.label_settings, spec.seeds)]
+    return trials, hashes.missing
+
+
+def search_parents(spec: SweepSpec, data_root: str | None = None) -> list[TrialSpec]:
+    """Parent trials (Full FT) that the searched methods' trials will start from."""
+    hashes = file_hashes(spec, data_root)
+    parents = {}
+    for search in spec.searches:
+        if METHODS.get(search.method).requires_parent is None:
+            continue
+        for (backbone, task, split, label_setting), seed in itertools.product(cells(spec), spec.seeds):
+            parent = parent_spec(make_trial(spec, hashes, backbone, search.method, dict(search.fixed), task, split,
+                                            label_setting, seed))
+            parents.setdefault(parent.key(), parent)
+    return list(parents.values())
 
 
 def with_parents(trials: list[TrialSpec]) -> tuple[list[TrialSpec], int]:
@@ -143,5 +190,11 @@ def with_parents(trials: list[TrialSpec]) -> tuple[list[TrialSpec], int]:
 def plan_sweep(spec: SweepSpec, store: ResultStore, data_root: str | None = None) -> SweepPlan:
     trials, missing = expand(spec, data_root)
     trials, added = with_parents(trials)
+    listed = {t.key() for t in trials}
+    for parent in search_parents(spec, data_root):
+        if parent.key() not in listed:
+            trials.insert(0, parent)
+            listed.add(parent.key())
+            added += 1
     return SweepPlan(spec=spec, trials=trials, done=store.done_keys() & {t.key() for t in trials},
                      missing_files=missing, added_parents=added, data_root=data_root)

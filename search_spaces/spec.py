@@ -69,6 +69,32 @@ class Execution:
     fuse_max: int = 64  # most trials in one fused group
 
 
+DISTRIBUTIONS = ("uniform", "log_uniform", "int", "choice")
+SEARCH_KEYS = ("tune", "num_samples", "tune_seed", "max_concurrent")  # keys of a searched method's mapping
+
+
+@dataclass(frozen=True)
+class HyperparameterSearch:
+    """A method whose hyper-parameters Ray Tune's OptunaSearch explores instead of a grid.
+
+    ``space``: name -> (distribution, arguments): ``("uniform", (lo, hi))``, ``("log_uniform",
+    (lo, hi))``, ``("int", (lo, hi))`` (both ends included) or ``("choice", (v1, v2, ...))``.
+    ``fixed``: the method's other hyper-parameters. Each sampled point trains every seed of
+    the spec; its objective is the seed-mean validation metric.
+    """
+
+    method: str
+    fixed: tuple[tuple[str, Any], ...]
+    space: tuple[tuple[str, str, tuple], ...]
+    num_samples: int = 20
+    tune_seed: int = 0
+    max_concurrent: int = 1  # 1: points are proposed in order, so a rerun replays the study from the store
+
+    def describe(self) -> str:
+        space = ", ".join(f"{name} ~ {kind}{list(args)}" for name, kind, args in self.space)
+        return f"{self.method}: optuna over {space}, {self.num_samples} samples (seed {self.tune_seed})"
+
+
 @dataclass(frozen=True)
 class SweepSpec:
     name: str
@@ -85,6 +111,7 @@ class SweepSpec:
     resources: Resources = field(default_factory=Resources)
     execution: Execution = field(default_factory=Execution)
     source: str = "<spec>"
+    searches: tuple[HyperparameterSearch, ...] = ()  # methods searched by Ray Tune + Optuna
 
 
 _TOP_KEYS = ("name", "description", "backbones", "methods", "tasks", "splits", "label_settings", "seeds",
@@ -110,6 +137,7 @@ class _Validator:
     def __init__(self, source: str):
         self.source = source
         self.errors: list[str] = []
+        self.searches: list[HyperparameterSearch] = []
 
     def names(self, raw: dict, key: str, registry) -> tuple[str, ...]:
         values = raw.get(key)
@@ -143,10 +171,83 @@ class _Validator:
                     self.errors.append(f"{where}: must be a mapping of hyper-parameter -> value(s) (or a list of "
                                        f"such mappings), got {one!r}")
                     continue
+                if "tune" in one:
+                    search = self.method_search(cls, where, one)
+                    if search is not None:
+                        self.searches.append(search)
+                    continue
                 for point in self.method_grid(cls, where, one):
                     if (name, point) not in points:
                         points.append((name, point))
         return tuple(points)
+
+    def method_search(self, cls, path: str, grid: dict) -> HyperparameterSearch | None:
+        """A searched method: ``{tune: optuna, num_samples: N, <hp>: {uniform: [lo, hi]} | value, ...}``."""
+        before = len(self.errors)
+        if grid["tune"] != "optuna":
+            self.errors.append(f"{path}.tune: {grid['tune']!r} is not accepted; accepted: optuna")
+        settings = {}
+        for key, minimum, default in (("num_samples", 1, 20), ("tune_seed", 0, 0), ("max_concurrent", 1, 1)):
+            value = grid.get(key, default)
+            if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+                self.errors.append(f"{path}.{key}: {value!r} is not accepted; accepted: an integer >= {minimum}")
+            settings[key] = value
+        fixed, space = {}, []
+        for name, value in grid.items():
+            if name in SEARCH_KEYS:
+                continue
+            if name not in cls.hyperparameters:
+                self.errors.append(_unknown(path, name, list(cls.hyperparameters) or ["(none)"], "hyper-parameter"))
+                continue
+            hp, where = cls.hyperparameters[name], f"{path}.{name}"
+            if isinstance(value, dict):
+                entry = self.distribution(hp, where, value)
+                if entry is not None:
+                    space.append((name, *entry))
+            elif isinstance(value, list):
+                self.errors.append(f"{where}: a searched method takes a distribution, not a list; accepted: "
+                                   "{uniform: [lo, hi]}, {log_uniform: [lo, hi]}, {int: [lo, hi]}, {choice: [...]} "
+                                   "or one fixed value")
+            else:
+                try:
+                    fixed[name] = hp.validate(where, value)
+                except ValueError as exc:
+                    self.errors.append(str(exc))
+        if not space and len(self.errors) == before:
+            self.errors.append(f"{path}: 'tune: optuna' needs at least one hyper-parameter distribution, e.g. "
+                               "d: {log_uniform: [1.0e-4, 1.0]}")
+        if len(self.errors) > before:
+            return None
+        return HyperparameterSearch(cls.name, tuple(sorted(fixed.items())), tuple(space), **settings)
+
+    def distribution(self, hp, path: str, value: dict) -> tuple[str, tuple] | None:
+        if len(value) != 1 or next(iter(value)) not in DISTRIBUTIONS:
+            self.errors.append(f"{path}: {value!r} is not accepted; accepted: one of "
+                               + ", ".join(f"{{{d}: [...]}}" for d in DISTRIBUTIONS))
+            return None
+        kind, args = next(iter(value.items()))
+        if not isinstance(args, list) or not args or (kind != "choice" and len(args) != 2):
+            self.errors.append(f"{path}.{kind}: {args!r} is not accepted; accepted: "
+                               + ("a non-empty list of values" if kind == "choice" else "[low, high]"))
+            return None
+        wanted = {"uniform": float, "log_uniform": float, "int": int}.get(kind)
+        if wanted is not None and hp.type is not wanted:
+            self.errors.append(f"{path}.{kind}: the hyper-parameter is {hp.type.__name__}-valued; accepted: "
+                               + ("uniform, log_uniform or choice" if hp.type is float else
+                                  "int or choice" if hp.type is int else "choice"))
+            return None
+        try:
+            checked = tuple(hp.validate(path, a) for a in args)
+        except ValueError as exc:
+            self.errors.append(str(exc))
+            return None
+        if kind != "choice" and not checked[0] < checked[1]:
+            self.errors.append(f"{path}.{kind}: low {checked[0]!r} must be below high {checked[1]!r}")
+            return None
+        if kind == "log_uniform" and checked[0] <= 0:
+            self.errors.append(f"{path}.log_uniform: low {checked[0]!r} must be > 0")
+            return None
+        return kind, checked
 
     def method_grid(self, cls, path: str, grid: dict) -> list[dict[str, Any]]:
         """Every point of one hyper-parameter grid (cartesian product), each value validated."""
@@ -258,7 +359,8 @@ def parse_spec(raw: Any, source: str = "<spec>") -> SweepSpec:
         name=name, backbones=backbones, methods=methods, tasks=tasks, splits=splits,
         label_settings=label_settings, seeds=seeds, subset_seed=subset_seed, recipe=TrainingRecipe(**training),
         num_layers=model.get("num_layers", 5), emb_dim=model.get("emb_dim", 300),
-        resources=Resources(**resources), execution=Execution(**execution), source=source)
+        resources=Resources(**resources), execution=Execution(**execution), source=source,
+        searches=tuple(v.searches))
 
 
 def load_spec(path: str | Path) -> SweepSpec:

@@ -102,3 +102,44 @@ def test_bad_yaml_and_missing_file(tmp_path):
         load_spec(bad)
     with pytest.raises(FileNotFoundError, match="bundled specs: methods.yaml, mini.yaml, paper.yaml"):
         load_spec(tmp_path / "nope.yaml")
+
+
+# --------------------------------------------------------------------------- searched methods
+
+def _searched(**grid):
+    return {"name": "s", "backbones": ["scratch-gin"], "methods": {"full-ft": {}, "l2-sp": {"tune": "optuna", **grid}},
+            "tasks": ["bbbp"], "splits": ["scaffold"], "label_settings": ["full"], "seeds": [0, 1]}
+
+
+def test_a_searched_method_is_parsed_into_a_search_not_grid_points():
+    spec = parse_spec(_searched(num_samples=7, tune_seed=3, d={"log_uniform": [1e-4, 1]}, grad_clip=5,
+                                l2sp_scope={"choice": ["backbone", "all"]}))
+    assert spec.methods == (("full-ft", {}),)
+    (search,) = spec.searches
+    assert (search.method, search.num_samples, search.tune_seed, search.max_concurrent) == ("l2-sp", 7, 3, 1)
+    assert search.fixed == (("grad_clip", 5.0),)
+    assert search.space == (("d", "log_uniform", (1e-4, 1.0)), ("l2sp_scope", "choice", ("backbone", "all")))
+
+
+@pytest.mark.parametrize("grid, message", [
+    ({"d": {"log_uniform": [0.0, 1.0]}}, "low 0.0 must be > 0"),
+    ({"d": {"uniform": [1.0, 0.1]}}, "must be below high"),
+    ({"d": {"int": [1, 3]}}, "float-valued; accepted: uniform, log_uniform or choice"),
+    ({"d": {"normal": [0, 1]}}, "accepted: one of {uniform"),
+    ({"d": [0.1, 0.01]}, "takes a distribution, not a list"),
+    ({"d": {"uniform": [-1.0, 1.0]}}, "l2-sp.d=-1.0 is not accepted"),
+    ({"x": {"uniform": [0.0, 1.0]}}, "unknown hyper-parameter 'x'"),
+    ({"d": {"uniform": [0.0, 1.0]}, "num_samples": 0}, "num_samples: 0 is not accepted"),
+    ({"grad_clip": 5}, "needs at least one hyper-parameter distribution"),
+])
+def test_bad_searches_are_clear_errors(grid, message):
+    with pytest.raises(SpecError) as info:
+        parse_spec(_searched(**grid))
+    assert message in str(info.value)
+
+
+def test_only_optuna_searches():
+    raw = _searched(d={"uniform": [0.0, 1.0]})
+    raw["methods"]["l2-sp"]["tune"] = "hyperopt"
+    with pytest.raises(SpecError, match="tune: 'hyperopt' is not accepted; accepted: optuna"):
+        parse_spec(raw)
