@@ -3,7 +3,9 @@
     roft data list|verify|featurize     the benchmark's files and featurized caches
     roft backbones list                 pre-trained and scratch backbones
     roft sweep SPEC [--dry-run]         plan, dedup against the store, run on Ray Tune, print the table
-    roft table --store DIR              mean +- std over seeds per cell
+    roft table --store DIR              paper tables (selection protocol, formats, best marked)
+    roft report --store DIR --out DIR   one HTML page: tables, significance, figures, provenance
+    roft store compact --store DIR      merge per-trial files (refuses while a sweep holds the store)
     roft bench orchestrator             Ray Tune per-trial overhead with a no-op trial
     roft bench methods                  wall time of every method relative to Full FT
     roft bench alpha                    cost of an Optuna alpha search relative to Full FT
@@ -72,9 +74,32 @@ def build_parser() -> argparse.ArgumentParser:
     alpha.add_argument("--dry-run", action="store_true", help="print the plan; run nothing")
     _common(alpha)
 
-    table = sub.add_parser("table", help="mean +- std over seeds per cell, as Markdown")
+    table = sub.add_parser("table", help="paper tables: per-cell hyper-parameter selection, mean +- std over seeds")
     table.add_argument("--store", default=DEFAULT_STORE)
-    table.add_argument("--ddof", type=int, default=0, help="degrees of freedom of the std (default 0)")
+    table.add_argument("--where", action="append", default=[], metavar="COLUMN=V[,V...]",
+                       help="keep rows whose COLUMN is one of the values (repeatable), e.g. --where backbone=hu-gcn-contextpred")
+    table.add_argument("--rows", default="method", help="comma-separated row dimensions (default: method)")
+    table.add_argument("--cols", default="task", help="comma-separated column dimensions (default: task)")
+    table.add_argument("--select", default="val", choices=["val", "test"],
+                       help="pick each cell's hyper-parameters by seed-mean val (default) or test (optimistic)")
+    table.add_argument("--ddof", type=int, default=0, choices=[0, 1], help="degrees of freedom of the std (default 0)")
+    table.add_argument("--format", default="markdown", choices=["markdown", "latex", "csv", "html"])
+    table.add_argument("--all-points", action="store_true",
+                       help="every grid point as its own row (no selection), as the sweep prints")
+
+    report = sub.add_parser("report", help="one static HTML page: tables, significance, figures, provenance")
+    report.add_argument("--store", default=DEFAULT_STORE)
+    report.add_argument("--out", required=True, help="folder for index.html, figures/ and selected.csv")
+    report.add_argument("--where", action="append", default=[], metavar="COLUMN=V[,V...]")
+    report.add_argument("--select", default="val", choices=["val", "test"])
+    report.add_argument("--ddof", type=int, default=0, choices=[0, 1])
+    report.add_argument("--test", default="ttest", choices=["ttest", "wilcoxon"],
+                        help="paired test against Full FT (default: paired t-test)")
+
+    store_parser = sub.add_parser("store", help="maintenance of a results store")
+    store_sub = store_parser.add_subparsers(dest="store_command", required=True)
+    compact = store_sub.add_parser("compact", help="merge the per-trial files into large ones (refuses during a sweep)")
+    compact.add_argument("--store", default=DEFAULT_STORE)
 
     bench = sub.add_parser("bench", help="benchmarks that print figures")
     bench_sub = bench.add_subparsers(dest="bench_command", required=True)
@@ -89,6 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
                                "full")
     alpha_bench.add_argument("--ft-epochs", type=int, default=5, help="Full-FT epochs actually run (default 5)")
     alpha_bench.add_argument("--n-trials", type=int, default=100, help="points per search (default 100)")
+    report_bench = bench_sub.add_parser("report", help="time tables and the HTML report on a synthetic store")
+    report_bench.add_argument("--rows", type=int, default=100_000, help="synthetic trial rows (default 100000)")
     throughput = bench_sub.add_parser("throughput", help="trials per hour: reference loop, roft unfused, roft fused")
     throughput.add_argument("--device", default="auto", help="auto | cpu | cuda (default: cuda where available)")
     throughput.add_argument("--fused", type=int, nargs="*", default=[8, 32, 64, 128],
@@ -125,7 +152,7 @@ def _trial_bench(bench_sub, name: str, text: str, label_setting: str) -> argpars
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = {"data": _data, "backbones": _backbones, "sweep": _sweep, "alpha": _alpha, "table": _table,
-               "bench": _bench}[args.command]
+               "report": _report, "store": _store, "bench": _bench}[args.command]
     try:
         return handler(args)
     except KeyboardInterrupt:
@@ -306,16 +333,54 @@ def _cache() -> Path:
 def _table(args) -> int:
     from orchestrator.report import store_table
     from orchestrator.store import ResultStore
+    from orchestrator.tables import load_trials, parse_where, render, select
 
     if not Path(args.store).is_dir():
         raise FileNotFoundError(f"store {args.store!r} does not exist")
-    print(store_table(ResultStore(args.store), ddof=args.ddof))
+    store = ResultStore(args.store)
+    if args.all_points:
+        print(store_table(store, ddof=args.ddof))
+        return 0
+    trials = load_trials(store, parse_where(args.where))
+    print(render(select(trials, args.select, args.ddof), rows=args.rows.split(","), cols=args.cols.split(","),
+                 fmt=args.format))
+    return 0
+
+
+def _existing_store(path: str):
+    from orchestrator.store import ResultStore
+
+    if not Path(path).is_dir():
+        raise FileNotFoundError(f"store {path!r} does not exist")
+    return ResultStore(path)
+
+
+def _report(args) -> int:
+    from orchestrator.html_report import build_report
+    from orchestrator.tables import parse_where
+
+    started = time.perf_counter()
+    page = build_report(_existing_store(args.store), Path(args.out), parse_where(args.where), args.select, args.ddof,
+                        args.test)
+    print(f"wrote {page} in {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+def _store(args) -> int:
+    from orchestrator.compaction import compact
+
+    summary = compact(_existing_store(args.store))
+    print(summary)
     return 0
 
 
 def _bench(args) -> int:
     if args.bench_command == "throughput":
         return _bench_throughput(args)
+    if args.bench_command == "report":
+        from orchestrator.report_bench import bench_report
+        bench_report(args.rows)
+        return 0
     from orchestrator.bench import bench_alpha, bench_methods, bench_orchestrator
 
     if args.bench_command == "alpha":

@@ -177,10 +177,20 @@ def run_sweep(plan: SweepPlan, store: ResultStore, runtime: Runtime, address: st
     A dependant whose parent failed is not submitted; it is reported failed with the reason.
     """
     started = time.perf_counter()
+    if not plan.pending and not plan.spec.searches:
+        return SweepOutcome(0, 0)
+    with store.sweep_lock():  # `roft store compact` waits for no sweep
+        outcome = _run_sweep(plan, store, runtime, address, stream)
+    outcome.wall_seconds = time.perf_counter() - started
+    return outcome
+
+
+def _run_sweep(plan: SweepPlan, store: ResultStore, runtime: Runtime, address: str | None,
+               stream: TextIO | None) -> SweepOutcome:
+    started = time.perf_counter()
     pending = plan.pending
     spec = plan.spec
-    if not pending and not spec.searches:
-        return SweepOutcome(0, 0)
+    _save_spec(plan, store)
     _prefeaturize(plan, runtime)
     init_ray(address)
     reporter = ProgressReporter(len(pending), spec.name, stream)
@@ -212,6 +222,15 @@ def run_sweep(plan: SweepPlan, store: ResultStore, runtime: Runtime, address: st
         searches = run_searches(spec, runtime, runtime.data_root)
         failed.update({f"search {name}": error for name, error in searches.failed.items()})
     return SweepOutcome(len(pending), len(pending) - len(failed), failed, time.perf_counter() - started, searches)
+
+
+def _save_spec(plan: SweepPlan, store: ResultStore) -> None:
+    """Keep the spec file with the results (``specs/<sweep>.yaml``), for reports' provenance."""
+    source = Path(plan.spec.source)
+    if source.is_file():
+        from trainables.sources import atomic_write
+        text = source.read_bytes()
+        atomic_write(store.root / "specs" / f"{plan.spec.name}.yaml", lambda fh: fh.write(text))
 
 
 def _trainable():

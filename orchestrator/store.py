@@ -17,9 +17,11 @@ writers of the same trial write the same file name, so a retried trial can never
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +103,9 @@ ALPHA_SCHEMA = pa.schema([
     ("test_metric", pa.float64()),
 ])
 
+PART_PREFIX = "part-"  # compacted files: trials/part-<id>.parquet, epochs/part-<id>.parquet, ...
+LOCK_NAME = ".lock"
+
 # Per-trial tables written before the trial row, by directory name.
 SIDE_TABLES = {"epochs": EPOCH_SCHEMA, "alpha_trials": ALPHA_SCHEMA}
 
@@ -162,15 +167,40 @@ class ResultStore:
             return None
         return ds.dataset(files, schema=schema, format="parquet")
 
+    def trials_dataset(self) -> ds.Dataset | None:
+        """Every trial file (per-trial and compacted) as one pyarrow dataset, or None when empty."""
+        return self._dataset(self.trials_dir, TRIAL_SCHEMA)
+
     def read_trial(self, trial_key: str) -> dict[str, Any] | None:
-        """The committed row of one trial, or ``None``."""
+        """The committed row of one trial (its own file, else a compacted part file), or ``None``."""
         path = self.trials_dir / f"{trial_key}.parquet"
         if not path.is_file():
-            return None
+            parts = sorted(self.trials_dir.glob(f"{PART_PREFIX}*.parquet"))
+            if not parts:
+                return None
+            rows = ds.dataset([str(p) for p in parts], schema=TRIAL_SCHEMA, format="parquet").to_table(
+                filter=ds.field("trial_key") == trial_key).to_pylist()
+            return rows[-1] if rows else None
         rows = pq.read_table(path).to_pylist()
         if len(rows) != 1 or rows[0].get("trial_key") != trial_key:
             raise StoreError(f"{path} does not hold exactly the row of trial {trial_key}")
         return rows[0]
+
+    # ---- locking ---------------------------------------------------------------------
+    @contextlib.contextmanager
+    def sweep_lock(self) -> Iterator[None]:
+        """Held (shared) by a running sweep; :func:`orchestrator.compaction.compact` needs it exclusively.
+
+        An advisory ``flock`` on ``<store>/.lock``: it guards this host (and filesystems that
+        honour ``flock`` across hosts); on a shared store, do not compact while any node sweeps.
+        """
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / LOCK_NAME, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_SH)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def done_keys(self) -> set[str]:
         """Keys of every trial with a committed row."""

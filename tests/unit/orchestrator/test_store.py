@@ -1,20 +1,11 @@
 from __future__ import annotations
 
-from datetime import datetime, timezone
 
 import pyarrow.parquet as pq
 import pytest
 
-from orchestrator.store import TRIAL_SCHEMA, ResultStore, StoreError
-
-
-def make_row(key: str, **overrides) -> dict:
-    row = {name: None for name in TRIAL_SCHEMA.names}
-    row.update(trial_key=key, sweep="t", backbone="scratch-gin", method="full-ft", method_label="full-ft",
-               task="esol", task_type="regression", metric="rmse", split="scaffold", label_setting="full",
-               seed=0, test_metric=1.0, val_metric=1.0, finished_at=datetime.now(timezone.utc))
-    row.update(overrides)
-    return row
+from tests.unit.orchestrator.rows import make_row
+from orchestrator.store import ResultStore, StoreError
 
 
 def test_write_then_read_and_done_keys(tmp_path):
