@@ -163,7 +163,7 @@ def _fused_run(data: GraphDataset, split: SplitIndices, shape: GNNShape, task_ty
         for seed in range(trials):
             model = _model(shape, data.num_tasks, seed, device)
             members.append(FusedMember(model, make_method("full-ft"), split, torch.Generator().manual_seed(seed),
-                                       dropout_generator_after_init(device, seed)))
+                                       dropout_generator_after_init(device, seed), seed))
         return _timed(lambda: fit_fused(members, data, task_type, True, _with_epochs(recipe, n_epochs), device,
                                         compile_normalisation=compile_normalisation), 1, device)
 

@@ -235,7 +235,7 @@ def execute_fused_group(specs: list[TrialSpec], runtime: Runtime,
         trial = prepare_trial(spec, runtime, device)
         trials.append(trial)
         members.append(FusedMember(trial.model, trial.method, trial.indices, trial.generator,
-                                   dropout_generator_after_init(device, spec.seed)))
+                                   dropout_generator_after_init(device, spec.seed), spec.seed))
     first = trials[0]
     for trial in trials[1:]:
         if (trial.spec.task, trial.spec.split, trial.spec.recipe) != (first.spec.task, first.spec.split,

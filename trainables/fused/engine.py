@@ -11,7 +11,10 @@ epoch's weights (kept on the device, copied out once at the end).
 
 Members must share the architecture, the task and split (hence the evaluation molecules), the
 number of fitting molecules (hence the number of steps) and the recipe, and their methods must
-be ``fusable``.
+be ``fusable``; methods and hyper-parameters may differ. Each member's loss is its task loss
+plus its method's :class:`~trainables.methods.base.FusedTerms` (L2-SP's anchor penalty and
+gradient clipping, Feature-map's node-feature penalty against the member's initial weights,
+BSS's spectral penalty, the head L2), evaluated for all members at once (:class:`StackedTerms`).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import torch
 from trainables.config import TrainingRecipe
 from trainables.dataset import GraphDataset
 from trainables.fused.batching import DeviceGraphs, FusedBatch
-from trainables.fused.model import FusionError, StackedPredictors
+from trainables.fused.model import FusedOutput, FusionError, StackedPredictors
 from trainables.gnn import GraphPredictor
 from trainables.methods.base import FineTuningMethod
 from trainables.metrics import evaluate_metric_stacked, is_better, task_loss
@@ -42,6 +45,72 @@ class FusedMember:
     split: SplitIndices
     shuffle_generator: torch.Generator  # the trial's generator (seeded with its seed)
     dropout_generator: torch.Generator  # the RNG its unfused run's dropout would draw from
+    seed: int = 0  # the trial's run seed (L2-SP's reference-code head anchor derives from it)
+
+
+class StackedTerms:
+    """Every member's :class:`FusedTerms`, stacked: ``terms(model, batch, output)`` is ``(K,)``.
+
+    Strengths are ``(K,)`` vectors (0 for members without the term); anchors are stacked per
+    parameter (zeros where a member has none). The spectral term runs on the members that have
+    it only (``svdvals``' gradient can be NaN on repeated singular values, and 0 x NaN is NaN).
+    """
+
+    def __init__(self, members: Sequence[FusedMember], model: StackedPredictors, device: torch.device):
+        states = [m.model.state_dict() for m in members]
+        terms = [m.method.fused_terms(state, m.seed) for m, state in zip(members, states)]
+        dtype = model.stacked("graph_pred_linear.weight").dtype
+
+        def vector(values) -> torch.Tensor:
+            return torch.tensor(values, dtype=dtype, device=device)
+
+        self.head = vector([t.head_strength for t in terms])
+        self.feature = vector([t.feature_strength for t in terms])
+        self.spectral_rows = torch.tensor([k for k, t in enumerate(terms) if t.spectral_strength > 0], device=device,
+                                          dtype=torch.long)
+        self.spectral = vector([t.spectral_strength for t in terms])
+        self.spectral_k = [t.spectral_k for t in terms]
+        self.clip = vector([t.grad_clip if t.grad_clip > 0 else float("inf") for t in terms])
+        self.anchors = {}
+        for name in sorted({name for t in terms for name in t.anchors}):
+            reference = model.stacked(name)
+            stacked = torch.stack([t.anchors[name].to(device, dtype) if name in t.anchors
+                                   else torch.zeros_like(reference[0]) for t in terms])
+            self.anchors[name] = (vector([t.anchor_strength if name in t.anchors else 0.0 for t in terms]), stacked)
+        self.source = (StackedPredictors([m.model for m in members]).to(device).eval()
+                       if any(t.feature_strength > 0 for t in terms) else None)
+        self.clips = bool(torch.isfinite(self.clip).any())
+
+    def __call__(self, model: StackedPredictors, batch: FusedBatch, output: FusedOutput) -> torch.Tensor:
+        K = model.num_trials
+        total = torch.zeros(K, dtype=self.head.dtype, device=self.head.device)
+        for name, (strength, anchor) in self.anchors.items():
+            total = total + 0.5 * strength * (model.stacked(name) - anchor).pow(2).flatten(1).sum(1)
+        head = sum(model.stacked(f"graph_pred_linear.{p}").pow(2).flatten(1).sum(1) for p in ("weight", "bias"))
+        total = total + 0.5 * self.head * head
+        if self.source is not None:
+            with torch.no_grad():
+                source = self.source(batch, training=False).node
+            mask = batch.node_mask.reshape(-1, 1).to(source.dtype)
+            squared = ((output.node - source).pow(2) * mask).view(K, -1).sum(1)
+            total = total + 0.5 * self.feature * squared
+        if len(self.spectral_rows):
+            singular = torch.linalg.svdvals(output.graph.index_select(0, self.spectral_rows))  # (k, min(G, d)), descending
+            n = singular.shape[1]
+            wanted = torch.tensor([self.spectral_k[k] for k in self.spectral_rows.tolist()], device=singular.device)
+            smallest = torch.arange(n, device=singular.device).unsqueeze(0) >= (n - wanted.clamp(max=n)).unsqueeze(1)
+            penalty = (singular.pow(2) * smallest).sum(1) * self.spectral.index_select(0, self.spectral_rows)
+            total = total.index_add(0, self.spectral_rows, penalty)
+        return total
+
+    def clip_gradients(self, model: StackedPredictors) -> None:
+        """Each member's gradient values clipped to its ``[-grad_clip, grad_clip]``."""
+        if not self.clips:
+            return
+        for parameter in model.parameters():
+            if parameter.grad is not None:
+                bound = self.clip.view(-1, *([1] * (parameter.dim() - 1)))
+                parameter.grad.copy_(torch.maximum(torch.minimum(parameter.grad, bound), -bound))
 
 
 def dropout_generator_after_init(device: torch.device, seed: int) -> torch.Generator:
@@ -105,6 +174,7 @@ def fit_fused(members: Sequence[FusedMember], data: GraphDataset, task_type: Tas
     device = torch.device(device)
     graphs = DeviceGraphs(data, device)
     model = StackedPredictors([m.model for m in members], compile_normalisation).to(device)
+    terms = StackedTerms(members, model, device)
     K = model.num_trials
     # Adam is elementwise, so over stacked weights it is K independent Adams (one fused kernel on a GPU)
     optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay,
@@ -125,10 +195,11 @@ def fit_fused(members: Sequence[FusedMember], data: GraphDataset, task_type: Tas
         for step in range(steps):
             window = slice(step * recipe.batch_size, (step + 1) * recipe.batch_size)
             batch = graphs.assemble([order[window] for order in orders])
-            logits = model(batch, training=True, dropout_generators=[m.dropout_generator for m in members])
-            losses = task_loss(task_type, logits, batch.y)  # (K,)
+            output = model(batch, training=True, dropout_generators=[m.dropout_generator for m in members])
+            losses = task_loss(task_type, output.logits, batch.y) + terms(model, batch, output)  # (K,)
             optimizer.zero_grad(set_to_none=True)
             losses.sum().backward()
+            terms.clip_gradients(model)
             optimizer.step()
             loss_sum += losses.detach()
         train_loss = (loss_sum / max(steps, 1)).tolist()
@@ -166,5 +237,5 @@ def _evaluation_batches(graphs: DeviceGraphs, index: torch.Tensor, K: int) -> li
 @torch.no_grad()
 def _scores(model: StackedPredictors, batches: list[FusedBatch], targets: np.ndarray, task_type: TaskType) -> list:
     model.eval()
-    logits = torch.cat([model(batch, training=False) for batch in batches], dim=1).float().cpu().numpy()
+    logits = torch.cat([model(batch, training=False).logits for batch in batches], dim=1).float().cpu().numpy()
     return evaluate_metric_stacked(task_type, targets, logits)

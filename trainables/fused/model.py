@@ -24,6 +24,7 @@ GIN, GCN and GraphSAGE layers fuse; GAT does not (yet) and is trained unfused.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -41,6 +42,13 @@ SELF_LOOP_PAIR = SELF_LOOP_BOND_TYPE * NUM_BOND_DIRECTIONS  # self-loops: (4, 0)
 
 class FusionError(ValueError):
     """Models or trials that cannot share a fused group."""
+
+
+@dataclass
+class FusedOutput:
+    node: torch.Tensor  # (K*S, d) last layer's node states (padding slots hold garbage)
+    graph: torch.Tensor  # (K, G, d) mean-pooled graph states
+    logits: torch.Tensor  # (K, G, T) head outputs
 
 
 def _attribute(name: str) -> str:
@@ -93,7 +101,7 @@ class StackedPredictors(nn.Module):
     # ----------------------------------------------------------------- forward
 
     def forward(self, batch: FusedBatch, training: bool,
-                dropout_generators: Sequence[torch.Generator] | None = None) -> torch.Tensor:
+                dropout_generators: Sequence[torch.Generator] | None = None) -> FusedOutput:
         if batch.num_trials != self.num_trials:
             raise FusionError(f"batch of {batch.num_trials} trials for a group of {self.num_trials}")
         K, G = batch.num_trials, batch.graphs
@@ -108,7 +116,8 @@ class StackedPredictors(nn.Module):
             if training and self.shape.dropout > 0:
                 h = self._dropout(h, batch, dropout_generators)
         pooled = scatter_sum(h, batch.node_graph, K * G + 1)[:K * G] / batch.graph_count.clamp(min=1).unsqueeze(-1)
-        return self._linear(pooled, "graph_pred_linear", K).view(K, G, -1)
+        return FusedOutput(node=h, graph=pooled.view(K, G, -1),
+                           logits=self._linear(pooled, "graph_pred_linear", K).view(K, G, -1))
 
     def _embed(self, name: str, trial: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         table = self.stacked(name)  # (K, V, d)

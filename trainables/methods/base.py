@@ -36,7 +36,7 @@ Register a new method with one decorated class::
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -144,6 +144,27 @@ class MethodContext:
     higher_is_better: bool = True
 
 
+@dataclass(frozen=True)
+class FusedTerms:
+    """A method's additions to the task loss, in the form the fused engine evaluates for K trials at once.
+
+    Per trial: ``anchor_strength/2 * sum_{w in anchors} ||w - anchor_w||^2`` (``anchors``: state
+    name -> tensor), ``head_strength/2 * ||theta_head||^2``, ``feature_strength/2 * ||F_t - F_s||^2``
+    over the last layer's node features (``F_s`` from the trial's initial weights, eval mode),
+    ``spectral_strength * sum`` of the squares of the ``spectral_k`` smallest singular values of the
+    batch's pooled embeddings; gradient values clipped to ``[-grad_clip, grad_clip]`` (0: off).
+    All zero: Full FT.
+    """
+
+    anchors: dict[str, torch.Tensor] = field(default_factory=dict)
+    anchor_strength: float = 0.0
+    head_strength: float = 0.0
+    feature_strength: float = 0.0
+    spectral_strength: float = 0.0
+    spectral_k: int = 1
+    grad_clip: float = 0.0
+
+
 class FineTuningMethod:
     """Base class: full fine-tuning behaviour at every hook."""
 
@@ -152,8 +173,8 @@ class FineTuningMethod:
     hyperparameters: ClassVar[dict[str, HyperParameter]] = {}
     requires_parent: ClassVar[str | None] = None  # method whose best checkpoint this one starts from
     label_hyperparameters: ClassVar[tuple[str, ...]] = ()  # shown in the label even at their default
-    # True when the method uses the base hooks only (one stage over every parameter, task loss
-    # alone, state-dict snapshots): the fused engine (trainables.fused) can then train it.
+    # True when the method is one stage over every parameter whose loss terms :meth:`fused_terms`
+    # states: the fused engine (trainables.fused) can then train it with other trials.
     fusable: ClassVar[bool] = False
 
     def __init__(self, **params: Any):
@@ -196,6 +217,12 @@ class FineTuningMethod:
     def snapshot(self, ctx: MethodContext) -> dict[str, torch.Tensor]:
         """The state saved for an epoch that improves validation (``GraphPredictor`` layout)."""
         return ctx.model.state_dict()
+
+    def fused_terms(self, pretrained_state: dict[str, torch.Tensor], seed: int) -> FusedTerms:
+        """This trial's loss terms for the fused engine (only for ``fusable`` methods)."""
+        if not self.fusable:
+            raise NotImplementedError(f"method {self.name} does not fuse")
+        return FusedTerms()
 
     def summary(self, ctx: MethodContext) -> dict[str, Any]:
         """JSON-able values recorded with the best epoch (e.g. RoFt-Mol's alphas)."""

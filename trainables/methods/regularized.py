@@ -21,7 +21,8 @@ import torch
 from torch import nn
 
 from trainables.gnn import GNNOutput
-from trainables.methods.base import FineTuningMethod, HyperParameter, MethodContext, Stage, register_method
+from trainables.methods.base import (FineTuningMethod, FusedTerms, HyperParameter, MethodContext, Stage,
+                                     register_method)
 
 FRESH_HEAD_SEED_OFFSET = 1
 
@@ -34,6 +35,7 @@ class RegularizedFineTuning(FineTuningMethod):
     """Full fine-tuning plus ``d * penalty(...) + d_head * 1/2 ||theta_head||^2``."""
 
     label_hyperparameters = ("d",)
+    fusable = True
 
     hyperparameters = {
         "d": HyperParameter(float, 1e-2, "regularisation strength (paper grid: 1, 1e-1, 1e-2, 1e-3, 1e-4)",
@@ -76,12 +78,24 @@ class L2SP(RegularizedFineTuning):
 
     def setup(self, ctx: MethodContext) -> None:
         super().setup(ctx)
-        scope = ctx.model if self.params["l2sp_scope"] == "all" else ctx.model.gnn
-        prefix = "" if scope is ctx.model else "gnn."
-        anchors = {name: ctx.pretrained_state[prefix + name] for name, _ in scope.named_parameters()}
-        if self.params["l2sp_scope"] == "all":
-            anchors.update(_fresh_head(ctx.model.head, ctx.seed + FRESH_HEAD_SEED_OFFSET, "graph_pred_linear."))
-        self._pairs = [(p, anchors[name].to(p.device)) for name, p in scope.named_parameters()]
+        anchors = self.anchors(dict(ctx.model.named_parameters()), ctx.pretrained_state, ctx.seed)
+        self._pairs = [(p, anchors[name].to(p.device)) for name, p in ctx.model.named_parameters() if name in anchors]
+
+    def anchors(self, parameters: dict, pretrained_state: dict[str, torch.Tensor], seed: int) -> dict[str, torch.Tensor]:
+        """Parameter name (``GraphPredictor`` layout) -> the value the penalty pulls it toward."""
+        scope_all = self.params["l2sp_scope"] == "all"
+        anchors = {name: pretrained_state[name] for name in parameters if scope_all or name.startswith("gnn.")}
+        if scope_all:
+            weight = pretrained_state["graph_pred_linear.weight"]
+            anchors.update(_fresh_head(nn.Linear(weight.shape[1], weight.shape[0], device="meta"),
+                                       seed + FRESH_HEAD_SEED_OFFSET, "graph_pred_linear."))
+        return anchors
+
+    def fused_terms(self, pretrained_state: dict[str, torch.Tensor], seed: int) -> FusedTerms:
+        parameters = {name: None for name in pretrained_state if not _is_buffer(name)}
+        return FusedTerms(anchors=self.anchors(parameters, pretrained_state, seed), anchor_strength=self.params["d"],
+                          head_strength=self.head_strength if self.params["l2sp_scope"] == "backbone" else 0.0,
+                          grad_clip=self.params["grad_clip"])
 
     def penalty(self, ctx: MethodContext, batch, output: GNNOutput) -> torch.Tensor:
         return 0.5 * squared_norm(p - anchor for p, anchor in self._pairs)
@@ -92,6 +106,10 @@ class L2SP(RegularizedFineTuning):
     def before_step(self, ctx: MethodContext, stage: Stage, parameters: list[nn.Parameter]) -> None:
         if self.params["grad_clip"] > 0:
             torch.nn.utils.clip_grad_value_(parameters, self.params["grad_clip"])
+
+
+def _is_buffer(name: str) -> bool:
+    return name.endswith(("running_mean", "running_var", "num_batches_tracked"))
 
 
 def _fresh_head(head: nn.Linear, seed: int, prefix: str) -> dict[str, torch.Tensor]:
@@ -121,6 +139,9 @@ class FeatureMap(RegularizedFineTuning):
             source_nodes = self._source(batch).node
         return 0.5 * (output.node - source_nodes).pow(2).sum()
 
+    def fused_terms(self, pretrained_state: dict[str, torch.Tensor], seed: int) -> FusedTerms:
+        return FusedTerms(feature_strength=self.params["d"], head_strength=self.head_strength)
+
 
 @register_method("bss")
 class BatchSpectralShrinkage(RegularizedFineTuning):
@@ -134,6 +155,10 @@ class BatchSpectralShrinkage(RegularizedFineTuning):
 
     def penalty(self, ctx: MethodContext, batch, output: GNNOutput) -> torch.Tensor:
         return smallest_singular_values(output.graph, self.params["k"]).pow(2).sum()
+
+    def fused_terms(self, pretrained_state: dict[str, torch.Tensor], seed: int) -> FusedTerms:
+        return FusedTerms(spectral_strength=self.params["d"], spectral_k=self.params["k"],
+                          head_strength=self.head_strength)
 
 
 def smallest_singular_values(matrix: torch.Tensor, k: int) -> torch.Tensor:

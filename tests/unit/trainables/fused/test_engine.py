@@ -27,19 +27,21 @@ def build(seed: int, gnn_type: str, dropout: float, device) -> GraphPredictor:
     return GraphPredictor(GNNShape(gnn_type, 2, 8, dropout), 1).to(torch.float64).to(device)
 
 
-def unfused_run(data, seed, gnn_type, dropout, device, recipe=RECIPE):
+def unfused_run(data, seed, gnn_type, dropout, device, recipe=RECIPE, method=("full-ft", {})):
     ctx = MethodContext(model=build(seed, gnn_type, dropout, device), pretrained_state=None, seed=seed)
-    return fit(ctx, make_method("full-ft"), data, split_for(seed), TaskType.CLASSIFICATION, True, recipe,
+    return fit(ctx, make_method(*method), data, split_for(seed), TaskType.CLASSIFICATION, True, recipe,
                torch.Generator().manual_seed(seed), torch.device(device))
 
 
-def fused_run(data, seeds, gnn_type, dropout, device, method="full-ft", splits=None, recipe=RECIPE):
+def fused_run(data, seeds, gnn_type, dropout, device, method=("full-ft", {}), splits=None, recipe=RECIPE,
+              methods=None):
     members = []
     for i, seed in enumerate(seeds):
         model = build(seed, gnn_type, dropout, device)
-        members.append(FusedMember(model, make_method(method), split_for(seed) if splits is None else splits[i],
+        members.append(FusedMember(model, make_method(*(method if methods is None else methods[i])),
+                                   split_for(seed) if splits is None else splits[i],
                                    torch.Generator().manual_seed(seed),
-                                   dropout_generator_after_init(torch.device(device), seed)))
+                                   dropout_generator_after_init(torch.device(device), seed), seed))
     return fit_fused(members, data, TaskType.CLASSIFICATION, True, recipe, torch.device(device))
 
 
@@ -51,7 +53,7 @@ def assert_same_run(a, b):
     assert (a.best_epoch, a.best_stage) == (b.best_epoch, b.best_stage)
     assert list(a.best_state) == list(b.best_state)
     for name in a.best_state:
-        torch.testing.assert_close(a.best_state[name].cpu(), b.best_state[name].cpu(), rtol=1e-8, atol=1e-10)
+        torch.testing.assert_close(a.best_state[name].cpu(), b.best_state[name].cpu(), rtol=1e-7, atol=1e-8)
 
 
 # On the CPU a fused trial draws exactly its unfused run's dropout masks; a GPU's unfused
@@ -72,9 +74,40 @@ def test_a_trial_does_not_depend_on_its_group(molecules):
     assert_same_run(alone, grouped)
 
 
+# Methods and hyper-parameters mix in one group; every member still equals its unfused run.
+MIXED = [("full-ft", {}), ("l2-sp", {"d": 0.1}), ("l2-sp", {"d": 0.5, "l2sp_scope": "all", "grad_clip": 0.05}),
+         ("feature-map", {"d": 0.01}), ("bss", {"d": 0.1, "k": 2}), ("bss", {"d": 0.0, "d_head": 0.3}),
+         ("feature-map", {"d": 0.0, "d_head": 0.0})]
+
+
+# GIN + L2-SP is left out of the exact comparison, for a reason outside fusion: GIN's second MLP
+# bias feeds BatchNorm, so its task gradient is zero in exact arithmetic; L2-SP adds d (w - w_pre)
+# and Adam, normalising that tiny gradient, flips the bias around w_pre by steps of lr in a
+# direction set by float64 rounding, so any change of summation order (fusion, thread count)
+# takes another path, which BatchNorm's running mean (hence evaluation) feels. Its first epoch
+# still agrees (test below); GCN and GraphSAGE + L2-SP agree throughout.
+@pytest.mark.parametrize("gnn_type", ["gin", "gcn", "graphsage"])
+def test_a_mixed_group_of_methods_equals_each_unfused_run(molecules, gnn_type):
+    methods = [m for m in MIXED if not (gnn_type == "gin" and m[0] == "l2-sp")]
+    seeds = list(range(len(methods)))
+    fused = fused_run(molecules, seeds, gnn_type, 0.5, "cpu", methods=methods)
+    for seed, method, result in zip(seeds, methods, fused):
+        assert_same_run(unfused_run(molecules, seed, gnn_type, 0.5, "cpu", method=method), result)
+
+
+def test_gin_l2sp_agrees_for_its_first_epoch(molecules):
+    recipe = TrainingRecipe(epochs=1, batch_size=16)
+    methods = [m for m in MIXED if m[0] == "l2-sp"]
+    fused = fused_run(molecules, [0, 1], "gin", 0.5, "cpu", methods=methods, recipe=recipe)
+    for seed, method, result in zip([0, 1], methods, fused):
+        unfused = unfused_run(molecules, seed, "gin", 0.5, "cpu", method=method, recipe=recipe)
+        assert result.history[0].train_loss == pytest.approx(unfused.history[0].train_loss, rel=1e-12)
+        assert (result.history[0].val, result.history[0].test) == (unfused.history[0].val, unfused.history[0].test)
+
+
 def test_members_that_cannot_share_a_group_are_refused(molecules):
-    with pytest.raises(FusionError, match="l2-sp does not fuse"):
-        fused_run(molecules, [0, 1], "gin", 0.5, "cpu", method="l2-sp")
+    with pytest.raises(FusionError, match="lp does not fuse"):
+        fused_run(molecules, [0, 1], "gin", 0.5, "cpu", method=("lp", {}))
     other_valid = SplitIndices(torch.arange(40), torch.arange(80, 99), torch.arange(100, 120))
     with pytest.raises(FusionError, match="validation and test"):
         fused_run(molecules, [0, 1], "gin", 0.5, "cpu", splits=[split_for(0), other_valid])

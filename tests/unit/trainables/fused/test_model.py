@@ -37,7 +37,7 @@ def test_eval_forward_equals_each_unfused_model(molecules, gnn_type, device):
     data = two_task(molecules)
     models = [m.to(device).eval() for m in predictors(gnn_type)]
     fused = StackedPredictors(models).to(device)
-    logits = fused(DeviceGraphs(data, device).assemble(IDS), training=False)
+    logits = fused(DeviceGraphs(data, device).assemble(IDS), training=False).logits
     for k, (model, ids) in enumerate(zip(models, IDS)):
         expected = model(data.batch(torch.from_numpy(ids)).to(device)).logits
         torch.testing.assert_close(logits[k, :len(ids)], expected, rtol=1e-5, atol=1e-5)
@@ -51,7 +51,8 @@ def test_training_forward_and_gradients_equal_each_unfused_model(molecules, gnn_
     fused = StackedPredictors(models)
     generators = [torch.Generator().manual_seed(100 + k) for k in range(len(models))]
     batch = DeviceGraphs(data, "cpu").assemble(IDS)
-    losses = task_loss(TaskType.CLASSIFICATION, fused(batch, training=True, dropout_generators=generators), batch.y)
+    losses = task_loss(TaskType.CLASSIFICATION, fused(batch, training=True, dropout_generators=generators).logits,
+                       batch.y)
     losses.sum().backward()
     for k, (model, ids) in enumerate(zip(models, IDS)):
         model.train()
