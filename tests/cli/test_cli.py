@@ -88,7 +88,11 @@ def test_table_reads_the_store(tmp_path, capsys):
     store.write_trial(make_row("a", test_metric=0.5))
     store.write_trial(make_row("b", seed=1, test_metric=1.5))
     assert main(["table", "--store", str(tmp_path)]) == 0
+    assert "| full-ft | **1.00 ± 0.50 (n=2)** |" in capsys.readouterr().out
+    assert main(["table", "--store", str(tmp_path), "--all-points"]) == 0
     assert "| scratch-gin | full-ft | esol | scaffold | full | rmse | 1.00 ± 0.50 | 2 |" in capsys.readouterr().out
+    assert main(["table", "--store", str(tmp_path), "--format", "latex", "--ddof", "1"]) == 0
+    assert r"\textbf{1.00 $\pm$ 0.71 (n=2)}" in capsys.readouterr().out
     assert main(["table", "--store", str(tmp_path / "missing")]) == 2
 
 

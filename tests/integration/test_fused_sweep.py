@@ -11,6 +11,7 @@ from orchestrator.execute import run_sweep
 from orchestrator.plan import plan_sweep
 from orchestrator.store import ResultStore
 from search_spaces import parse_spec
+from tests.integration.sweeps import planned
 from trainables.config import Runtime
 from trainables.trainable import execute_fused_group, execute_trial
 
@@ -30,10 +31,8 @@ FUSED = {
 
 
 def test_fused_groups_land_one_row_per_trial_and_resume(ray_session, real_env, tmp_path):
-    spec = parse_spec(FUSED)
-    store = ResultStore(tmp_path / "store")
-    runtime = Runtime(store=str(store.root), sweep=spec.name, data_root=str(real_env), code_version="test")
-    plan = plan_sweep(spec, store, str(real_env))
+    setup = planned(FUSED, real_env, tmp_path)
+    spec, store, runtime, plan = setup.spec, setup.store, setup.runtime, setup.plan
     assert "fusion: 4 trials in 1 fused groups (1 x 4; at most 64), 4 trials alone" in plan.summary()
     outcome = run_sweep(plan, store, runtime, stream=io.StringIO())
     assert outcome.failed == {} and outcome.succeeded == 8

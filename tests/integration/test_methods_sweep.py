@@ -12,6 +12,7 @@ from orchestrator.execute import run_sweep
 from orchestrator.plan import plan_sweep
 from orchestrator.store import ResultStore
 from search_spaces import parse_spec
+from tests.integration.sweeps import planned
 from trainables.config import Runtime
 from trainables.dependencies import parent_spec
 
@@ -36,10 +37,8 @@ EVERY_METHOD = {
 
 
 def test_every_method_lands_one_row_per_logical_trial(ray_session, real_env, tmp_path):
-    spec = parse_spec(EVERY_METHOD)
-    store = ResultStore(tmp_path / "store")
-    runtime = Runtime(store=str(store.root), sweep=spec.name, data_root=str(real_env), code_version="test")
-    plan = plan_sweep(spec, store, str(real_env))
+    setup = planned(EVERY_METHOD, real_env, tmp_path)
+    spec, store, runtime, plan = setup.spec, setup.store, setup.runtime, setup.plan
     assert plan.added_parents == 2 and len(plan.trials) == 2 * 12
     outcome = run_sweep(plan, store, runtime, stream=io.StringIO())
     assert outcome.failed == {} and outcome.succeeded == 24

@@ -11,6 +11,7 @@ from orchestrator.plan import plan_sweep
 from orchestrator.report import store_table
 from orchestrator.store import ResultStore
 from search_spaces import parse_spec
+from tests.integration.sweeps import planned
 from orchestrator.noop import noop_trainable
 from trainables.config import Runtime
 
@@ -31,10 +32,8 @@ TINY = {
 
 
 def test_tiny_sweep_writes_rows_and_rerun_runs_nothing(ray_session, real_env, tmp_path):
-    spec = parse_spec(TINY)
-    store = ResultStore(tmp_path / "store")
-    runtime = Runtime(store=str(store.root), sweep="tiny", data_root=str(real_env), code_version="test")
-    plan = plan_sweep(spec, store, str(real_env))
+    setup = planned(TINY, real_env, tmp_path, sweep="tiny")
+    spec, store, runtime, plan = setup.spec, setup.store, setup.runtime, setup.plan
     assert len(plan.pending) == 4 and not plan.missing_files
 
     stream = io.StringIO()
