@@ -187,7 +187,6 @@ def run_sweep(plan: SweepPlan, store: ResultStore, runtime: Runtime, address: st
 
 def _run_sweep(plan: SweepPlan, store: ResultStore, runtime: Runtime, address: str | None,
                stream: TextIO | None) -> SweepOutcome:
-    started = time.perf_counter()
     pending = plan.pending
     spec = plan.spec
     _save_spec(plan, store)
@@ -216,12 +215,13 @@ def _run_sweep(plan: SweepPlan, store: ResultStore, runtime: Runtime, address: s
     landed = store.done_keys()
     failed = {t.key(): errors.get(t.key(), "finished without committing a row to the store")
               for t in pending if t.key() not in landed}
+    succeeded = len(pending) - len(failed)
     searches = None
     if spec.searches:
         from orchestrator.hpsearch import run_searches
         searches = run_searches(spec, runtime, runtime.data_root)
         failed.update({f"search {name}": error for name, error in searches.failed.items()})
-    return SweepOutcome(len(pending), len(pending) - len(failed), failed, time.perf_counter() - started, searches)
+    return SweepOutcome(len(pending), succeeded, failed, searches=searches)
 
 
 def _save_spec(plan: SweepPlan, store: ResultStore) -> None:

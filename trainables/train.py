@@ -24,7 +24,16 @@ from trainables.metrics import Score, evaluate_metric, is_better, task_loss
 from trainables.methods.base import FineTuningMethod, MethodContext, Stage
 from trainables.tasks import TaskType
 
-EVAL_BATCH_SIZE = 256
+# Molecules per evaluation batch. On a CPU small batches keep the activations in cache (a 5x300
+# GCN scores BBBP's 204 validation molecules 1.8x faster in batches of 32 than of 256 on one
+# thread); on a GPU large batches mean fewer launches. Per-molecule outputs do not depend on it
+# (BatchNorm is in eval mode), up to float rounding.
+EVAL_BATCH_SIZE = {"cpu": 32}
+DEFAULT_EVAL_BATCH_SIZE = 256
+
+
+def eval_batch_size(device: torch.device | str) -> int:
+    return EVAL_BATCH_SIZE.get(torch.device(device).type, DEFAULT_EVAL_BATCH_SIZE)
 
 
 @dataclass
@@ -77,8 +86,9 @@ class SplitIndices:
 
 
 def eval_batches(data: GraphDataset, index: torch.Tensor, device: torch.device) -> list:
-    """The molecules ``index`` assembled into batches of ``EVAL_BATCH_SIZE`` on ``device``."""
-    return [data.batch(index[i:i + EVAL_BATCH_SIZE]).to(device) for i in range(0, len(index), EVAL_BATCH_SIZE)]
+    """The molecules ``index`` assembled into batches of :func:`eval_batch_size` on ``device``."""
+    size = eval_batch_size(device)
+    return [data.batch(index[i:i + size]).to(device) for i in range(0, len(index), size)]
 
 
 @torch.no_grad()

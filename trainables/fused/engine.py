@@ -33,7 +33,7 @@ from trainables.gnn import GraphPredictor
 from trainables.methods.base import FineTuningMethod
 from trainables.metrics import evaluate_metric_stacked, is_better, task_loss
 from trainables.tasks import TaskType
-from trainables.train import EVAL_BATCH_SIZE, EpochRecord, FitResult, SplitIndices
+from trainables.train import EpochRecord, FitResult, SplitIndices, eval_batch_size
 
 
 @dataclass
@@ -229,9 +229,10 @@ def fit_fused(members: Sequence[FusedMember], data: GraphDataset, task_type: Tas
 
 
 def _evaluation_batches(graphs: DeviceGraphs, index: torch.Tensor, K: int) -> list[FusedBatch]:
-    """The molecules ``index``, the same for every trial, in fused batches of ``EVAL_BATCH_SIZE``, kept resident."""
-    ids = index.numpy()
-    return [graphs.assemble([ids[i:i + EVAL_BATCH_SIZE]] * K) for i in range(0, len(ids), EVAL_BATCH_SIZE)]
+    """The molecules ``index``, the same for every trial, in fused batches of :func:`eval_batch_size`, kept
+    resident."""
+    ids, size = index.numpy(), eval_batch_size(graphs.device)
+    return [graphs.assemble([ids[i:i + size]] * K) for i in range(0, len(ids), size)]
 
 
 @torch.no_grad()

@@ -10,7 +10,7 @@ from trainables.config import TrainingRecipe
 from trainables.gnn import GNNShape, GraphPredictor
 from trainables.methods import FineTuningMethod, MethodContext, Stage, make_method
 from trainables.tasks import TaskType
-from trainables.train import EVAL_BATCH_SIZE, SplitIndices, fit, predict, score
+from trainables.train import SplitIndices, eval_batch_size, fit, predict, score
 
 from tests.unit.trainables.hand_molecules import HAND_SMILES, TEST, TRAIN, VALID, make_dataset
 
@@ -179,7 +179,7 @@ def test_predict_in_eval_mode_and_in_chunks(hand_dataset):
     torch.manual_seed(0)
     model = GraphPredictor(GNNShape("gin", 2, 16, dropout=0.9), 1)
     model.train()
-    index = torch.arange(20).repeat(EVAL_BATCH_SIZE // 20 + 2)  # more than one evaluation chunk
+    index = torch.arange(20).repeat(eval_batch_size("cpu") // 20 + 2)  # more than one evaluation chunk
     out = predict(model, hand_dataset, index, CPU)
     assert not model.training and out.shape == (len(index), 1)
     np.testing.assert_allclose(out[:20], out[20:40], rtol=0, atol=1e-6)  # no dropout, no batch effects
