@@ -86,23 +86,19 @@ class DeviceGraphs:
             tensor = tensor.pin_memory()
         return tensor.to(self.device, non_blocking=True)
 
-    def slots_for(self, graph_ids: Sequence[np.ndarray]) -> int:
-        """Slots per trial that fit every trial's molecules plus one padding slot."""
-        largest = max(int(self.node_counts[np.asarray(ids, dtype=np.int64)].sum()) for ids in graph_ids)
-        return -(-(largest + 1) // SLOT_MULTIPLE) * SLOT_MULTIPLE
-
     def assemble(self, graph_ids: Sequence[np.ndarray | torch.Tensor]) -> FusedBatch:
         """One fused batch; ``graph_ids[k]`` are trial ``k``'s molecules (shape ``(B_k,)``)."""
         ids_per_trial = [np.asarray(ids, dtype=np.int64) for ids in graph_ids]
         K = len(ids_per_trial)
         lengths = np.array([len(ids) for ids in ids_per_trial])
         G = max(int(lengths.max()), 1)
-        S = self.slots_for(ids_per_trial)
         ids = np.concatenate(ids_per_trial)
         trial_of_graph = np.repeat(np.arange(K), lengths)
         graph_local = np.arange(len(ids)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
         n, e = self.node_counts[ids], self.edge_counts[ids]
         nodes_per_trial = np.bincount(trial_of_graph, weights=n, minlength=K).astype(np.int64)
+        # slots per trial: every trial's nodes plus one padding slot, rounded up so shapes repeat
+        S = -(-(int(nodes_per_trial.max()) + 1) // SLOT_MULTIPLE) * SLOT_MULTIPLE
         node_offset_in_trial = np.cumsum(n) - n - np.repeat(np.cumsum(nodes_per_trial) - nodes_per_trial, lengths)
         graph_slot_base = trial_of_graph * S + node_offset_in_trial
         graph_slot = trial_of_graph * G + graph_local

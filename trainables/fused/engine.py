@@ -68,8 +68,8 @@ class StackedTerms:
         self.feature = vector([t.feature_strength for t in terms])
         self.spectral_rows = torch.tensor([k for k, t in enumerate(terms) if t.spectral_strength > 0], device=device,
                                           dtype=torch.long)
-        self.spectral = vector([t.spectral_strength for t in terms])
-        self.spectral_k = [t.spectral_k for t in terms]
+        self.spectral = vector([t.spectral_strength for t in terms]).index_select(0, self.spectral_rows)
+        self.spectral_k = torch.tensor([terms[k].spectral_k for k in self.spectral_rows.tolist()], device=device)
         self.clip = vector([t.grad_clip if t.grad_clip > 0 else float("inf") for t in terms])
         self.anchors = {}
         for name in sorted({name for t in terms for name in t.anchors}):
@@ -97,9 +97,8 @@ class StackedTerms:
         if len(self.spectral_rows):
             singular = torch.linalg.svdvals(output.graph.index_select(0, self.spectral_rows))  # (k, min(G, d)), descending
             n = singular.shape[1]
-            wanted = torch.tensor([self.spectral_k[k] for k in self.spectral_rows.tolist()], device=singular.device)
-            smallest = torch.arange(n, device=singular.device).unsqueeze(0) >= (n - wanted.clamp(max=n)).unsqueeze(1)
-            penalty = (singular.pow(2) * smallest).sum(1) * self.spectral.index_select(0, self.spectral_rows)
+            smallest = torch.arange(n, device=singular.device).unsqueeze(0) >= (n - self.spectral_k.clamp(max=n)).unsqueeze(1)
+            penalty = (singular.pow(2) * smallest).sum(1) * self.spectral
             total = total.index_add(0, self.spectral_rows, penalty)
         return total
 
