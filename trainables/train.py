@@ -12,6 +12,7 @@ improvement, so ties keep the earliest epoch); that epoch's ``method.snapshot`` 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -153,6 +154,7 @@ def fit(ctx: MethodContext, method: FineTuningMethod, data: GraphDataset, split:
                 epoch_counter += 1
                 train_loss = _train_epoch(ctx, method, stage, data, fit_index, task_type, recipe, optimizer,
                                           parameters, generator, device)
+                check_finite(train_loss, epoch_counter, stage.name)
             val_score = ctx.evaluate(stage.select_on)
             test_score = ctx.evaluate("test")
             record = EpochRecord(stage.name, epoch_counter, train_loss, val_score.value, test_score.value,
@@ -177,6 +179,16 @@ def fit(ctx: MethodContext, method: FineTuningMethod, data: GraphDataset, split:
     best.summary.update({f"final_{name}": value for name, value in method.summary(ctx).items()
                          if best.summary.get(name) != value})
     return best
+
+
+class DivergedError(RuntimeError):
+    """Training produced a NaN or infinite loss; the trial is not a result."""
+
+
+def check_finite(train_loss: float, epoch: int, stage: str) -> None:
+    if not math.isfinite(train_loss):
+        raise DivergedError(f"diverged at epoch {epoch} (stage {stage}): mean training loss {train_loss}; the trial "
+                            "is not stored as a result (lower the learning rate or the regularisation strength)")
 
 
 def _select_trainable(model: torch.nn.Module, trainable: list[torch.nn.Parameter]) -> list[torch.nn.Parameter]:

@@ -34,7 +34,7 @@ from trainables.methods import MethodContext, make_method
 from trainables.sources import atomic_write
 from trainables.splits import make_split, parse_label_setting
 from trainables.tasks import TASKS
-from trainables.train import EpochRecord, FitResult, SplitIndices, fit
+from trainables.train import DivergedError, EpochRecord, FitResult, SplitIndices, fit
 
 
 _DATASETS: dict[tuple[str, str | None], GraphDataset] = {}
@@ -228,6 +228,13 @@ def execute_fused_group(specs: list[TrialSpec], runtime: Runtime,
     from trainables.fused.engine import FusedMember, dropout_generator_after_init, fit_fused
 
     started = time.perf_counter()
+    store = ResultStore(runtime.store)
+    landed = {spec.key(): store.read_trial(spec.key()) for spec in specs}
+    todo = [spec for spec in specs if landed[spec.key()] is None]  # a retried group redoes only what is missing
+    if len(todo) <= 1:
+        rows = [execute_trial(spec, runtime) for spec in todo]
+        return [row for row in landed.values() if row is not None] + rows
+    specs = todo
     torch.set_num_threads(max(1, runtime.threads))
     device = resolve_device(runtime.device)
     trials, members = [], []
@@ -244,8 +251,14 @@ def execute_fused_group(specs: list[TrialSpec], runtime: Runtime,
     results = fit_fused(members, first.data, first.task.task_type, first.task.higher_is_better, first.spec.recipe,
                         device, on_epoch)
     share = (time.perf_counter() - started) / len(specs)
-    return [commit_trial(trial, result, runtime, fused_trials=len(specs), wall_seconds=share)
-            for trial, result in zip(trials, results)]
+    rows = [commit_trial(trial, result, runtime, fused_trials=len(specs), wall_seconds=share)
+            for trial, result in zip(trials, results) if not isinstance(result, DivergedError)]
+    failed = [f"{trial.spec.key()} ({trial.spec.method} {canonical_json(trial.method.params)}): {result}"
+              for trial, result in zip(trials, results) if isinstance(result, DivergedError)]
+    if failed:
+        raise DivergedError(f"{len(failed)} of {len(specs)} trials of the fused group diverged; the other "
+                            f"{len(rows)} landed. " + "; ".join(failed))
+    return [row for row in landed.values() if row is not None] + rows
 
 
 def tune_trainable(config: dict[str, Any]) -> None:

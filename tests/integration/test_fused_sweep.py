@@ -77,3 +77,15 @@ def test_a_fused_trial_starts_as_its_unfused_run(real_env, tmp_path):
     assert len({round(u, 3) for _, u in losses}) == len(trials)  # the trials really differ
     for fused, unfused in losses:
         assert fused == pytest.approx(unfused, rel=1e-4)
+
+
+def test_a_rerun_group_trains_only_its_missing_members(real_env, tmp_path):
+    spec = parse_spec({**FUSED, "methods": {"full-ft": {}}, "seeds": [0, 1, 2], "training": {"epochs": 1}})
+    trials = plan_sweep(spec, ResultStore(tmp_path / "plan"), str(real_env)).trials[:3]
+    runtime = Runtime(store=str(tmp_path / "store"), data_root=str(real_env))
+    first = execute_trial(trials[0], runtime)
+    rows = execute_fused_group(trials, runtime)
+    assert sorted(r["trial_key"] for r in rows) == sorted(t.key() for t in trials)
+    by_key = {r["trial_key"]: r for r in rows}
+    assert by_key[trials[0].key()]["finished_at"] == first["finished_at"]  # reused, not retrained
+    assert {by_key[t.key()]["fused_trials"] for t in trials[1:]} == {2}

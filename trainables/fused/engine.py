@@ -33,7 +33,7 @@ from trainables.gnn import GraphPredictor
 from trainables.methods.base import FineTuningMethod
 from trainables.metrics import evaluate_metric_stacked, is_better, task_loss
 from trainables.tasks import TaskType
-from trainables.train import EpochRecord, FitResult, SplitIndices, eval_batch_size
+from trainables.train import DivergedError, EpochRecord, FitResult, SplitIndices, check_finite, eval_batch_size
 
 
 @dataclass
@@ -163,8 +163,11 @@ class _Best:
 def fit_fused(members: Sequence[FusedMember], data: GraphDataset, task_type: TaskType, higher_is_better: bool,
               recipe: TrainingRecipe, device: torch.device,
               on_epoch: Callable[[int, EpochRecord], None] | None = None,
-              compile_normalisation: bool = False) -> list[FitResult]:
+              compile_normalisation: bool = False) -> list[FitResult | DivergedError]:
     """Train every member; returns one :class:`FitResult` per member, in order.
+
+    A member whose loss turns NaN or infinite gets a :class:`DivergedError` instead (its NaNs stay
+    in its own slices: members share no parameter and no node), and the others train on.
 
     ``compile_normalisation``: see :class:`StackedPredictors` (off by default: compiling costs
     tens of seconds once per process, worth it for long groups on a GPU).
@@ -183,6 +186,7 @@ def fit_fused(members: Sequence[FusedMember], data: GraphDataset, task_type: Tas
     targets = {part: data.y[getattr(split, part)].numpy() for part in ("valid", "test")}
     stage = members[0].method.stages(recipe.epochs)[0]
     best = _Best(model)
+    diverged: list[DivergedError | None] = [None] * len(members)
     histories: list[list[EpochRecord]] = [[] for _ in members]
     train_index = [m.split.train for m in members]
     steps = -(-len(train_index[0]) // recipe.batch_size)
@@ -202,6 +206,12 @@ def fit_fused(members: Sequence[FusedMember], data: GraphDataset, task_type: Tas
             optimizer.step()
             loss_sum += losses.detach()
         train_loss = (loss_sum / max(steps, 1)).tolist()
+        for k, loss in enumerate(train_loss):
+            if diverged[k] is None:
+                try:
+                    check_finite(loss, epoch, stage.name)
+                except DivergedError as exc:
+                    diverged[k] = exc
         val = _scores(model, evaluation["valid"], targets["valid"], task_type)
         test = _scores(model, evaluation["test"], targets["test"], task_type)
         improved = []
@@ -217,8 +227,11 @@ def fit_fused(members: Sequence[FusedMember], data: GraphDataset, task_type: Tas
                                             histories[k], {})
                 improved.append(k)
         best.update(model, improved)
-    results = []
+    results: list[FitResult | DivergedError] = []
     for k, result in enumerate(best.results):
+        if diverged[k] is not None:
+            results.append(diverged[k])
+            continue
         if result is None:
             raise RuntimeError(f"fused member {k}: no epoch produced a finite validation metric (is the validation "
                                "set empty or missing one of the classes in every task?)")

@@ -8,7 +8,7 @@ from trainables.fused.model import FUSABLE_GNN_TYPES, FusionError
 from trainables.gnn import GNNShape, GraphPredictor
 from trainables.methods import MethodContext, make_method
 from trainables.tasks import TaskType
-from trainables.train import SplitIndices, fit
+from trainables.train import DivergedError, SplitIndices, fit
 
 from tests.unit.trainables.fused.conftest import DEVICES
 
@@ -113,3 +113,29 @@ def test_members_that_cannot_share_a_group_are_refused(molecules):
         fused_run(molecules, [0, 1], "gin", 0.5, "cpu", splits=[split_for(0), other_valid])
     with pytest.raises(FusionError, match="equally many"):
         fused_run(molecules, [0, 1], "gin", 0.5, "cpu", splits=[split_for(0), split_for(1, n_train=30)])
+
+
+def test_a_diverging_member_fails_alone(molecules):
+    """A member with a NaN weight diverges; its NaNs stay in its slices, the others are unchanged."""
+    members = []
+    for seed in (0, 1, 2):
+        model = build(seed, "gcn", 0.5, "cpu")
+        if seed == 1:
+            with torch.no_grad():
+                model.graph_pred_linear.weight[0, 0] = float("nan")
+        members.append(FusedMember(model, make_method("full-ft"), split_for(seed), torch.Generator().manual_seed(seed),
+                                   dropout_generator_after_init(torch.device("cpu"), seed), seed))
+    results = fit_fused(members, molecules, TaskType.CLASSIFICATION, True, RECIPE, torch.device("cpu"))
+    assert isinstance(results[1], DivergedError) and "diverged at epoch 1" in str(results[1])
+    for seed in (0, 2):
+        assert_same_run(unfused_run(molecules, seed, "gcn", 0.5, "cpu"), results[seed])
+
+
+def test_an_unfused_trial_that_diverges_raises(molecules):
+    model = build(0, "gcn", 0.5, "cpu")
+    with torch.no_grad():
+        model.graph_pred_linear.bias.fill_(float("inf"))
+    ctx = MethodContext(model=model, pretrained_state=None, seed=0)
+    with pytest.raises(DivergedError, match="diverged at epoch 1"):
+        fit(ctx, make_method("full-ft"), molecules, split_for(0), TaskType.CLASSIFICATION, True, RECIPE,
+            torch.Generator().manual_seed(0), torch.device("cpu"))
