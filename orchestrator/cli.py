@@ -55,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--dry-run", action="store_true", help="print the plan and missing files; run nothing")
     sweep.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     sweep.add_argument("--optuna-storage", default=None, help=OPTUNA_STORAGE_HELP)
+    sweep.add_argument("--retry-failed", action="store_true",
+                       help="also run the trials that failed in earlier runs (recorded in the store's failures/)")
     _common(sweep)
 
     alpha = sub.add_parser("alpha", help="Optuna search of WiSE-FT / RoFt-Mol alphas over the store's Full-FT checkpoints")
@@ -253,7 +255,7 @@ def _sweep(args) -> int:
     store = ResultStore(args.store)
     print(f"data root: {root or '(none: files come from the download cache ' + str(_cache()) + ')'}", file=sys.stderr)
     print(f"store: {store.root}", file=sys.stderr)
-    plan = plan_sweep(spec, store, root)
+    plan = plan_sweep(spec, store, root, retry_failed=args.retry_failed)
     print(plan.summary(), file=sys.stderr)
     if args.dry_run:
         return 1 if plan.missing_files else 0
@@ -305,7 +307,7 @@ def _alpha(args) -> int:
 
 
 def _run_and_report(plan, store, runtime, address: str | None) -> int:
-    from orchestrator.execute import run_sweep
+    from orchestrator.execute import error_line, run_sweep
     from orchestrator.report import store_table
 
     outcome = run_sweep(plan, store, runtime, address=address)
@@ -318,9 +320,10 @@ def _run_and_report(plan, store, runtime, address: str | None) -> int:
                   f"{best['label_setting']}: {best['point']} (seed-mean val {best['objective']:.4f})", file=sys.stderr)
     print(store_table(store))
     if outcome.failed:
-        print("failed trials:", file=sys.stderr)
+        print("failed trials (tracebacks in the store's failures/ table; roft sweep --retry-failed runs them "
+              "again):", file=sys.stderr)
         for key, error in outcome.failed.items():
-            print(f"  {key}: {error}", file=sys.stderr)
+            print(f"  {key}: {error_line(error)}", file=sys.stderr)
         return 1
     return 0
 

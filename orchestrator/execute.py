@@ -12,6 +12,7 @@ in flight: rerunning the sweep resubmits exactly what is missing.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
 import time
@@ -215,6 +216,10 @@ def _run_sweep(plan: SweepPlan, store: ResultStore, runtime: Runtime, address: s
     landed = store.done_keys()
     failed = {t.key(): errors.get(t.key(), "finished without committing a row to the store")
               for t in pending if t.key() not in landed}
+    _record_failures(store, runtime, [t for t in pending if t.key() in failed], failed)
+    for trial in pending:
+        if trial.key() in landed:
+            store.clear_failure(trial.key())
     succeeded = len(pending) - len(failed)
     searches = None
     if spec.searches:
@@ -222,6 +227,28 @@ def _run_sweep(plan: SweepPlan, store: ResultStore, runtime: Runtime, address: s
         searches = run_searches(spec, runtime, runtime.data_root)
         failed.update({f"search {name}": error for name, error in searches.failed.items()})
     return SweepOutcome(len(pending), succeeded, failed, searches=searches)
+
+
+_EXCEPTION_LINE = re.compile(r"^[\w.]*(Error|Exception)\b.*")
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def error_line(report: str) -> str:
+    """The line of a (possibly remote, multi-line) error report that names the exception, else its last line."""
+    lines = [line.strip() for line in report.splitlines() if line.strip()]
+    named = [line for line in lines if _EXCEPTION_LINE.match(line)]
+    return named[-1] if named else (lines[-1] if lines else report)
+
+
+def _record_failures(store: ResultStore, runtime: Runtime, trials: list, errors: dict[str, str]) -> None:
+    """One failures/ row per trial that did not land: the exception's line and the whole report."""
+    from datetime import datetime, timezone
+
+    for trial in trials:
+        report = _ANSI_ESCAPE.sub("", errors[trial.key()])  # Ray colours its remote reports
+        store.write_failure({"trial_key": trial.key(), "sweep": runtime.sweep, "method": trial.method,
+                             "trial_config": trial.canonical_json(), "error": error_line(report),
+                             "traceback": report, "failed_at": datetime.now(timezone.utc)})
 
 
 def _save_spec(plan: SweepPlan, store: ResultStore) -> None:

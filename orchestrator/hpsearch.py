@@ -13,7 +13,9 @@ points, finds their trials in the store and continues the study where it stopped
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from orchestrator.plan import cells, file_hashes, make_trial
@@ -48,6 +50,7 @@ def run_searches(spec: SweepSpec, runtime: Runtime, data_root: str | None = None
 
     outcome = SearchOutcome()
     hashes = file_hashes(spec, data_root)
+    tune_root = Path(runtime.store).resolve() / "_tune"
     resources = {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
     for search in spec.searches:
         for backbone, task, split, label_setting in cells(spec):
@@ -61,12 +64,14 @@ def run_searches(spec: SweepSpec, runtime: Runtime, data_root: str | None = None
                 tune.with_resources(tune_point_trainable, resources),
                 param_space={"point": tune_space(search), "base": base, "runtime": runtime.to_dict()},
                 tune_config=tune.TuneConfig(search_alg=searcher, num_samples=search.num_samples, reuse_actors=True),
-                run_config=tune.RunConfig(name=name, storage_path=str(runtime.store) + "/_tune", verbose=0),
+                run_config=tune.RunConfig(name=name, storage_path=str(tune_root), verbose=0),
             )
             results = tuner.fit()
             errors = [r.error for r in results if r.error is not None]
             if errors:
                 outcome.failed[name] = f"{len(errors)} of {len(results)} points failed; first: {errors[0]}"
+            else:  # the store holds every point's trials; Tune's experiment folder is disposable
+                shutil.rmtree(tune_root / name, ignore_errors=True)
             finished = [r for r in results if r.error is None and r.metrics and "objective" in r.metrics]
             outcome.points += len(finished)
             if finished:

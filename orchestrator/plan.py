@@ -40,9 +40,11 @@ class SweepPlan:
     added_parents: int = 0  # parent trials added because dependants need them
     data_root: str | None = None
 
+    failed: set[str] = field(default_factory=set)  # keys with a failure record that this run skips
+
     @cached_property
     def pending(self) -> list[TrialSpec]:
-        return [t for t in self.trials if t.key() not in self.done]
+        return [t for t in self.trials if t.key() not in self.done and t.key() not in self.failed]
 
     def waves(self) -> list[list[TrialSpec]]:
         """Pending trials in dependency order: [ready now, waiting for a parent of the first wave]."""
@@ -71,6 +73,9 @@ class SweepPlan:
         """Counts per dimension, done / pending, and missing files (the dry-run report)."""
         lines = [f"sweep {self.spec.name} ({self.spec.source}): {len(self.trials)} trials, "
                  f"{len(self.trials) - len(self.pending)} already in the store, {len(self.pending)} to run"]
+        if self.failed:
+            lines.append(f"  skipped {len(self.failed)} trials that failed before (their errors: the store's "
+                         "failures/ table); roft sweep --retry-failed runs them again")
         if self.added_parents:
             lines.append(f"  added {self.added_parents} full-ft trials that wise-ft / roft-mol trials start from "
                          "(not listed in the spec); they run first")
@@ -187,7 +192,9 @@ def with_parents(trials: list[TrialSpec]) -> tuple[list[TrialSpec], int]:
     return [*added.values(), *trials], len(added)
 
 
-def plan_sweep(spec: SweepSpec, store: ResultStore, data_root: str | None = None) -> SweepPlan:
+def plan_sweep(spec: SweepSpec, store: ResultStore, data_root: str | None = None,
+               retry_failed: bool = False) -> SweepPlan:
+    """The sweep's trials, what the store already holds, and (unless ``retry_failed``) the known failures skipped."""
     trials, missing = expand(spec, data_root)
     trials, added = with_parents(trials)
     listed = {t.key() for t in trials}
@@ -196,5 +203,8 @@ def plan_sweep(spec: SweepSpec, store: ResultStore, data_root: str | None = None
             trials.insert(0, parent)
             listed.add(parent.key())
             added += 1
-    return SweepPlan(spec=spec, trials=trials, done=store.done_keys() & {t.key() for t in trials},
-                     missing_files=missing, added_parents=added, data_root=data_root)
+    keys = {t.key() for t in trials}
+    done = store.done_keys() & keys
+    failed = set() if retry_failed else (store.failed_keys() & keys) - done
+    return SweepPlan(spec=spec, trials=trials, done=done, missing_files=missing, added_parents=added,
+                     data_root=data_root, failed=failed)

@@ -5,6 +5,8 @@ Layout below the store root::
     trials/<trial_key>.parquet     one row per finished trial (schema: TRIAL_SCHEMA)
     epochs/<trial_key>.parquet     per-epoch curves of that trial (schema: EPOCH_SCHEMA)
     alpha_trials/<trial_key>.parquet  every point of an Optuna alpha search (schema: ALPHA_SCHEMA)
+    failures/<trial_key>.parquet   a trial that failed after its retries: error and traceback
+                                   (schema: FAILURE_SCHEMA); removed when the trial lands
     artifacts/<trial_key>/best.pt  the best-validation state dict (GraphPredictor layout), kept for
                                    trials other trials depend on (Full FT), or all with
                                    ``execution.artifacts: all``; its sha256 is in the trial row
@@ -103,6 +105,16 @@ ALPHA_SCHEMA = pa.schema([
     ("test_metric", pa.float64()),
 ])
 
+FAILURE_SCHEMA = pa.schema([
+    ("trial_key", pa.string()),
+    ("sweep", pa.string()),
+    ("method", pa.string()),
+    ("trial_config", pa.string()),  # canonical JSON of the TrialSpec
+    ("error", pa.string()),  # one line
+    ("traceback", pa.string()),  # everything Ray reported, remote traceback included
+    ("failed_at", pa.timestamp("us", tz="UTC")),
+])
+
 PART_PREFIX = "part-"  # compacted files: trials/part-<id>.parquet, epochs/part-<id>.parquet, ...
 LOCK_NAME = ".lock"
 
@@ -185,6 +197,25 @@ class ResultStore:
         if len(rows) != 1 or rows[0].get("trial_key") != trial_key:
             raise StoreError(f"{path} does not hold exactly the row of trial {trial_key}")
         return rows[0]
+
+    # ---- failures --------------------------------------------------------------------
+    @property
+    def failures_dir(self) -> Path:
+        return self.root / "failures"
+
+    def write_failure(self, row: dict[str, Any]) -> None:
+        """Record a trial that failed after its retries (``failures/<key>.parquet``; never a result)."""
+        self._atomic_write(_table([row], FAILURE_SCHEMA, "failure row"), self.failures_dir / f"{row['trial_key']}.parquet")
+
+    def read_failures(self) -> pa.Table:
+        dataset = self._dataset(self.failures_dir, FAILURE_SCHEMA)
+        return FAILURE_SCHEMA.empty_table() if dataset is None else dataset.to_table()
+
+    def failed_keys(self) -> set[str]:
+        return set(self.read_failures().column("trial_key").to_pylist())
+
+    def clear_failure(self, trial_key: str) -> None:
+        (self.failures_dir / f"{trial_key}.parquet").unlink(missing_ok=True)
 
     # ---- locking ---------------------------------------------------------------------
     @contextlib.contextmanager

@@ -23,11 +23,11 @@ import numpy as np
 import pandas as pd
 
 from orchestrator.store import ResultStore
+from trainables.tasks import HIGHER_IS_BETTER
 
 CELL = ("backbone", "method", "task", "split", "label_setting")
 SELECTIONS = ("val", "test")
 FORMATS = ("markdown", "latex", "csv", "html")
-HIGHER_IS_BETTER = {"roc_auc": True, "rmse": False}
 COLUMNS = [*CELL, "method_label", "mechanism", "pretraining", "metric", "seed", "trial_key", "val_metric",
            "test_metric"]
 
@@ -45,9 +45,13 @@ def load_trials(store: ResultStore, where: dict[str, Sequence[str]] | None = Non
         raise ValueError(f"unknown column(s) {unknown} in the filter; accepted: {', '.join(TRIAL_SCHEMA.names)}")
     expression = None
     for column, values in where.items():
-        kind = TRIAL_SCHEMA.field(column).type
-        typed = [int(v) if str(kind).startswith("int") else float(v) if str(kind).startswith("double") else v
-                 for v in values]
+        kind = str(TRIAL_SCHEMA.field(column).type)
+        convert = int if kind.startswith("int") else float if kind.startswith("double") else str
+        try:
+            typed = [convert(v) for v in values]
+        except ValueError:
+            raise ValueError(f"--where {column}={','.join(values)}: {column} holds {kind} values; accepted: "
+                             f"{convert.__name__} values") from None
         term = ds.field(column).isin(typed)
         expression = term if expression is None else expression & term
     dataset = store.trials_dataset()

@@ -17,3 +17,12 @@ def test_progress_line_counts_and_eta():
     assert "1/4 done, 1 failed, 1 running, 1 queued" in line
     assert "ETA ?" not in line
     assert stream.getvalue().count("\n") == 3
+
+
+def test_error_line_names_the_exception_of_a_multi_line_remote_report():
+    from orchestrator.execute import error_line
+
+    report = ("RayTaskError(ValueError): ray::ImplicitFunc.train() (pid=1)\n  File \"x.py\", line 3, in f\n"
+              "    raise ValueError(...)\nValueError: bad value 'x'; accepted: 'y'\n\nmore detail on a line of its own")
+    assert error_line(report) == "ValueError: bad value 'x'; accepted: 'y'"
+    assert error_line("not run: its parent did not land") == "not run: its parent did not land"

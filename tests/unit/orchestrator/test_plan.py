@@ -5,7 +5,7 @@ import dataclasses
 from orchestrator.plan import expand, plan_sweep
 from orchestrator.store import ResultStore
 from search_spaces import parse_spec
-from tests.unit.orchestrator.test_store import make_row
+from tests.unit.orchestrator.rows import make_row
 from trainables.dependencies import parent_spec
 
 SPEC = {
@@ -118,3 +118,16 @@ def test_parent_key_depends_on_everything_but_the_method(real_env):
     for change in ({"seed": 7}, {"subset_seed": 3}, {"label_setting": "full"}, {"backbone_sha256": "0" * 64},
                    {"recipe": dataclasses.replace(wise.recipe, epochs=3)}):
         assert parent_spec(dataclasses.replace(wise, **change)).key() != parent.key(), change
+
+
+def test_known_failures_are_skipped_unless_retried(real_env, tmp_path):
+    spec = parse_spec(SPEC)
+    store = ResultStore(tmp_path)
+    trials = plan_sweep(spec, store, str(real_env)).trials
+    store.write_failure({"trial_key": trials[0].key(), "sweep": "s", "method": trials[0].method, "trial_config": "{}",
+                         "error": "boom", "traceback": "boom", "failed_at": None})
+    plan = plan_sweep(spec, store, str(real_env))
+    assert trials[0].key() not in {t.key() for t in plan.pending} and plan.failed == {trials[0].key()}
+    assert "skipped 1 trials that failed before" in plan.summary()
+    retry = plan_sweep(spec, store, str(real_env), retry_failed=True)
+    assert len(retry.pending) == len(trials) and not retry.failed

@@ -82,3 +82,19 @@ def test_empty_store_reads_as_empty(tmp_path):
     assert store.done_keys() == set()
     assert store.read_trials().num_rows == 0
     assert store.read_epochs().num_rows == 0
+
+
+def test_failures_are_recorded_apart_from_results_and_cleared(tmp_path):
+    from datetime import datetime, timezone
+
+    store = ResultStore(tmp_path)
+    store.write_failure({"trial_key": "a", "sweep": "s", "method": "full-ft", "trial_config": "{}",
+                         "error": "ValueError: boom", "traceback": "Traceback ...\nValueError: boom",
+                         "failed_at": datetime.now(timezone.utc)})
+    assert store.failed_keys() == {"a"} and store.done_keys() == set()
+    assert store.read_failures().to_pylist()[0]["error"] == "ValueError: boom"
+    store.clear_failure("a")
+    store.clear_failure("never-failed")  # no error
+    assert store.failed_keys() == set()
+    with pytest.raises(StoreError, match="missing"):
+        store.write_failure({"trial_key": "b"})

@@ -76,6 +76,8 @@ def test_filters_and_ambiguity(store):
         pivot(selected, rows=("method",), cols=("split",))
     with pytest.raises(ValueError, match="unknown column"):
         load_trials(store, {"colour": ["red"]})
+    with pytest.raises(ValueError, match="seed holds int64 values; accepted: int values"):
+        load_trials(store, parse_where(["seed=zero"]))
     with pytest.raises(ValueError, match="accepted: COLUMN=VALUE"):
         parse_where(["task"])
     with pytest.raises(ValueError, match="selection 'best'"):
