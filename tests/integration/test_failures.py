@@ -8,7 +8,6 @@ import pytest
 
 from orchestrator.execute import run_sweep
 from orchestrator.plan import plan_sweep
-from orchestrator.store import ResultStore
 from tests.integration.sweeps import planned
 
 pytestmark = [pytest.mark.slow, pytest.mark.data]

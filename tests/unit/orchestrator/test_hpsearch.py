@@ -1,4 +1,3 @@
-import pytest
 
 from orchestrator.hpsearch import tune_space
 from orchestrator.plan import plan_sweep
