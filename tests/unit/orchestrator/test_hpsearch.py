@@ -1,4 +1,3 @@
-
 from orchestrator.hpsearch import tune_space
 from orchestrator.plan import plan_sweep
 from orchestrator.store import ResultStore
