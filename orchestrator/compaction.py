@@ -70,7 +70,7 @@ def compact(store: ResultStore) -> CompactionSummary:
                 continue
             table, files = result
             target = store.root / name / f"{PART_PREFIX}{time.time_ns()}.parquet"
-            store._atomic_write(table, target)
+            store.write_table(table, target)
             for path in files:
                 if path != target:
                     path.unlink()

@@ -14,7 +14,6 @@ figure, or None when the data has nothing to show for it.
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import numpy as np
@@ -165,6 +164,3 @@ def pretraining_comparison(selected: pd.DataFrame, pretraining: dict[str, str]):
     figure.tight_layout()
     return figure
 
-
-def slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")

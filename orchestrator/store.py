@@ -158,12 +158,13 @@ class ResultStore:
         prepared = {name: _table([dict(r, trial_key=key) for r in rows], SIDE_TABLES[name], f"{name} row")
                     for name, rows in tables.items() if rows}
         for name, table in prepared.items():
-            self._atomic_write(table, self.root / name / f"{key}.parquet")
+            self.write_table(table, self.root / name / f"{key}.parquet")
         target = self.trials_dir / f"{key}.parquet"
-        self._atomic_write(row_table, target)
+        self.write_table(row_table, target)
         return target
 
-    def _atomic_write(self, table: pa.Table, target: Path) -> None:
+    def write_table(self, table: pa.Table, target: Path) -> None:
+        """Write ``table`` to ``target`` under a temporary name, then rename it into place."""
         try:
             atomic_write(target, lambda fh: pq.write_table(table, fh))
         except OSError as exc:
@@ -205,7 +206,7 @@ class ResultStore:
 
     def write_failure(self, row: dict[str, Any]) -> None:
         """Record a trial that failed after its retries (``failures/<key>.parquet``; never a result)."""
-        self._atomic_write(_table([row], FAILURE_SCHEMA, "failure row"), self.failures_dir / f"{row['trial_key']}.parquet")
+        self.write_table(_table([row], FAILURE_SCHEMA, "failure row"), self.failures_dir / f"{row['trial_key']}.parquet")
 
     def read_failures(self) -> pa.Table:
         dataset = self._dataset(self.failures_dir, FAILURE_SCHEMA)

@@ -62,12 +62,12 @@ def synthetic_rows(target_rows: int, seeds: int = 5, rng_seed: int = 0) -> list[
 def write_synthetic_store(store: ResultStore, target_rows: int, seeds: int = 5) -> int:
     """Write the rows as one compacted part file (and a WiSE-FT alpha study); returns the row count."""
     rows = synthetic_rows(target_rows, seeds)
-    store._atomic_write(pa.Table.from_pylist(rows, schema=TRIAL_SCHEMA), store.trials_dir / f"{PART_PREFIX}0.parquet")
+    store.write_table(pa.Table.from_pylist(rows, schema=TRIAL_SCHEMA), store.trials_dir / f"{PART_PREFIX}0.parquet")
     wise = next(r for r in rows if r["method"] == "wise-ft")
     rng = np.random.default_rng(1)
     points = [{"trial_key": wise["trial_key"], "study": "synthetic", "number": i, "alphas": [float(a)],
                "val_metric": float(0.8 - (a - 0.6) ** 2), "test_metric": float(0.78 - (a - 0.5) ** 2)}
               for i, a in enumerate(rng.random(40))]
-    store._atomic_write(pa.Table.from_pylist(points, schema=ALPHA_SCHEMA),
+    store.write_table(pa.Table.from_pylist(points, schema=ALPHA_SCHEMA),
                         store.root / "alpha_trials" / f"{PART_PREFIX}0.parquet")
     return len(rows)

@@ -30,7 +30,7 @@ from trainables.config import Runtime, TrialSpec
 from trainables.dataset import GraphDataset, load_task
 from trainables.dependencies import parent_methods, parent_spec
 from trainables.gnn import GNNShape
-from trainables.methods import MethodContext, make_method
+from trainables.methods import FineTuningMethod, MethodContext, make_method
 from trainables.sources import atomic_write
 from trainables.splits import make_split, parse_label_setting
 from trainables.tasks import TASKS
@@ -123,7 +123,7 @@ class PreparedTrial:
     parent: ParentCheckpoint | None
     pretrained: PretrainedWeights | None
     model: torch.nn.Module
-    method: Any
+    method: FineTuningMethod
     ctx: MethodContext
     generator: torch.Generator
 

@@ -12,7 +12,6 @@ tensor                    shape                meaning
 ``x``                     ``(K*S, 2)`` int64   node features (padding: zeros)
 ``edge_src, edge_dst``    ``(E,)`` int64       slots of every real edge (no self-loops)
 ``edge_attr``             ``(E, 2)`` int64     bond features
-``edge_trial``            ``(E,)`` int64       owning trial of each edge
 ``slot_trial``            ``(K*S,)`` int64     owning trial of each slot
 ``node_mask``             ``(K, S)`` bool      real (not padding) slots
 ``node_count``            ``(K,)`` float       ``n_k``
@@ -49,7 +48,6 @@ class FusedBatch:
     edge_src: torch.Tensor
     edge_dst: torch.Tensor
     edge_attr: torch.Tensor
-    edge_trial: torch.Tensor
     slot_trial: torch.Tensor
     node_mask: torch.Tensor
     node_count: torch.Tensor
@@ -127,7 +125,7 @@ class DeviceGraphs:
         y.index_copy_(0, graph_slots, self.y.index_select(0, graph_rows))
         return FusedBatch(
             num_trials=K, slots=S, graphs=G, nodes_per_trial=nodes_per_trial.tolist(), x=x,
-            edge_src=edges[0], edge_dst=edges[1], edge_attr=self.edge_attr[edge_rows], edge_trial=edges[0] // S,
+            edge_src=edges[0], edge_dst=edges[1], edge_attr=self.edge_attr.index_select(0, edge_rows),
             slot_trial=torch.arange(K, device=self.device).repeat_interleave(S), node_mask=node_mask.view(K, S),
             node_count=trial_nodes.to(torch.float32),
             node_graph=node_graph, graph_count=graph_count, y=y.view(K, G, self.num_tasks),

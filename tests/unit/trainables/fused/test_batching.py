@@ -21,7 +21,7 @@ def test_each_trial_block_is_the_unfused_batch(molecules, device):
         assert torch.equal(batch.x[k * S:k * S + n].cpu(), single.x)
         assert not batch.x[k * S + n:(k + 1) * S].any()
         assert batch.node_mask[k].sum().item() == n and batch.node_mask[k, :n].all()
-        mine = batch.edge_trial.cpu() == k
+        mine = (batch.edge_src // S).cpu() == k
         assert torch.equal(torch.stack([batch.edge_src[mine.to(device)], batch.edge_dst[mine.to(device)]]).cpu() - k * S,
                            single.edge_index)
         assert torch.equal(batch.edge_attr[mine.to(device)].cpu(), single.edge_attr)
@@ -36,4 +36,3 @@ def test_each_trial_block_is_the_unfused_batch(molecules, device):
 def test_edges_never_cross_trials(molecules):
     batch = DeviceGraphs(molecules, "cpu").assemble([np.arange(10), np.arange(10, 30)])
     assert torch.equal(batch.edge_src // batch.slots, batch.edge_dst // batch.slots)
-    assert torch.equal(batch.slot_trial[batch.edge_src], batch.edge_trial)
