@@ -3,6 +3,7 @@
     roft data list|verify|featurize     the benchmark's files and featurized caches
     roft backbones list                 pre-trained and scratch backbones
     roft sweep SPEC [--dry-run]         plan, dedup against the store, run on Ray Tune, print the table
+                                        (--dry-run: the plan and an estimate of GPU-hours)
     roft table --store DIR              paper tables (selection protocol, formats, best marked)
     roft report --store DIR --out DIR   one HTML page: tables, significance, figures, provenance
     roft store compact --store DIR      merge per-trial files (refuses while a sweep holds the store)
@@ -16,11 +17,15 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
 
 DEFAULT_STORE = "results"
+STORE_ENV = "ROFT_STORE"  # the store's default location (cluster images set it to shared storage)
+STORE_HELP = (f"results store: a folder, or s3://bucket/prefix[?endpoint_override=HOST:PORT&scheme=http] with "
+              f"credentials in AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (default: ${STORE_ENV}, else ./{DEFAULT_STORE})")
 OPTUNA_STORAGE_HELP = ("where alpha-search studies live: a JournalStorage file path (safe on a shared filesystem; "
                        "optuna-dashboard opens it) or an RDB URL such as sqlite:///studies.db (default: in memory, "
                        "continued from the store's alpha_trials table)")
@@ -29,6 +34,11 @@ OPTUNA_STORAGE_HELP = ("where alpha-search studies live: a JournalStorage file p
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-root", default=None, metavar="DIR",
                         help="folder laid out like shared/data (default: $ROFT_DATA, else download into the cache)")
+
+
+def _store_option(parser: argparse.ArgumentParser) -> None:
+    """``--store``, defaulting to ``$ROFT_STORE`` (set by the cluster images), else ``./results``."""
+    parser.add_argument("--store", default=os.environ.get(STORE_ENV) or DEFAULT_STORE, help=STORE_HELP)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,9 +60,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     sweep = sub.add_parser("sweep", help="run a sweep spec")
     sweep.add_argument("spec", help="YAML sweep spec (a path, or the name of a bundled spec such as mini.yaml)")
-    sweep.add_argument("--store", default=DEFAULT_STORE, help=f"results store directory (default: ./{DEFAULT_STORE})")
-    sweep.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray)")
-    sweep.add_argument("--dry-run", action="store_true", help="print the plan and missing files; run nothing")
+    _store_option(sweep)
+    sweep.add_argument("--address", default=None,
+                       help="Ray cluster address, or auto (default: $RAY_ADDRESS, as set inside `ray job submit`, "
+                            "else start a local Ray)")
+    sweep.add_argument("--dry-run", action="store_true",
+                       help="print the plan, missing files and an estimate of GPU-hours; run nothing")
+    sweep.add_argument("--trials-per-gpu-hour", type=float, default=None, metavar="N",
+                       help="for the GPU-hour estimate: fused 100-epoch BBBP-sized trials per GPU-hour "
+                            "(default: 2064, measured on one H100)")
+    sweep.add_argument("--unfused-trials-per-gpu-hour", type=float, default=None, metavar="N",
+                       help="for the GPU-hour estimate: unfused trials per GPU-hour (default: 46, measured on one H100)")
     sweep.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     sweep.add_argument("--optuna-storage", default=None, help=OPTUNA_STORAGE_HELP)
     sweep.add_argument("--retry-failed", action="store_true",
@@ -60,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(sweep)
 
     alpha = sub.add_parser("alpha", help="Optuna search of WiSE-FT / RoFt-Mol alphas over the store's Full-FT checkpoints")
-    alpha.add_argument("--store", default=DEFAULT_STORE, help=f"results store directory (default: ./{DEFAULT_STORE})")
+    _store_option(alpha)
     alpha.add_argument("--method", nargs="+", default=["wise-ft", "roft-mol"], help="wise-ft and/or roft-mol")
     alpha.add_argument("--groups", type=int, nargs="+", default=[1, 2, 3, 6], help="RoFt-Mol alpha groups")
     alpha.add_argument("--n-trials", type=int, default=100, help="points per study (raising it continues studies)")
@@ -70,14 +88,15 @@ def build_parser() -> argparse.ArgumentParser:
         alpha.add_argument(f"--{column}", nargs="+", default=None, help=f"only Full-FT trials with this {column}")
     alpha.add_argument("--seed", type=int, nargs="+", default=None, help="only Full-FT trials with this run seed")
     alpha.add_argument("--optuna-storage", default=None, help=OPTUNA_STORAGE_HELP)
-    alpha.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray)")
+    alpha.add_argument("--address", default=None,
+                       help="Ray cluster address, or auto (default: $RAY_ADDRESS, else start a local Ray)")
     alpha.add_argument("--cpus", type=float, default=1.0, help="CPUs per search trial")
     alpha.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     alpha.add_argument("--dry-run", action="store_true", help="print the plan; run nothing")
     _common(alpha)
 
     table = sub.add_parser("table", help="paper tables: per-cell hyper-parameter selection, mean +- std over seeds")
-    table.add_argument("--store", default=DEFAULT_STORE)
+    _store_option(table)
     table.add_argument("--where", action="append", default=[], metavar="COLUMN=V[,V...]",
                        help="keep rows whose COLUMN is one of the values (repeatable), e.g. --where backbone=hu-gcn-contextpred")
     table.add_argument("--rows", default="method", help="comma-separated row dimensions (default: method)")
@@ -90,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="every grid point as its own row (no selection), as the sweep prints")
 
     report = sub.add_parser("report", help="one static HTML page: tables, significance, figures, provenance")
-    report.add_argument("--store", default=DEFAULT_STORE)
+    _store_option(report)
     report.add_argument("--out", required=True, help="folder for index.html, figures/ and selected.csv")
     report.add_argument("--where", action="append", default=[], metavar="COLUMN=V[,V...]")
     report.add_argument("--select", default="val", choices=["val", "test"])
@@ -101,7 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     store_parser = sub.add_parser("store", help="maintenance of a results store")
     store_sub = store_parser.add_subparsers(dest="store_command", required=True)
     compact = store_sub.add_parser("compact", help="merge the per-trial files into large ones (refuses during a sweep)")
-    compact.add_argument("--store", default=DEFAULT_STORE)
+    _store_option(compact)
+    compact.add_argument("--unlocked", action="store_true",
+                         help="object storage has no lock: compact an s3:// store only after every sweep on it stopped")
 
     bench = sub.add_parser("bench", help="benchmarks that print figures")
     bench_sub = bench.add_subparsers(dest="bench_command", required=True)
@@ -134,6 +155,14 @@ def build_parser() -> argparse.ArgumentParser:
     throughput.add_argument("--no-reference", action="store_true", help="skip the PyG reference loop")
     throughput.add_argument("--compile", action="store_true",
                             help="fused engine: torch.compile the training-mode BatchNorm + ReLU")
+    throughput.add_argument("--group-dropout", action="store_true",
+                            help="fused engine: one dropout generator per group instead of one per trial")
+    throughput.add_argument("--bf16", action="store_true", help="fused engine: bfloat16 autocast")
+    throughput.add_argument("--variant", action="append", default=None, metavar="OPTIONS",
+                            help="measure the fused engine under several option sets, e.g. --variant plain "
+                                 "--variant compile,group-dropout,bf16 (options: "
+                                 f"{', '.join(FUSED_VARIANT_OPTIONS)}; 'plain' for none); overrides the flags")
+    throughput.add_argument("--no-unfused", action="store_true", help="skip roft's unfused engine")
     throughput.add_argument("--profile", action="store_true",
                             help="also print a torch.profiler table of one fused epoch at the largest K")
     _common(throughput)
@@ -254,18 +283,39 @@ def _sweep(args) -> int:
     root = _data_root(args)
     store = ResultStore(args.store)
     print(f"data root: {root or '(none: files come from the download cache ' + str(_cache()) + ')'}", file=sys.stderr)
-    print(f"store: {store.root}", file=sys.stderr)
+    print(f"store: {store.location}", file=sys.stderr)
+    if not store.remote and not Path(args.store).expanduser().is_absolute() and (args.address or _ray_address()):
+        print(f"roft: warning: the store {args.store!r} is relative to this process's working directory "
+              f"({Path.cwd()}); on a cluster (or in a Ray job, whose working directory is temporary) put it on "
+              f"storage every node reaches: --store /shared/path, s3://..., or ${STORE_ENV}", file=sys.stderr)
     plan = plan_sweep(spec, store, root, retry_failed=args.retry_failed)
     print(plan.summary(), file=sys.stderr)
     if args.dry_run:
+        print(_gpu_hours(plan, args), file=sys.stderr)
         return 1 if plan.missing_files else 0
     if plan.missing_files:
         print("roft: error: files are missing (listed above); nothing was run", file=sys.stderr)
         return 2
-    runtime = Runtime(store=str(store.root), sweep=spec.name, data_root=root, threads=max(1, int(spec.resources.cpu)),
+    runtime = Runtime(store=store.uri, sweep=spec.name, data_root=root, threads=max(1, int(spec.resources.cpu)),
                       device=args.device, code_version=code_version(), artifacts=spec.execution.artifacts,
-                      optuna_storage=_optuna_storage(args.optuna_storage))
+                      optuna_storage=_optuna_storage(args.optuna_storage), tf32=spec.execution.tf32,
+                      compile=spec.execution.compile, dropout_streams=spec.execution.dropout_streams,
+                      precision=spec.execution.precision)
     return _run_and_report(plan, store, runtime, args.address)
+
+
+def _ray_address() -> str | None:
+    return os.environ.get("RAY_ADDRESS") or None
+
+
+def _gpu_hours(plan, args) -> str:
+    from orchestrator.estimate import Throughput, estimate_gpu_hours
+
+    defaults = Throughput()
+    throughput = Throughput(fused=defaults.fused if args.trials_per_gpu_hour is None else args.trials_per_gpu_hour,
+                            unfused=defaults.unfused if args.unfused_trials_per_gpu_hour is None
+                            else args.unfused_trials_per_gpu_hour)
+    return estimate_gpu_hours(plan, throughput).summary()
 
 
 def _optuna_storage(location: str | None) -> str | None:
@@ -281,13 +331,10 @@ def _optuna_storage(location: str | None) -> str | None:
 def _alpha(args) -> int:
     from orchestrator import code_version
     from orchestrator.alpha import plan_alpha_searches, search_points
-    from orchestrator.store import ResultStore
     from search_spaces.spec import Resources
     from trainables.config import Runtime
 
-    if not Path(args.store).is_dir():
-        raise FileNotFoundError(f"store {args.store!r} does not exist")
-    store = ResultStore(args.store)
+    store = _existing_store(args.store)
     points = search_points(args.method, args.groups, args.n_trials, args.search_seed, *args.alpha_range)
     filters = {"backbone": args.backbone, "task": args.task, "split": args.split,
                "label_setting": args.label_setting, "seed": args.seed}
@@ -300,7 +347,7 @@ def _alpha(args) -> int:
         return 1
     if args.dry_run:
         return 0
-    runtime = Runtime(store=str(store.root), sweep="alpha", data_root=_data_root(args),
+    runtime = Runtime(store=store.uri, sweep="alpha", data_root=_data_root(args),
                       threads=max(1, int(args.cpus)), device=args.device, code_version=code_version(),
                       optuna_storage=_optuna_storage(args.optuna_storage))
     return _run_and_report(plan, store, runtime, args.address)
@@ -335,12 +382,9 @@ def _cache() -> Path:
 
 def _table(args) -> int:
     from orchestrator.report import store_table
-    from orchestrator.store import ResultStore
     from orchestrator.tables import load_trials, parse_where, render, select
 
-    if not Path(args.store).is_dir():
-        raise FileNotFoundError(f"store {args.store!r} does not exist")
-    store = ResultStore(args.store)
+    store = _existing_store(args.store)
     if args.all_points:
         print(store_table(store, ddof=args.ddof))
         return 0
@@ -353,9 +397,10 @@ def _table(args) -> int:
 def _existing_store(path: str):
     from orchestrator.store import ResultStore
 
-    if not Path(path).is_dir():
-        raise FileNotFoundError(f"store {path!r} does not exist")
-    return ResultStore(path)
+    store = ResultStore(path)
+    if not store.exists():
+        raise FileNotFoundError(f"store {store.location!r} does not exist")
+    return store
 
 
 def _report(args) -> int:
@@ -372,7 +417,7 @@ def _report(args) -> int:
 def _store(args) -> int:
     from orchestrator.compaction import compact
 
-    summary = compact(_existing_store(args.store))
+    summary = compact(_existing_store(args.store), unlocked=args.unlocked)
     print(summary)
     return 0
 
@@ -409,14 +454,35 @@ def _bench_throughput(args) -> int:
     if args.tf32:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
+    variants = ([fused_variant(text) for text in args.variant] if args.variant else
+                [fused_variant(",".join(name for name, on in (("compile", args.compile),
+                                                              ("group-dropout", args.group_dropout),
+                                                              ("bf16", args.bf16)) if on) or "plain")])
     data, task_type, split = load_bench_data(args.task, args.molecules, _data_root(args) if args.task else None)
     bench_throughput(data, task_type, GNNShape(args.gnn, args.layers, args.width, 0.5), args.fused,
                      resolve_device(args.device), epochs=args.epochs, split=split, skip_reference=args.no_reference,
-                     compile_normalisation=args.compile)
+                     skip_unfused=args.no_unfused, variants=variants)
     if args.profile and args.fused:
         profile_fused(data, split, GNNShape(args.gnn, args.layers, args.width, 0.5), task_type,
-                      resolve_device(args.device), max(args.fused), compile_normalisation=args.compile)
+                      resolve_device(args.device), max(args.fused), options=variants[-1])
     return 0
+
+
+FUSED_VARIANT_OPTIONS = ("compile", "group-dropout", "bf16")
+
+
+def fused_variant(text: str):
+    """``"compile,bf16"`` -> the fused engine's options; ``"plain"`` for none."""
+    from orchestrator.throughput import FusedOptions
+
+    names = [] if text.strip() == "plain" else [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in FUSED_VARIANT_OPTIONS]
+    if unknown or not (names or text.strip() == "plain"):
+        raise SystemExit(f"roft bench throughput: --variant {text!r}: unknown option(s) {', '.join(unknown) or '(none)'}; "
+                         f"accepted: plain, or a comma-separated subset of {', '.join(FUSED_VARIANT_OPTIONS)}")
+    return FusedOptions(compile_normalisation="compile" in names,
+                        dropout_streams="group" if "group-dropout" in names else "per-trial",
+                        precision="bf16" if "bf16" in names else "fp32")
 
 
 if __name__ == "__main__":

@@ -4,25 +4,23 @@ A sweep writes one small Parquet file per trial and table (``trials/<key>.parque
 100k trials are 300k files, slow to list and to open. Compaction reads every file of a table
 (per-trial files and earlier compacted ``part-*.parquet`` files), keeps each trial's rows from
 one source (its own file when there is one, as the newest, else the newest part), writes them
-as one new ``part-<timestamp>.parquet`` (under a temporary name, then renamed), and only then
+as one new ``part-<timestamp>.parquet`` (atomically, as every store file), and only then
 deletes the files it merged. The multiset of rows is unchanged; rows duplicated by a crash in
 the middle of an earlier compaction are dropped. Readers see every row at every moment
 (a trial may briefly be in two files; the readers keep one). It refuses to run while a sweep
-holds the store's lock.
+holds the store's lock; on object storage, which has no lock, it runs only when told
+that no sweep is running (``roft store compact --unlocked``).
 """
 
 from __future__ import annotations
 
-import fcntl
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from orchestrator.store import LOCK_NAME, PART_PREFIX, SIDE_TABLES, TRIAL_SCHEMA, ResultStore, StoreError
+from orchestrator.store import PART_PREFIX, SIDE_TABLES, TRIAL_SCHEMA, ResultStore
 
 
 @dataclass
@@ -35,15 +33,15 @@ class CompactionSummary:
         return f"compacted in {self.seconds:.1f} s: {parts or 'nothing to compact'}"
 
 
-def _merge(directory: Path, schema: pa.Schema) -> tuple[pa.Table, list[Path]] | None:
-    files = sorted(p for p in directory.glob("*.parquet"))
+def _merge(store: ResultStore, name: str, schema: pa.Schema) -> tuple[pa.Table, list[str]] | None:
+    files = store.list_files(name)
     if len(files) <= 1:
         return None
     # newest source last: parts in name (timestamp) order, then per-trial files
-    files = sorted(files, key=lambda p: (not p.name.startswith(PART_PREFIX), p.name))
+    files = sorted(files, key=lambda p: (not _base(p).startswith(PART_PREFIX), _base(p)))
     tables = []
     for rank, path in enumerate(files):
-        table = pq.read_table(path, schema=schema)
+        table = store.read_file(path, schema)
         tables.append(table.append_column("_rank", pa.array([rank] * table.num_rows, pa.int64())))
     merged = pa.concat_tables(tables)
     newest = merged.group_by("trial_key").aggregate([("_rank", "max")])
@@ -53,26 +51,28 @@ def _merge(directory: Path, schema: pa.Schema) -> tuple[pa.Table, list[Path]] | 
     return keep.select(schema.names).cast(schema), files
 
 
-def compact(store: ResultStore) -> CompactionSummary:
-    """Compact every table of ``store``; raises :class:`StoreError` while a sweep holds the lock."""
+def _base(path: str) -> str:
+    return path.rpartition("/")[2]
+
+
+def compact(store: ResultStore, unlocked: bool = False) -> CompactionSummary:
+    """Compact every table of ``store``; raises :class:`StoreError` while a sweep holds the lock.
+
+    On object storage there is no lock (see :meth:`ResultStore.compaction_lock`): it raises
+    unless ``unlocked``, the caller's word that no sweep writes to the store meanwhile.
+    """
     started = time.perf_counter()
-    store.root.mkdir(parents=True, exist_ok=True)
-    with open(store.root / LOCK_NAME, "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise StoreError(f"a sweep is running on the store at {store.root} (it holds {LOCK_NAME}); compact "
-                             "after it finishes") from None
+    with store.compaction_lock(unlocked):
         summary = {}
         for name, schema in {"trials": TRIAL_SCHEMA, **SIDE_TABLES}.items():
-            result = _merge(store.root / name, schema)
+            result = _merge(store, name, schema)
             if result is None:
                 continue
             table, files = result
-            target = store.root / name / f"{PART_PREFIX}{time.time_ns()}.parquet"
+            target = store.path(name, f"{PART_PREFIX}{time.time_ns()}.parquet")
             store.write_table(table, target)
             for path in files:
                 if path != target:
-                    path.unlink()
+                    store.delete(path)
             summary[name] = (len(files), table.num_rows)
         return CompactionSummary(summary, time.perf_counter() - started)

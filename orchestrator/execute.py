@@ -23,7 +23,7 @@ from typing import Any, TextIO
 
 from orchestrator.fusion import plan_units
 from orchestrator.plan import SweepPlan
-from orchestrator.store import ResultStore
+from orchestrator.store import ResultStore, StoreError
 from trainables.config import Runtime
 from trainables.dependencies import parent_spec
 
@@ -37,11 +37,15 @@ class SweepOutcome:
     searches: Any = None  # orchestrator.hpsearch.SearchOutcome when the spec has searched methods
 
 
-def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
-    """Connect to ``address`` (an existing cluster), or start a private local Ray.
+def init_ray(address: str | None = None, num_cpus: int | None = None, env: dict[str, str] | None = None) -> None:
+    """Connect to ``address`` (an existing cluster; ``auto``: the one Ray finds), else to
+    ``$RAY_ADDRESS`` (which ``ray job submit`` sets for its entry point), else start a private local Ray.
 
     A local Ray is kept on the loopback interface (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``)
     with no dashboard; Ray's own per-trial file loggers are disabled (the store keeps results).
+    The workers of a local Ray inherit this process's environment; on a cluster they get ``env``
+    (the store's :meth:`~orchestrator.store.ResultStore.worker_env`, e.g. S3 credentials) through
+    the job's ``runtime_env``, where whoever can read the cluster's job information can see it.
     """
     import logging
 
@@ -55,12 +59,23 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", "16")
     if ray.is_initialized():
         return
+    address = address or os.environ.get("RAY_ADDRESS") or None
     if address:
-        ray.init(address=address, log_to_driver=True)
+        env = {k: v for k, v in (env or {}).items() if k not in _job_env_vars()}
+        ray.init(address=address, log_to_driver=True, **({"runtime_env": {"env_vars": env}} if env else {}))
     else:
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=True,
                  configure_logging=True, logging_level="WARNING")
+
+
+def _job_env_vars() -> set[str]:
+    """Variables that the Ray job running this driver already sets (``ray job submit --runtime-env-json``);
+    Ray refuses a ``ray.init`` runtime_env that sets any of them again."""
+    import json
+
+    config = json.loads(os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR") or "{}")
+    return set((config.get("runtime_env") or {}).get("env_vars") or {})
 
 
 class ProgressReporter:
@@ -151,7 +166,15 @@ def run_trials(trials: list[dict[str, Any]], runtime: Runtime, trainable: Callab
                                       failure_config=tune.FailureConfig(max_failures=max_failures),
                                       checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
         )
-        grid = tuner.fit()
+        try:
+            grid = tuner.fit()
+        except (OSError, EOFError) as exc:  # Tune's experiment state under tune_root: a full or unwritable disk
+            # (EOFError: Tune reading back a trial's error file that the full disk truncated)
+            raise StoreError(f"Tune could not write its experiment state under {tune_root} "
+                             f"({type(exc).__name__}: {exc}{_free_space(tune_root)}); the sweep "
+                             f"stopped in units {start + 1}-{start + len(chunk)} of {len(trials)}. Rows already in "
+                             "the store are untouched: free space or fix the permissions, then rerun the same "
+                             "command") from exc
         unfinished = 0
         for i in range(len(grid)):
             result = grid[i]
@@ -166,9 +189,27 @@ def run_trials(trials: list[dict[str, Any]], runtime: Runtime, trainable: Callab
         if unfinished:
             # Tune returns normally after Ctrl-C / SIGTERM: stop here instead of starting the next chunk.
             raise KeyboardInterrupt(f"{unfinished} trials of {experiment} did not finish")
+        unwritable = [message for message in errors.values() if "StoreError" in message]
+        if unwritable:
+            # every later trial would fail the same way: stop (what landed stays as it is)
+            raise StoreError(f"the results store could not be written ({error_line(unwritable[0])}); the sweep "
+                             f"stopped after {min(start + chunk_size, len(trials))} of {len(trials)} units, "
+                             f"{len(trials) - start - len(chunk)} not started. Rows already in the store are "
+                             "untouched: free space or fix the store's permissions, then rerun the same command")
         if not errors:
             shutil.rmtree(tune_root / experiment, ignore_errors=True)
     return errors
+
+
+def _free_space(path: Path) -> str:
+    """``", N bytes free on its disk"`` for the nearest existing folder of ``path`` ('' if unknown)."""
+    for folder in [Path(path), *Path(path).parents]:
+        if folder.exists():
+            try:
+                return f"; {shutil.disk_usage(folder).free:,} bytes free on its disk"
+            except OSError:
+                return ""
+    return ""
 
 
 def run_sweep(plan: SweepPlan, store: ResultStore, runtime: Runtime, address: str | None = None,
@@ -192,7 +233,7 @@ def _run_sweep(plan: SweepPlan, store: ResultStore, runtime: Runtime, address: s
     spec = plan.spec
     _save_spec(plan, store)
     _prefeaturize(plan, runtime)
-    init_ray(address)
+    init_ray(address, env=store.worker_env())
     reporter = ProgressReporter(len(pending), spec.name, stream)
     errors: dict[str, str] = {}
     for wave in plan.waves():
@@ -212,13 +253,14 @@ def _run_sweep(plan: SweepPlan, store: ResultStore, runtime: Runtime, address: s
                 [unit.to_config() for unit in units], runtime, _trainable(), name=spec.name,
                 resources={"cpu": spec.resources.cpu, "gpu": spec.resources.gpu},
                 chunk_size=spec.execution.chunk_size, max_failures=spec.execution.max_failures,
-                max_concurrent=spec.execution.max_concurrent, tune_root=store.root / "_tune", reporter=reporter))
+                max_concurrent=spec.execution.max_concurrent, tune_root=store.tune_dir(), reporter=reporter))
     landed = store.done_keys()
     failed = {t.key(): errors.get(t.key(), "finished without committing a row to the store")
               for t in pending if t.key() not in landed}
+    recorded = store.failed_keys()
     _record_failures(store, runtime, [t for t in pending if t.key() in failed], failed)
     for trial in pending:
-        if trial.key() in landed:
+        if trial.key() in landed and trial.key() in recorded:
             store.clear_failure(trial.key())
     succeeded = len(pending) - len(failed)
     searches = None
@@ -255,9 +297,7 @@ def _save_spec(plan: SweepPlan, store: ResultStore) -> None:
     """Keep the spec file with the results (``specs/<sweep>.yaml``), for reports' provenance."""
     source = Path(plan.spec.source)
     if source.is_file():
-        from trainables.sources import atomic_write
-        text = source.read_bytes()
-        atomic_write(store.root / "specs" / f"{plan.spec.name}.yaml", lambda fh: fh.write(text))
+        store.write_spec(plan.spec.name, source.read_bytes())
 
 
 def _trainable():

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from orchestrator.plan import cells, file_hashes, make_trial
+from orchestrator.store import ResultStore
 from search_spaces.spec import HyperparameterSearch, SweepSpec
 from trainables.config import Runtime
 from trainables.tasks import TASKS
@@ -50,7 +50,7 @@ def run_searches(spec: SweepSpec, runtime: Runtime, data_root: str | None = None
 
     outcome = SearchOutcome()
     hashes = file_hashes(spec, data_root)
-    tune_root = Path(runtime.store).resolve() / "_tune"
+    tune_root = ResultStore(runtime.store).tune_dir()
     resources = {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
     for search in spec.searches:
         for backbone, task, split, label_setting in cells(spec):

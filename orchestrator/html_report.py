@@ -53,10 +53,10 @@ def build_report(store: ResultStore, out: Path, where: dict | None = None, selec
     out.mkdir(parents=True, exist_ok=True)
     trials = load_trials(store, where, REPORT_COLUMNS)
     if trials.empty:
-        raise ValueError(f"the store at {store.root} holds no finished trials matching {where or 'any filter'}")
+        raise ValueError(f"the store at {store.location} holds no finished trials matching {where or 'any filter'}")
     selected = select(trials, selection, ddof)
     selected.frame.to_csv(out / "selected.csv", index=False)
-    parts = [f"<h1>roft report: {html.escape(str(store.root))}</h1>",
+    parts = [f"<h1>roft report: {html.escape(store.location)}</h1>",
              f"<p>{len(trials)} trials; built {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; selection: "
              f"<b>{html.escape(selection)}</b>{' (optimistic)' if selection == 'test' else ''}; std ddof={ddof}; "
              f"selected cells: <a href='selected.csv'>selected.csv</a>.</p>", "<h2>Tables</h2>"]
@@ -113,8 +113,8 @@ def build_report(store: ResultStore, out: Path, where: dict | None = None, selec
                        trials[["backbone", "backbone_sha256"]].drop_duplicates().rename(
                            columns={"backbone": "file of", "backbone_sha256": "sha256"})])
     parts.append(_frame_html(files[files.sha256.fillna("") != ""]))
-    for spec in sorted((store.root / "specs").glob("*.yaml")):
-        parts.append(f"<h3>spec {html.escape(spec.name)}</h3><pre>{html.escape(spec.read_text())}</pre>")
+    for name, text in store.read_specs():
+        parts.append(f"<h3>spec {html.escape(name)}</h3><pre>{html.escape(text)}</pre>")
     page = out / "index.html"
     page.write_text("<!DOCTYPE html><html><head><meta charset='utf-8'><title>roft report</title>"
                     f"<style>{STYLE}</style></head><body>" + "\n".join(parts) + "</body></html>")

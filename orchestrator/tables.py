@@ -54,10 +54,9 @@ def load_trials(store: ResultStore, where: dict[str, Sequence[str]] | None = Non
                              f"{convert.__name__} values") from None
         term = ds.field(column).isin(typed)
         expression = term if expression is None else expression & term
-    dataset = store.trials_dataset()
-    if dataset is None:
+    frame = store.scan("trials", columns=list(dict.fromkeys([*columns, "trial_key"])), filter=expression).to_pandas()
+    if frame.empty:
         return pd.DataFrame(columns=list(columns))
-    frame = dataset.to_table(columns=list(dict.fromkeys([*columns, "trial_key"])), filter=expression).to_pandas()
     return frame.drop_duplicates("trial_key", keep="last")
 
 

@@ -10,11 +10,15 @@ task with ``--task``), with Full FT, the same model shape, batch size 32 and Ada
 * ``unfused``: :func:`trainables.train.fit`, one trial;
 * ``fused K``: :func:`trainables.fused.engine.fit_fused`, K trials (seeds 0..K-1) at once.
 
-Each engine runs one untimed warm-up epoch, then ``epochs`` timed epochs (training plus the
-per-epoch validation and test evaluation every engine does). Printed per engine: seconds per
-epoch, trial-epochs/s, training graphs/s, projected 100-epoch trials per hour and the ratio to
-the reference. Nothing here is a test: absolute figures depend on the machine, the ratios are
-the result.
+Each engine runs one untimed warm-up epoch, then timed epochs (training plus the per-epoch
+validation and test evaluation every engine does). The roft engines are timed as whole fits of
+1 and of ``1 + epochs`` epochs: the difference gives seconds per epoch, the rest is the fit's
+set-up (stacking the models, moving molecules to the device, assembling the evaluation
+batches), which a 100-epoch trial pays once; the reference loop's set-up (building its
+``DataLoader`` s) is not timed. Printed per engine: seconds per epoch, set-up seconds,
+trial-epochs/s, training graphs/s, projected 100-epoch trials per hour (``trials * 3600 /
+(set-up + 100 * seconds per epoch)``) and the ratio to the reference. Nothing here is a test:
+absolute figures depend on the machine, the ratios are the result.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ class Throughput:
     seconds_per_epoch: float  # wall seconds for one epoch of all ``trials``
     train_graphs: int
     peak_memory_mib: float | None = None
+    setup_seconds: float = 0.0  # once per fit
 
     @property
     def trial_epochs_per_second(self) -> float:
@@ -56,7 +61,7 @@ class Throughput:
 
     @property
     def trials_per_hour(self) -> float:
-        return self.trial_epochs_per_second * 3600 / TRIAL_EPOCHS
+        return self.trials * 3600 / (self.setup_seconds + TRIAL_EPOCHS * self.seconds_per_epoch)
 
 
 def index_split(n: int) -> SplitIndices:
@@ -133,31 +138,43 @@ def _synchronize(device: torch.device) -> None:
 
 # --------------------------------------------------------------------------- roft engines
 
-def unfused_epochs(data: GraphDataset, split: SplitIndices, shape: GNNShape, task_type: TaskType,
-                   recipe: TrainingRecipe, device: torch.device, epochs: int) -> float:
-    """Seconds per epoch of :func:`trainables.train.fit` (model built before timing)."""
+def setup_and_epoch(run: Callable[[int], float], epochs: int) -> tuple[float, float]:
+    """``(set-up seconds, seconds per epoch)`` of ``run(n_epochs) -> seconds`` (one whole fit):
+    one warm-up fit of 1 epoch, then fits of 1 and ``1 + epochs`` epochs."""
+    run(1)
+    one = run(1)
+    per_epoch = (run(1 + epochs) - one) / epochs
+    return max(one - per_epoch, 0.0), per_epoch
+
+
+def unfused_run(data: GraphDataset, split: SplitIndices, shape: GNNShape, task_type: TaskType,
+                recipe: TrainingRecipe, device: torch.device) -> Callable[[int], float]:
+    """``run(epochs) -> seconds`` of :func:`trainables.train.fit` (model built before timing)."""
     def run(n_epochs: int) -> float:
         ctx = MethodContext(model=_model(shape, data.num_tasks, 0, device), pretrained_state=None, seed=0)
         return _timed(lambda: fit(ctx, make_method("full-ft"), data, split, task_type, True,
                                   _with_epochs(recipe, n_epochs), torch.Generator().manual_seed(0), device), 1, device)
 
-    run(1)
-    return run(epochs) / epochs
+    return run
 
 
-def fused_epochs(data: GraphDataset, split: SplitIndices, shape: GNNShape, task_type: TaskType,
-                 recipe: TrainingRecipe, device: torch.device, epochs: int, trials: int,
-                 compile_normalisation: bool = False) -> float:
-    """Seconds per epoch of :func:`fit_fused` over ``trials`` trials (models built before timing;
-    stacking them and assembling the resident evaluation batches are timed)."""
-    run = _fused_run(data, split, shape, task_type, recipe, device, trials, compile_normalisation)
-    run(1)
-    return run(epochs) / epochs
+@dataclass(frozen=True)
+class FusedOptions:
+    """The fused engine's speed options (see :func:`fit_fused`)."""
+
+    compile_normalisation: bool = False
+    dropout_streams: str = "per-trial"
+    precision: str = "fp32"
+
+    def describe(self) -> str:
+        return (f"compiled normalisation {self.compile_normalisation}, dropout streams {self.dropout_streams}, "
+                f"precision {self.precision}")
 
 
-def _fused_run(data: GraphDataset, split: SplitIndices, shape: GNNShape, task_type: TaskType, recipe: TrainingRecipe,
-               device: torch.device, trials: int, compile_normalisation: bool) -> Callable[[int], float]:
-    """``run(epochs) -> seconds``: builds ``trials`` fresh members (untimed), times their fused fit."""
+def fused_run(data: GraphDataset, split: SplitIndices, shape: GNNShape, task_type: TaskType, recipe: TrainingRecipe,
+              device: torch.device, trials: int, options: FusedOptions = FusedOptions()) -> Callable[[int], float]:
+    """``run(epochs) -> seconds``: builds ``trials`` fresh members (untimed), times their fused fit
+    (stacking the models and assembling the resident evaluation batches included)."""
     def run(n_epochs: int) -> float:
         members = []
         for seed in range(trials):
@@ -165,7 +182,9 @@ def _fused_run(data: GraphDataset, split: SplitIndices, shape: GNNShape, task_ty
             members.append(FusedMember(model, make_method("full-ft"), split, torch.Generator().manual_seed(seed),
                                        dropout_generator_after_init(device, seed), seed))
         return _timed(lambda: fit_fused(members, data, task_type, True, _with_epochs(recipe, n_epochs), device,
-                                        compile_normalisation=compile_normalisation), 1, device)
+                                        compile_normalisation=options.compile_normalisation,
+                                        dropout_streams=options.dropout_streams, precision=options.precision),
+                      1, device)
 
     return run
 
@@ -184,8 +203,9 @@ def _peak_memory(device: torch.device) -> float | None:
 
 def bench_throughput(data: GraphDataset, task_type: TaskType, shape: GNNShape, fused_sizes: Sequence[int],
                      device: torch.device, epochs: int = 2, batch_size: int = 32, split: SplitIndices | None = None,
-                     skip_reference: bool = False, compile_normalisation: bool = False) -> list[Throughput]:
-    """Measure every engine and print one table; returns the measurements."""
+                     skip_reference: bool = False, skip_unfused: bool = False,
+                     variants: Sequence[FusedOptions] = (FusedOptions(),)) -> list[Throughput]:
+    """Measure every engine (the fused one under each of ``variants``) and print one table."""
     split = index_split(len(data)) if split is None else split
     recipe = TrainingRecipe(epochs=epochs, batch_size=batch_size)
     n_train = len(split.train)
@@ -193,49 +213,55 @@ def bench_throughput(data: GraphDataset, task_type: TaskType, shape: GNNShape, f
           f"torch threads {torch.get_num_threads()}, {shape.gnn_type} {shape.num_layers}x{shape.emb_dim}, "
           f"{len(data)} molecules ({n_train} train, {len(split.valid)} valid, {len(split.test)} test), "
           f"{data.num_atoms.mean():.1f} atoms/molecule, batch {batch_size}, {epochs} timed epochs per engine, "
-          f"TF32 matmul {torch.backends.cuda.matmul.allow_tf32 if device.type == 'cuda' else 'n/a'}, "
-          f"compiled normalisation {compile_normalisation}", flush=True)
+          f"TF32 matmul {torch.backends.cuda.matmul.allow_tf32 if device.type == 'cuda' else 'n/a'}", flush=True)
     _peak_memory(device)
     results: list[Throughput] = []
-    runs: list[tuple[str, int, Callable[[], float]]] = []
+    runs: list[tuple[str, int, Callable[[], tuple[float, float]]]] = []
     if not skip_reference:
-        runs.append(("reference", 1, lambda: reference_epochs(data, split, shape, task_type, recipe, device, epochs)))
-    runs.append(("unfused", 1, lambda: unfused_epochs(data, split, shape, task_type, recipe, device, epochs)))
-    for k in fused_sizes:
-        runs.append((f"fused K={k}", k, lambda k=k: fused_epochs(data, split, shape, task_type, recipe, device,
-                                                                  epochs, k, compile_normalisation)))
+        runs.append(("reference", 1,
+                     lambda: (0.0, reference_epochs(data, split, shape, task_type, recipe, device, epochs))))
+    if not skip_unfused:
+        runs.append(("unfused", 1, lambda: setup_and_epoch(unfused_run(data, split, shape, task_type, recipe, device),
+                                                             epochs)))
+    for v, options in enumerate(variants):
+        if len(variants) > 1:
+            print(f"fused variant {chr(ord('a') + v)}: {options.describe()}", flush=True)
+        tag = f" {chr(ord('a') + v)}" if len(variants) > 1 else ""
+        for k in fused_sizes:
+            runs.append((f"fused{tag} K={k}", k, lambda k=k, options=options: setup_and_epoch(
+                fused_run(data, split, shape, task_type, recipe, device, k, options), epochs)))
     baseline: Throughput | None = None
     for engine, trials, measure in runs:
         try:
-            seconds = measure()
+            setup, seconds = measure()
         except torch.cuda.OutOfMemoryError as exc:  # larger K than the device holds: say so, keep the table
             print(f"{engine}: out of device memory ({str(exc).splitlines()[0]})", flush=True)
             torch.cuda.empty_cache()
             continue
-        result = Throughput(engine, trials, seconds, n_train, _peak_memory(device))
+        result = Throughput(engine, trials, seconds, n_train, _peak_memory(device), setup)
         baseline = baseline or result
         results.append(result)
         memory = "" if result.peak_memory_mib is None else f"  peak {result.peak_memory_mib:,.0f} MiB"
-        print(f"{engine:<13} {result.seconds_per_epoch:8.3f} s/epoch  {result.trial_epochs_per_second:8.2f} "
-              f"trial-epochs/s  {result.graphs_per_second:10,.0f} graphs/s  {result.trials_per_hour:9,.0f} "
-              f"trials/h  x{result.trial_epochs_per_second / baseline.trial_epochs_per_second:6.2f} "
+        print(f"{engine:<15} {result.seconds_per_epoch:8.3f} s/epoch  set-up {setup:6.2f} s  "
+              f"{result.trial_epochs_per_second:8.2f} trial-epochs/s  {result.graphs_per_second:10,.0f} graphs/s  "
+              f"{result.trials_per_hour:9,.0f} trials/h  x{result.trials_per_hour / baseline.trials_per_hour:6.2f} "
               f"vs {baseline.engine}{memory}", flush=True)
     return results
 
 
 def profile_fused(data: GraphDataset, split: SplitIndices, shape: GNNShape, task_type: TaskType, device: torch.device,
-                  trials: int, batch_size: int = 32, compile_normalisation: bool = False, rows: int = 15) -> None:
+                  trials: int, batch_size: int = 32, options: FusedOptions = FusedOptions(), rows: int = 15) -> None:
     """Print where one fused epoch of ``trials`` trials spends its time (torch.profiler, top ``rows`` ops)."""
     from torch.profiler import ProfilerActivity, profile
 
-    run = _fused_run(data, split, shape, task_type, TrainingRecipe(epochs=1, batch_size=batch_size), device, trials,
-                     compile_normalisation)
+    run = fused_run(data, split, shape, task_type, TrainingRecipe(epochs=1, batch_size=batch_size), device, trials,
+                    options)
     run(1)  # warm-up
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     with profile(activities=activities) as profiler:
         run(1)
     sort = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
-    print(f"profile of one fused epoch, K={trials} (after a warm-up run), by {sort}:")
+    print(f"profile of one fused epoch, K={trials}, {options.describe()} (after a warm-up run), by {sort}:")
     print(profiler.key_averages().table(sort_by=sort, row_limit=rows, max_name_column_width=48))
 
 

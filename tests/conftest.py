@@ -54,3 +54,41 @@ def ray_session(data_root, session_cache):
     init_ray(num_cpus=2)
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory) -> str:
+    """A local S3-compatible server (moto) on loopback, with test credentials in the environment.
+
+    Yields the server's ``HOST:PORT``. The ``AWS_*`` variables stay set for the rest of the session
+    (processes started later, such as a sweep's Ray workers, inherit them); the AWS configuration
+    files of the machine are ignored.
+    """
+    moto_server = pytest.importorskip("moto.server")
+    nothing = tmp_path_factory.mktemp("aws") / "none"
+    os.environ.update({"AWS_ACCESS_KEY_ID": "roft-test", "AWS_SECRET_ACCESS_KEY": "roft-test-secret",
+                       "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true",
+                       "AWS_CONFIG_FILE": str(nothing), "AWS_SHARED_CREDENTIALS_FILE": str(nothing)})
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3_server) -> str:
+    """A fresh, empty bucket on :func:`s3_server`; yields its name."""
+    import uuid
+
+    from pyarrow import fs
+
+    bucket = f"roft-{uuid.uuid4().hex[:12]}"
+    fs.S3FileSystem(endpoint_override=s3_server, scheme="http", allow_bucket_creation=True).create_dir(bucket)
+    return bucket
+
+
+@pytest.fixture
+def s3_store_uri(s3_server, s3_bucket) -> str:
+    """The URI of an empty results store below a fresh bucket of :func:`s3_server`."""
+    return f"s3://{s3_bucket}/results?endpoint_override={s3_server}&scheme=http"

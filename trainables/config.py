@@ -19,6 +19,8 @@ from typing import Any
 
 PROTOCOL_VERSION = "roft-protocol-1"
 ARTIFACT_POLICIES = ("required", "all")
+DROPOUT_STREAMS = ("per-trial", "group")  # fused groups: one dropout generator per trial, or one per group
+PRECISIONS = ("fp32", "bf16")  # fused groups: float32 (TF32 where allowed), or bfloat16 autocast
 
 
 @dataclass(frozen=True)
@@ -105,10 +107,30 @@ class Runtime:
     code_version: str = "unknown"
     artifacts: str = "required"  # required: keep checkpoints other trials depend on | all
     optuna_storage: str | None = None  # alpha searches: None (in memory), a journal file path, or an RDB URL
+    tf32: bool = False  # TF32 matrix products on GPUs
+    compile: bool = False  # fused groups: torch.compile the training-mode BatchNorm + ReLU
+    dropout_streams: str = "per-trial"  # fused groups: one dropout generator per trial, or per group
+    precision: str = "fp32"  # fused groups: fp32 | bf16
 
     def __post_init__(self):
         if self.artifacts not in ARTIFACT_POLICIES:
             raise ValueError(f"artifacts={self.artifacts!r} is not accepted; accepted: {', '.join(ARTIFACT_POLICIES)}")
+        if self.dropout_streams not in DROPOUT_STREAMS:
+            raise ValueError(f"dropout_streams={self.dropout_streams!r} is not accepted; accepted: "
+                             f"{', '.join(DROPOUT_STREAMS)}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision={self.precision!r} is not accepted; accepted: {', '.join(PRECISIONS)}")
+
+    def engine(self, fused_trials: int, device_type: str) -> str:
+        """The row's ``engine``: ``unfused`` or ``fused``, then ``+`` each speed option in effect
+        (``tf32`` on a CUDA device; ``compile`` for fused groups on a CUDA device; ``group-dropout``,
+        ``bf16`` for fused groups)."""
+        fused = fused_trials > 1
+        options = [name for name, on in (("tf32", self.tf32 and device_type == "cuda"),
+                                         ("compile", fused and self.compile and device_type == "cuda"),
+                                         ("group-dropout", fused and self.dropout_streams == "group"),
+                                         ("bf16", fused and self.precision == "bf16")) if on]
+        return "+".join(["fused" if fused else "unfused", *options])
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)

@@ -210,6 +210,9 @@ def load_task(name: str | Task, data_root: str | None = None) -> GraphDataset:
     """
     task = TASKS.get(name) if isinstance(name, str) else name
     graphs, sha = load_graphs(task.file, task.smiles_column, data_root)
+    if len(graphs["source_rows"]) == 0:
+        raise ValueError(f"task {task.name}: none of the SMILES in column {task.smiles_column!r} of {task.file} "
+                         f"could be read by RDKit ({graphs['stats'].get('dropped', 0)} dropped); nothing to train on")
     table = read_table(sources.resolve(task.file, data_root))
     columns = task.resolve_label_columns(list(table.columns))
     labels = table.loc[:, list(columns)].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float32)

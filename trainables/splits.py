@@ -115,7 +115,14 @@ def random_split(scaffolds: Sequence[str], num_atoms: np.ndarray, seed: int = SP
 
 
 def make_split(name: str, scaffolds: Sequence[str], num_atoms: np.ndarray, seed: int = SPLIT_SEED) -> Split:
-    return SPLITS.get(name)(scaffolds, num_atoms, seed)
+    """The ``name`` split; every part must hold at least one molecule (else ``ValueError``)."""
+    split = SPLITS.get(name)(scaffolds, num_atoms, seed)
+    empty = [part for part in ("train", "valid", "test") if len(getattr(split, part)) == 0]
+    if empty:
+        raise ValueError(f"the {name} split of {len(scaffolds)} molecules leaves the {' and '.join(empty)} "
+                         f"set(s) empty; a task needs at least one molecule in each of train, valid and test "
+                         f"(about 10 molecules for the 80/10/10 fractions)")
+    return split
 
 
 # --------------------------------------------------------------------------- label settings

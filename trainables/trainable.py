@@ -31,7 +31,6 @@ from trainables.dataset import GraphDataset, load_task
 from trainables.dependencies import parent_methods, parent_spec
 from trainables.gnn import GNNShape
 from trainables.methods import FineTuningMethod, MethodContext, make_method
-from trainables.sources import atomic_write
 from trainables.splits import make_split, parse_label_setting
 from trainables.tasks import TASKS
 from trainables.train import DivergedError, EpochRecord, FitResult, SplitIndices, fit
@@ -79,29 +78,27 @@ def load_parent_state(spec: TrialSpec, store: ResultStore) -> ParentCheckpoint |
     row = store.read_trial(key)
     if row is None:
         raise DependencyError(f"{spec.method} trial {spec.key()} needs its {parent.method} parent trial {key}, "
-                              f"which is not in the store at {store.root}; run the sweep (it plans the parent "
+                              f"which is not in the store at {store.location}; run the sweep (it plans the parent "
                               "first) or the parent trial")
-    path = store.artifact_path(key)
+    location = store.artifact_location(key)
     recorded = row.get("artifact_sha256") or ""
-    if not path.is_file() or not recorded:
-        raise DependencyError(f"{parent.method} trial {key} has no saved checkpoint at {path} (recorded sha256: "
+    blob = store.read_artifact(key) if recorded else None
+    if blob is None or not recorded:
+        raise DependencyError(f"{parent.method} trial {key} has no saved checkpoint at {location} (recorded sha256: "
                               f"{recorded or 'none'}); delete its row trials/{key}.parquet to retrain it")
-    blob = path.read_bytes()
     actual = hashlib.sha256(blob).hexdigest()
     if actual != recorded:
-        raise DependencyError(f"{parent.method} trial {key}: checkpoint {path} has sha256 {actual}, but its row "
+        raise DependencyError(f"{parent.method} trial {key}: checkpoint {location} has sha256 {actual}, but its row "
                               f"records {recorded}; refusing to use a mismatched checkpoint")
     return ParentCheckpoint(key, actual, torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True))
 
 
 def save_artifact(store: ResultStore, key: str, state: dict[str, torch.Tensor]) -> tuple[str, str]:
-    """Write ``state`` atomically under the store; returns (path, sha256)."""
+    """Write ``state`` atomically to the store; returns (its location: a path or an s3:// URI, sha256)."""
     buffer = io.BytesIO()
     torch.save(state, buffer)
     blob = buffer.getvalue()
-    path = store.artifact_path(key)
-    atomic_write(path, lambda fh: fh.write(blob))
-    return str(path), hashlib.sha256(blob).hexdigest()
+    return store.write_artifact(key, blob), hashlib.sha256(blob).hexdigest()
 
 
 def resolve_device(preference: str) -> torch.device:
@@ -198,7 +195,7 @@ def commit_trial(trial: PreparedTrial, result: FitResult, runtime: Runtime, fuse
         "parent_trial_key": "" if parent is None else parent.key,
         "parent_artifact_sha256": "" if parent is None else parent.sha256,
         "method_results": canonical_json(result.summary),
-        "engine": "fused" if fused_trials > 1 else "unfused", "fused_trials": fused_trials,
+        "engine": runtime.engine(fused_trials, trial.device.type), "fused_trials": fused_trials,
     }
     epochs = [{"stage": e.stage, "epoch": e.epoch, "train_loss": e.train_loss, "val_metric": e.val,
                "test_metric": e.test, "val_tasks_skipped": e.val_tasks_skipped,
@@ -207,10 +204,18 @@ def commit_trial(trial: PreparedTrial, result: FitResult, runtime: Runtime, fuse
     return row
 
 
+def apply_matmul_precision(runtime: Runtime) -> None:
+    """TF32 matrix products on CUDA devices where the sweep asks for them (a process-wide switch:
+    every trial of a sweep runs under the same setting)."""
+    torch.backends.cuda.matmul.allow_tf32 = runtime.tf32
+    torch.backends.cudnn.allow_tf32 = runtime.tf32
+
+
 def execute_trial(spec: TrialSpec, runtime: Runtime,
                   on_epoch: Callable[[EpochRecord], None] | None = None) -> dict[str, Any]:
     """Run one trial and commit it to the store; returns the result row."""
     torch.set_num_threads(max(1, runtime.threads))
+    apply_matmul_precision(runtime)
     trial = prepare_trial(spec, runtime, resolve_device(runtime.device))
     task = trial.task
     result = fit(trial.ctx, trial.method, trial.data, trial.indices, task.task_type, task.higher_is_better,
@@ -236,6 +241,7 @@ def execute_fused_group(specs: list[TrialSpec], runtime: Runtime,
         return [row for row in landed.values() if row is not None] + rows
     specs = todo
     torch.set_num_threads(max(1, runtime.threads))
+    apply_matmul_precision(runtime)
     device = resolve_device(runtime.device)
     trials, members = [], []
     for spec in specs:
@@ -249,7 +255,8 @@ def execute_fused_group(specs: list[TrialSpec], runtime: Runtime,
                                                                      first.spec.recipe):
             raise ValueError("a fused group's trials must share task, split and recipe")
     results = fit_fused(members, first.data, first.task.task_type, first.task.higher_is_better, first.spec.recipe,
-                        device, on_epoch)
+                        device, on_epoch, compile_normalisation=runtime.compile and device.type == "cuda",
+                        dropout_streams=runtime.dropout_streams, precision=runtime.precision)
     share = (time.perf_counter() - started) / len(specs)
     rows = [commit_trial(trial, result, runtime, fused_trials=len(specs), wall_seconds=share)
             for trial, result in zip(trials, results) if not isinstance(result, DivergedError)]

@@ -114,3 +114,51 @@ def test_bench_methods_prints_every_method_against_full_ft(real_env, capsys):
     assert rows["full-ft"][1:5:3] == ["1", "1.00"]  # epochs, ratio to itself
     assert rows["lp-ft"][1] == "2" and rows["roft-mol"][1] == "2" and rows["wise-ft"][1:3] == ["0", "0"]
     assert all(float(row[4]) > 0 for row in rows.values())
+
+
+def _gpu_hours_total(err: str) -> float:
+    line = next(line for line in err.splitlines() if "total about" in line)
+    return float(line.split("total about ")[1].split(" GPU-hours")[0].replace(",", ""))
+
+
+def test_dry_run_estimates_gpu_hours_from_the_measured_throughput(real_env, tmp_path, capsys):
+    spec = str(write_spec(tmp_path, training={"epochs": 100}))
+    store = str(tmp_path / "store")
+    assert main(["sweep", spec, "--store", store, "--dry-run"]) == 0
+    err = capsys.readouterr().err
+    assert ("GPU-hours, an estimate from throughput measured on one H100 (2,064 fused / 46 unfused 100-epoch "
+            "BBBP-sized trials per GPU-hour)") in err
+    assert "4 fused trials:" in err and "4 unfused trials:" in err  # full-ft fuses, lp trains alone
+    default = _gpu_hours_total(err)
+
+    assert main(["sweep", spec, "--store", store, "--dry-run", "--trials-per-gpu-hour", "900",
+                 "--unfused-trials-per-gpu-hour", "23"]) == 0
+    err = capsys.readouterr().err
+    assert "(900 fused / 23 unfused" in err
+    assert _gpu_hours_total(err) == pytest.approx(2 * default, rel=0.05)
+
+
+def test_dry_run_refuses_a_throughput_that_is_not_positive(real_env, tmp_path, capsys):
+    code = main(["sweep", str(write_spec(tmp_path)), "--store", str(tmp_path / "store"), "--dry-run",
+                 "--unfused-trials-per-gpu-hour", "0"])
+    assert code == 2
+    assert "unfused trials per GPU-hour = 0.0 is not accepted; accepted: a number > 0" in capsys.readouterr().err
+
+
+def test_store_defaults_to_roft_store(real_env, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("ROFT_STORE", str(tmp_path / "shared-store"))
+    assert main(["sweep", str(write_spec(tmp_path)), "--dry-run"]) == 0
+    assert f"store: {tmp_path / 'shared-store'}" in capsys.readouterr().err
+
+
+def test_a_relative_store_on_a_cluster_is_warned_about(real_env, tmp_path, capsys, monkeypatch):
+    """Inside ``ray job submit`` the working directory is temporary: a relative store would vanish."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("ROFT_STORE", raising=False)
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.2:6379")  # set by Ray Jobs for its entry point
+    assert main(["sweep", str(write_spec(tmp_path)), "--dry-run"]) == 0
+    assert "roft: warning: the store 'results' is relative to this process's working directory" in \
+        capsys.readouterr().err
+    monkeypatch.delenv("RAY_ADDRESS")
+    assert main(["sweep", str(write_spec(tmp_path)), "--dry-run"]) == 0
+    assert "warning" not in capsys.readouterr().err

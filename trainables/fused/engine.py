@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from trainables.config import TrainingRecipe
+from trainables.config import DROPOUT_STREAMS, PRECISIONS, TrainingRecipe
 from trainables.dataset import GraphDataset
 from trainables.fused.batching import DeviceGraphs, FusedBatch
 from trainables.fused.model import FusedOutput, FusionError, StackedPredictors
@@ -46,6 +46,11 @@ class FusedMember:
     shuffle_generator: torch.Generator  # the trial's generator (seeded with its seed)
     dropout_generator: torch.Generator  # the RNG its unfused run's dropout would draw from
     seed: int = 0  # the trial's run seed (L2-SP's reference-code head anchor derives from it)
+
+
+def widened(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` in float32 where autocast made it narrower (float32 and float64 stay as they are)."""
+    return tensor.float() if tensor.dtype in (torch.bfloat16, torch.float16) else tensor
 
 
 class StackedTerms:
@@ -92,10 +97,11 @@ class StackedTerms:
             with torch.no_grad():
                 source = self.source(batch, training=False).node
             mask = batch.node_mask.reshape(-1, 1).to(source.dtype)
-            squared = ((output.node - source).pow(2) * mask).view(K, -1).sum(1)
+            squared = ((widened(output.node) - widened(source)).pow(2) * mask).view(K, -1).sum(1)
             total = total + 0.5 * self.feature * squared
         if len(self.spectral_rows):
-            singular = torch.linalg.svdvals(output.graph.index_select(0, self.spectral_rows))  # (k, min(G, d)), descending
+            # (k, min(G, d)), descending
+            singular = torch.linalg.svdvals(widened(output.graph).index_select(0, self.spectral_rows))
             n = singular.shape[1]
             smallest = torch.arange(n, device=singular.device).unsqueeze(0) >= (n - self.spectral_k.clamp(max=n)).unsqueeze(1)
             penalty = (singular.pow(2) * smallest).sum(1) * self.spectral
@@ -124,6 +130,12 @@ def dropout_generator_after_init(device: torch.device, seed: int) -> torch.Gener
     else:
         generator.manual_seed(seed)
     return generator
+
+
+def group_dropout_generator(device: torch.device, seeds: Sequence[int]) -> torch.Generator:
+    """One dropout generator for a whole group, seeded from its members' seeds (in order)."""
+    seed = int(np.random.SeedSequence([int(s) for s in seeds]).generate_state(1, dtype=np.uint64)[0] >> 1)
+    return torch.Generator(device=device).manual_seed(seed)
 
 
 def check_group(members: Sequence[FusedMember], recipe: TrainingRecipe) -> None:
@@ -163,7 +175,8 @@ class _Best:
 def fit_fused(members: Sequence[FusedMember], data: GraphDataset, task_type: TaskType, higher_is_better: bool,
               recipe: TrainingRecipe, device: torch.device,
               on_epoch: Callable[[int, EpochRecord], None] | None = None,
-              compile_normalisation: bool = False) -> list[FitResult | DivergedError]:
+              compile_normalisation: bool = False, dropout_streams: str = "per-trial",
+              precision: str = "fp32") -> list[FitResult | DivergedError]:
     """Train every member; returns one :class:`FitResult` per member, in order.
 
     A member whose loss turns NaN or infinite gets a :class:`DivergedError` instead (its NaNs stay
@@ -171,9 +184,23 @@ def fit_fused(members: Sequence[FusedMember], data: GraphDataset, task_type: Tas
 
     ``compile_normalisation``: see :class:`StackedPredictors` (off by default: compiling costs
     tens of seconds once per process, worth it for long groups on a GPU).
+
+    ``dropout_streams``: ``"per-trial"`` (each member's masks from its own dropout generator, as
+    its unfused run: the default, exact on the CPU) or ``"group"`` (one generator for the group,
+    seeded from the members' seeds: one dropout kernel per layer instead of K; a member's masks
+    then depend on its group).
+
+    ``precision``: ``"fp32"`` (the default; TF32 products where ``torch.backends`` allow them) or
+    ``"bf16"``: forward passes under bfloat16 autocast (matrix products, gathers and message sums
+    in bfloat16, about 3 significant digits; reductions, losses and the Adam state stay float32).
     """
     check_group(members, recipe)
+    if dropout_streams not in DROPOUT_STREAMS:
+        raise ValueError(f"dropout_streams {dropout_streams!r}; accepted: {', '.join(DROPOUT_STREAMS)}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r}; accepted: {', '.join(PRECISIONS)}")
     device = torch.device(device)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
     graphs = DeviceGraphs(data, device)
     model = StackedPredictors([m.model for m in members], compile_normalisation).to(device)
     terms = StackedTerms(members, model, device)
@@ -190,6 +217,8 @@ def fit_fused(members: Sequence[FusedMember], data: GraphDataset, task_type: Tas
     histories: list[list[EpochRecord]] = [[] for _ in members]
     train_index = [m.split.train for m in members]
     steps = -(-len(train_index[0]) // recipe.batch_size)
+    dropout = ([m.dropout_generator for m in members] if dropout_streams == "per-trial"
+               else group_dropout_generator(device, [m.seed for m in members]))
     for epoch in range(1, recipe.epochs + 1):
         model.train()
         orders = [index[torch.randperm(len(index), generator=m.shuffle_generator)].numpy()
@@ -198,8 +227,9 @@ def fit_fused(members: Sequence[FusedMember], data: GraphDataset, task_type: Tas
         for step in range(steps):
             window = slice(step * recipe.batch_size, (step + 1) * recipe.batch_size)
             batch = graphs.assemble([order[window] for order in orders])
-            output = model(batch, training=True, dropout_generators=[m.dropout_generator for m in members])
-            losses = task_loss(task_type, output.logits, batch.y) + terms(model, batch, output)  # (K,)
+            with autocast:
+                output = model(batch, training=True, dropout_generators=dropout)
+                losses = task_loss(task_type, widened(output.logits), batch.y) + terms(model, batch, output)  # (K,)
             optimizer.zero_grad(set_to_none=True)
             losses.sum().backward()
             terms.clip_gradients(model)
@@ -212,8 +242,9 @@ def fit_fused(members: Sequence[FusedMember], data: GraphDataset, task_type: Tas
                     check_finite(loss, epoch, stage.name)
                 except DivergedError as exc:
                     diverged[k] = exc
-        val = _scores(model, evaluation["valid"], targets["valid"], task_type)
-        test = _scores(model, evaluation["test"], targets["test"], task_type)
+        with autocast:
+            val = _scores(model, evaluation["valid"], targets["valid"], task_type)
+            test = _scores(model, evaluation["test"], targets["test"], task_type)
         improved = []
         for k in range(K):
             record = EpochRecord(stage.name, epoch, train_loss[k], val[k].value, test[k].value, val[k].skipped,

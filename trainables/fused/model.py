@@ -16,7 +16,8 @@ and on its own nodes only, the function of :mod:`trainables.gnn` with ``theta_k`
   for normalisation, unbiased variance for the running estimate, momentum 0.1 as
   ``nn.BatchNorm1d``);
 * dropout: each trial draws its mask from its own generator, in the shape and order the unfused
-  model would (so on CPU a fused trial reproduces its unfused run exactly).
+  model would (so on CPU a fused trial reproduces its unfused run exactly), or, where one
+  generator is given for the group, one draw covers every trial.
 
 GIN, GCN and GraphSAGE layers fuse; GAT does not (yet) and is trained unfused.
 """
@@ -101,7 +102,7 @@ class StackedPredictors(nn.Module):
     # ----------------------------------------------------------------- forward
 
     def forward(self, batch: FusedBatch, training: bool,
-                dropout_generators: Sequence[torch.Generator] | None = None) -> FusedOutput:
+                dropout_generators: Sequence[torch.Generator] | torch.Generator | None = None) -> FusedOutput:
         if batch.num_trials != self.num_trials:
             raise FusionError(f"batch of {batch.num_trials} trials for a group of {self.num_trials}")
         K, G = batch.num_trials, batch.graphs
@@ -197,7 +198,7 @@ class StackedPredictors(nn.Module):
             out = torch.addcmul(bias, h3 - running_mean.unsqueeze(1), scale)
             return (F.relu(out) if relu else out).view_as(h)
         count = batch.node_count.view(K, 1, 1).to(h.dtype)
-        out, mean, var = self._train_norm(h3, batch.node_mask.unsqueeze(1).to(h.dtype), count, weight, bias, relu)
+        out, mean, var = self._train_norm(h3, batch.node_mask.unsqueeze(-1).to(h.dtype), count, weight, bias, relu)
         with torch.no_grad():
             unbiased = var * count / (count - 1).clamp(min=1)
             running_mean.mul_(1 - BN_MOMENTUM).add_(BN_MOMENTUM * mean.detach().squeeze(1))
@@ -206,26 +207,36 @@ class StackedPredictors(nn.Module):
         return out.view_as(h)
 
     @staticmethod
-    def _normalise(h3: torch.Tensor, mask_row: torch.Tensor, count: torch.Tensor, weight: torch.Tensor,
+    def _normalise(h3: torch.Tensor, mask: torch.Tensor, count: torch.Tensor, weight: torch.Tensor,
                    bias: torch.Tensor, relu: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Training-mode BatchNorm over each trial's real nodes: ``(out, mean_k, var_k)``.
 
-        ``h3 (K, S, d)``, ``mask_row (K, 1, S)`` (1 on real nodes), ``count (K, 1, 1)``. The masked
-        sums are batched products ``mask_row @ h3`` (one read of ``h3`` each); the variance is the
-        biased one over the centred values, which ``nn.BatchNorm1d`` normalises with.
+        ``h3 (K, S, d)``, ``mask (K, S, 1)`` (1 on real nodes), ``count (K, 1, 1)``:
+        ``mean_k = sum_s mask h3 / n_k`` and the biased ``var_k = sum_s mask (h3 - mean_k)^2 / n_k``
+        (what ``nn.BatchNorm1d`` normalises with), as masked reductions over the slot axis: plain
+        elementwise products and sums, which ``torch.compile`` fuses into one reduction kernel each
+        (a batched ``(1, S) @ (S, d)`` product per trial would be a matrix-vector call per trial).
         """
-        mean = torch.bmm(mask_row, h3) / count
+        mean = (h3 * mask).sum(1, keepdim=True) / count
         centered = h3 - mean
-        var = torch.bmm(mask_row, centered * centered) / count
+        var = (centered * centered * mask).sum(1, keepdim=True) / count
         out = torch.addcmul(bias, centered, torch.rsqrt(var + BN_EPS) * weight)
         return (F.relu(out) if relu else out), mean, var
 
     def _dropout(self, h: torch.Tensor, batch: FusedBatch,
-                 generators: Sequence[torch.Generator] | None) -> torch.Tensor:
-        """Inverted dropout; trial ``k``'s mask ``(n_k, d)`` comes from ``generators[k]``."""
-        if generators is None or len(generators) != batch.num_trials:
-            raise FusionError("training a fused model needs one dropout generator per trial")
+                 generators: Sequence[torch.Generator] | torch.Generator | None) -> torch.Tensor:
+        """Inverted dropout.
+
+        ``generators`` is either one generator per trial (trial ``k``'s mask ``(n_k, d)`` comes from
+        ``generators[k]``, in the shape and order of its unfused run: one draw per trial) or a
+        single generator for the whole group (one ``(K*S, d)`` draw: one kernel instead of K; each
+        trial's masks then depend on the group it trains in, not on its seed alone).
+        """
         keep = 1.0 - self.shape.dropout
+        if isinstance(generators, torch.Generator):
+            return h * torch.empty_like(h).bernoulli_(keep, generator=generators).div_(keep)
+        if generators is None or len(generators) != batch.num_trials:
+            raise FusionError("training a fused model needs one dropout generator per trial, or one for the group")
         noise = torch.zeros_like(h)
         S = batch.slots
         for k, (rows, generator) in enumerate(zip(batch.nodes_per_trial, generators)):

@@ -49,6 +49,9 @@ def test_a_trial_in_two_files_is_kept_once(tmp_path):
     fill(store, ["a", "b"])
     compact(store)
     store.write_trial(make_row("a", test_metric=9.0), [epoch(1)])  # the newer copy of trial a
+    before = store.read_trials()  # readers keep one copy too: the newer
+    assert sorted(zip(before.column("trial_key").to_pylist(), before.column("test_metric").to_pylist())) == [
+        ("a", 9.0), ("b", 1.0)]
     compact(store)
     assert sorted(r["trial_key"] for r in store.read_trials().to_pylist()) == ["a", "b"]
     assert store.read_trial("a")["test_metric"] == 9.0

@@ -98,3 +98,131 @@ def test_failures_are_recorded_apart_from_results_and_cleared(tmp_path):
     assert store.failed_keys() == set()
     with pytest.raises(StoreError, match="missing"):
         store.write_failure({"trial_key": "b"})
+
+
+EPOCH = {"stage": "finetune", "epoch": 1, "train_loss": 0.5, "val_metric": 1.0, "test_metric": 2.0,
+         "val_tasks_skipped": 0, "test_tasks_skipped": 0}
+
+
+def test_corrupt_files_are_quarantined_and_the_rest_stays_readable(tmp_path):
+    import pyarrow as pa
+
+    from orchestrator.store import QuarantineWarning
+
+    store = ResultStore(tmp_path)
+    for key in ("a", "b", "c", "d"):
+        store.write_trial(make_row(key), [EPOCH])
+    (store.trials_dir / "b.parquet").write_bytes(b"not parquet at all")  # garbage
+    blob = (store.trials_dir / "c.parquet").read_bytes()
+    (store.trials_dir / "c.parquet").write_bytes(blob[: len(blob) // 2])  # truncated
+    pq.write_table(pa.table({"foo": [1]}), store.trials_dir / "d.parquet")  # another schema
+    (store.epochs_dir / "a.parquet").write_bytes(b"PAR1 garbage PAR1")
+    with pytest.warns(QuarantineWarning) as caught:
+        assert store.read_trials().column("trial_key").to_pylist() == ["a"]
+    messages = " ".join(str(w.message) for w in caught)
+    assert "trials/b.parquet is unreadable" in messages and "moved to quarantine/trials/b.parquet" in messages
+    assert "trials/c.parquet" in messages and "trials/d.parquet is unreadable (columns missing: trial_key" in messages
+    assert sorted(p.name for p in (tmp_path / "quarantine" / "trials").iterdir()) == ["b.parquet", "c.parquet",
+                                                                                      "d.parquet"]
+    assert (tmp_path / "quarantine" / "trials" / "b.parquet").read_bytes() == b"not parquet at all"  # kept as found
+    assert store.done_keys() == {"a"}  # b, c, d run again in the next sweep
+    with pytest.warns(QuarantineWarning, match="epochs/a.parquet is unreadable"):
+        assert sorted(store.read_epochs().column("trial_key").to_pylist()) == ["b", "c", "d"]
+
+
+def test_a_corrupt_trial_file_read_alone_is_quarantined(tmp_path):
+    from orchestrator.store import QuarantineWarning
+
+    store = ResultStore(tmp_path)
+    store.write_trial(make_row("a"))
+    (store.trials_dir / "a.parquet").write_bytes(b"\x00" * 64)
+    with pytest.warns(QuarantineWarning, match="trials/a.parquet is unreadable"):
+        assert store.read_trial("a") is None
+    assert (tmp_path / "quarantine" / "trials" / "a.parquet").exists() and store.done_keys() == set()
+
+
+def test_an_unreadable_store_is_an_error_not_a_quarantine(tmp_path, monkeypatch):
+    store = ResultStore(tmp_path)
+    store.write_trial(make_row("a"))
+
+    def refuse(*args, **kwargs):
+        raise OSError("connection refused")
+
+    monkeypatch.setattr(pq, "read_table", refuse)
+    monkeypatch.setattr(type(store), "_dataset", lambda *a, **k: type("D", (), {"to_table": refuse})())
+    with pytest.raises(StoreError, match="cannot read trials/ of the store at .*connection refused"):
+        store.done_keys()
+    assert (store.trials_dir / "a.parquet").exists()
+
+
+def test_concurrent_local_writers_never_duplicate_or_lose_a_trial(tmp_path):
+    """Threads of this process and two other processes write the same 16 trials into one folder."""
+    import concurrent.futures
+    import multiprocessing
+    import threading
+
+    from tests.unit.orchestrator.test_store_s3 import KEYS, _write_keys
+
+    uri = str(tmp_path / "store")
+    spawn = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(2, mp_context=spawn) as processes:
+        remote = [processes.submit(_write_keys, uri, seed) for seed in (10, 11)]
+        threads = [threading.Thread(target=_write_keys, args=(uri, seed)) for seed in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        for future in remote:
+            future.result(timeout=120)
+    store = ResultStore(uri)
+    assert sorted(store.read_trials().column("trial_key").to_pylist()) == KEYS
+    epochs = store.read_epochs().to_pylist()
+    assert sorted((r["trial_key"], r["epoch"]) for r in epochs) == sorted((k, n) for k in KEYS for n in (1, 2))
+    assert not [p for p in (tmp_path / "store").rglob(".*") if p.name != ".lock"]  # no temporary file left
+
+
+KILLED_LOCAL_WRITER = r"""
+import sys
+from orchestrator.store import ResultStore
+from tests.unit.orchestrator.rows import make_row
+
+store = ResultStore(sys.argv[1])
+blob = bytes(range(256)) * 40000  # a 10 MB checkpoint per trial: long writes to be killed in
+n = 0
+while True:
+    key = f"k{n:04d}"
+    store.write_artifact(key, blob)
+    store.write_trial(make_row(key, seed=n))
+    n += 1
+    print(n, flush=True)
+"""
+
+
+def test_a_local_writer_killed_mid_write_damages_nothing(tmp_path):
+    """A process writing trials and large checkpoints is killed (SIGKILL) at random moments;
+    readers then see only whole rows, and every checkpoint named by a row is whole."""
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[3]
+    uri = str(tmp_path / "store")
+    rng = random.Random(3)
+    for attempt in range(3):
+        process = subprocess.Popen([sys.executable, "-c", KILLED_LOCAL_WRITER, uri], cwd=repo,
+                                   stdout=subprocess.PIPE, text=True)
+        process.stdout.readline()  # it has written at least one trial
+        time.sleep(rng.uniform(0.0, 0.3))
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        process.stdout.close()
+    store = ResultStore(uri)
+    rows = store.read_trials().to_pylist()
+    assert rows and len({r["trial_key"] for r in rows}) == len(rows)
+    for row in rows:
+        assert store.read_artifact(row["trial_key"]) == bytes(range(256)) * 40000
+    hidden = [p for p in (tmp_path / "store").rglob(".*") if p.name != ".lock"]
+    assert all(p.name.endswith(".tmp") for p in hidden)  # what a kill leaves is hidden from readers

@@ -143,3 +143,14 @@ def test_only_optuna_searches():
     raw["methods"]["l2-sp"]["tune"] = "hyperopt"
     with pytest.raises(SpecError, match="tune: 'hyperopt' is not accepted; accepted: optuna"):
         parse_spec(raw)
+
+
+def test_gpu_speed_options_of_execution():
+    spec = parse_spec({**VALID, "execution": {"tf32": True, "compile": True, "dropout_streams": "group",
+                                              "precision": "bf16"}})
+    assert (spec.execution.tf32, spec.execution.compile) == (True, True)
+    assert (spec.execution.dropout_streams, spec.execution.precision) == ("group", "bf16")
+    assert parse_spec(VALID).execution.precision == "fp32"
+    errors = errors_of({**VALID, "execution": {"precision": "fp16", "dropout_streams": "shared"}})
+    assert any("execution.precision" in e and "fp16" in e and "fp32, bf16" in e for e in errors)
+    assert any("execution.dropout_streams" in e and "per-trial, group" in e for e in errors)

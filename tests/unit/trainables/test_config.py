@@ -107,6 +107,20 @@ def test_runtime_is_not_part_of_the_key():
     runtime = Runtime(store="/tmp/s", sweep="x", threads=2)
     assert runtime.to_dict() == {"store": "/tmp/s", "sweep": "x", "data_root": None, "threads": 2,
                                  "device": "auto", "code_version": "unknown", "artifacts": "required",
-                                 "optuna_storage": None}
+                                 "optuna_storage": None, "tf32": False, "compile": False,
+                                 "dropout_streams": "per-trial", "precision": "fp32"}
     assert Runtime(**runtime.to_dict()) == runtime
     assert "store" not in base_spec().to_dict() and "sweep" not in base_spec().to_dict()
+
+
+def test_runtime_names_its_engine_and_checks_speed_options():
+    plain = Runtime(store="s")
+    assert plain.engine(1, "cpu") == "unfused" and plain.engine(8, "cpu") == "fused"
+    fast = Runtime(store="s", tf32=True, compile=True, dropout_streams="group", precision="bf16")
+    assert fast.engine(8, "cuda") == "fused+tf32+compile+group-dropout+bf16"
+    assert fast.engine(1, "cuda") == "unfused+tf32"  # the fused-only options do not apply alone
+    assert fast.engine(8, "cpu") == "fused+group-dropout+bf16"  # TF32 and compiling apply on CUDA only
+    with pytest.raises(ValueError, match="precision='fp16' is not accepted; accepted: fp32, bf16"):
+        Runtime(store="s", precision="fp16")
+    with pytest.raises(ValueError, match="dropout_streams='x' is not accepted"):
+        Runtime(store="s", dropout_streams="x")

@@ -184,3 +184,11 @@ def test_load_real_bbbp(real_env):
     assert set(torch.unique(data.y).tolist()) == {0.0, 1.0}
     assert data.label_columns == ("p_np",)
     assert int(data.node_ptr[-1]) == data.x.shape[0] and int(data.edge_ptr[-1]) == data.edge_attr.shape[0]
+
+
+def test_a_task_whose_smiles_are_all_invalid_is_a_clear_error(monkeypatch):
+    empty = ds.featurize_table(["C1CC", "*C", None])
+    monkeypatch.setattr(ds, "load_graphs", lambda *args, **kwargs: (empty, "0" * 64))
+    with pytest.raises(ValueError, match=r"task bbbp: none of the SMILES in column 'smiles' of .* could be read "
+                                         r"by RDKit \(3 dropped\); nothing to train on"):
+        ds.load_task("bbbp")

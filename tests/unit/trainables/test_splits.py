@@ -193,3 +193,8 @@ def test_fewshot_larger_than_train_errors():
     with pytest.raises(ValueError, match=r"fewshot:500 asks for 500 training molecules but the split's train set has only 37"):
         parse_label_setting("fewshot:500").subset(np.arange(37), 42)
     assert len(parse_label_setting("fewshot:37").subset(np.arange(37), 42)) == 37
+
+
+def test_a_split_that_leaves_a_part_empty_is_a_clear_error():
+    with pytest.raises(ValueError, match=r"the scaffold split of 3 molecules leaves the train and valid set\(s\) empty"):
+        make_split("scaffold", ["c1ccccc1"] * 3, np.array([6, 6, 6]))

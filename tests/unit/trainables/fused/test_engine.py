@@ -22,9 +22,9 @@ def split_for(seed: int, n_train: int = 40) -> SplitIndices:
     return SplitIndices(torch.from_numpy(train), torch.arange(80, 100), torch.arange(100, 120))
 
 
-def build(seed: int, gnn_type: str, dropout: float, device) -> GraphPredictor:
+def build(seed: int, gnn_type: str, dropout: float, device, dtype=torch.float64) -> GraphPredictor:
     torch.manual_seed(seed)  # as a trial: seed, then build (the head's init draws from the RNG)
-    return GraphPredictor(GNNShape(gnn_type, 2, 8, dropout), 1).to(torch.float64).to(device)
+    return GraphPredictor(GNNShape(gnn_type, 2, 8, dropout), 1).to(dtype).to(device)
 
 
 def unfused_run(data, seed, gnn_type, dropout, device, recipe=RECIPE, method=("full-ft", {})):
@@ -34,15 +34,15 @@ def unfused_run(data, seed, gnn_type, dropout, device, recipe=RECIPE, method=("f
 
 
 def fused_run(data, seeds, gnn_type, dropout, device, method=("full-ft", {}), splits=None, recipe=RECIPE,
-              methods=None):
+              methods=None, dtype=torch.float64, **options):
     members = []
     for i, seed in enumerate(seeds):
-        model = build(seed, gnn_type, dropout, device)
+        model = build(seed, gnn_type, dropout, device, dtype)
         members.append(FusedMember(model, make_method(*(method if methods is None else methods[i])),
                                    split_for(seed) if splits is None else splits[i],
                                    torch.Generator().manual_seed(seed),
                                    dropout_generator_after_init(torch.device(device), seed), seed))
-    return fit_fused(members, data, TaskType.CLASSIFICATION, True, recipe, torch.device(device))
+    return fit_fused(members, data, TaskType.CLASSIFICATION, True, recipe, torch.device(device), **options)
 
 
 def assert_same_run(a, b):
@@ -139,3 +139,37 @@ def test_an_unfused_trial_that_diverges_raises(molecules):
     with pytest.raises(DivergedError, match="diverged at epoch 1"):
         fit(ctx, make_method("full-ft"), molecules, split_for(0), TaskType.CLASSIFICATION, True, RECIPE,
             torch.Generator().manual_seed(0), torch.device("cpu"))
+
+
+def test_group_dropout_is_deterministic_and_differs_from_per_trial_streams(molecules):
+    """One dropout generator per group: the same group gives the same run; the masks are not the
+    per-trial ones (so the losses differ from the unfused runs'), and every member still trains."""
+    first = fused_run(molecules, [0, 1, 2], "gin", 0.5, "cpu", dropout_streams="group")
+    again = fused_run(molecules, [0, 1, 2], "gin", 0.5, "cpu", dropout_streams="group")
+    per_trial = fused_run(molecules, [0, 1, 2], "gin", 0.5, "cpu")
+    for a, b, c in zip(first, again, per_trial):
+        assert_same_run(a, b)
+        assert [e.train_loss for e in a.history] != [e.train_loss for e in c.history]
+        assert np.isfinite([e.train_loss for e in a.history]).all()
+    # without dropout the streams do not matter
+    plain = fused_run(molecules, [0, 1], "gcn", 0.0, "cpu", dropout_streams="group")
+    for seed, result in zip([0, 1], plain):
+        assert_same_run(unfused_run(molecules, seed, "gcn", 0.0, "cpu"), result)
+
+
+def test_bf16_autocast_trains_close_to_float32(molecules):
+    """bfloat16 autocast (which narrows float32 models): losses within a few percent of float32's
+    in the first epoch."""
+    full = fused_run(molecules, [0, 1], "gin", 0.0, "cpu", dtype=torch.float32)
+    narrow = fused_run(molecules, [0, 1], "gin", 0.0, "cpu", dtype=torch.float32, precision="bf16")
+    for a, b in zip(full, narrow):
+        assert np.isfinite([e.train_loss for e in b.history]).all()
+        np.testing.assert_allclose(b.history[0].train_loss, a.history[0].train_loss, rtol=0.05)
+        assert b.history[0].train_loss != a.history[0].train_loss  # it did run in bfloat16
+
+
+def test_unknown_speed_options_are_refused(molecules):
+    with pytest.raises(ValueError, match="dropout_streams 'shared'; accepted: per-trial, group"):
+        fused_run(molecules, [0], "gin", 0.5, "cpu", dropout_streams="shared")
+    with pytest.raises(ValueError, match="precision 'fp16'; accepted: fp32, bf16"):
+        fused_run(molecules, [0], "gin", 0.5, "cpu", precision="fp16")
