@@ -11,6 +11,7 @@
     roft bench methods                  wall time of every method relative to Full FT
     roft bench alpha                    cost of an Optuna alpha search relative to Full FT
     roft bench throughput               trials per hour: reference loop vs roft unfused vs roft fused
+    roft bench plan [--spec S]          planning a large grid and diffing it against a full store
     roft alpha                          Optuna searches of WiSE-FT / RoFt-Mol alphas over stored FT checkpoints
 """
 
@@ -129,6 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
     orch = bench_sub.add_parser("orchestrator", help="per-trial overhead of the Ray Tune path with no-op trials")
     orch.add_argument("--trials", type=int, nargs="+", default=[200, 1000])
     orch.add_argument("--cpus", type=int, default=None, help="CPUs for the local Ray (default: all)")
+    plan_bench = bench_sub.add_parser("plan", help="plan a large grid, then diff it against a store holding it")
+    plan_bench.add_argument("--spec", default="paper.yaml", help="spec to plan (default: the paper grid)")
+    plan_bench.add_argument("--seeds", type=int, default=None, help="plan with seeds 0..N-1 instead of the spec's")
+    _common(plan_bench)
     methods = _trial_bench(bench_sub, "methods", "wall time of one trial of every method relative to Full FT",
                            "fewshot:100")
     methods.add_argument("--epochs", type=int, default=10, help="Full-FT epochs (default 10)")
@@ -425,6 +430,10 @@ def _store(args) -> int:
 def _bench(args) -> int:
     if args.bench_command == "throughput":
         return _bench_throughput(args)
+    if args.bench_command == "plan":
+        from orchestrator.plan_bench import bench_plan
+        bench_plan(args.spec, _data_root(args), args.seeds)
+        return 0
     if args.bench_command == "report":
         from orchestrator.report_bench import bench_report
         bench_report(args.rows)

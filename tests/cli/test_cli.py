@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import urllib.request
@@ -162,3 +163,10 @@ def test_a_relative_store_on_a_cluster_is_warned_about(real_env, tmp_path, capsy
     monkeypatch.delenv("RAY_ADDRESS")
     assert main(["sweep", str(write_spec(tmp_path)), "--dry-run"]) == 0
     assert "warning" not in capsys.readouterr().err
+
+
+def test_bench_plan_plans_diffs_and_prints_figures(real_env, capsys):
+    assert main(["bench", "plan", "--spec", "mini.yaml", "--seeds", "3"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"mini: 36 trials planned in [\d.]+ s, peak RSS [\d,]+ MiB", out), out
+    assert "planned again against the 36-row store" in out and "(0 pending)" in out

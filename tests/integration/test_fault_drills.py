@@ -60,6 +60,17 @@ def kill_session(process: subprocess.Popen) -> None:
     process.wait()
 
 
+def finish_sweep(spec_path: Path, store: Path, tmp_path: Path, run: int, expected: set[str]) -> None:
+    """Rerun the sweep to the end: it exits 0 and the store holds every expected trial exactly once."""
+    final = start_sweep(spec_path, store, tmp_path, run)
+    try:
+        assert final.wait(timeout=420) == 0, (tmp_path / f"sweep{run}.log").read_text()[-3000:]
+    finally:
+        kill_session(final)
+    landed = rows_per_key(store, "trials")
+    assert set(landed) == expected and all(n == 1 for n in landed.values())
+
+
 def rows_per_key(store: Path, table: str) -> Counter:
     """Every row of ``table`` in every data file (per-trial files and part files alike)."""
     files = sorted(str(p) for p in (store / table).glob("*.parquet") if not p.name.startswith("."))
@@ -96,13 +107,7 @@ def test_killing_the_driver_five_times_loses_and_duplicates_nothing(real_env, tm
         assert set(landed) <= expected and len(landed) > landed_before  # nothing lost, nothing foreign
         landed_before = len(landed)
     assert landed_before < len(expected)  # the kills all fell inside the sweep
-    final = start_sweep(spec_path, store, tmp_path, 5)
-    try:
-        assert final.wait(timeout=420) == 0, (tmp_path / "sweep5.log").read_text()[-3000:]
-    finally:
-        kill_session(final)
-    landed = rows_per_key(store, "trials")
-    assert set(landed) == expected and all(n == 1 for n in landed.values())
+    finish_sweep(spec_path, store, tmp_path, 5, expected)
     epochs = rows_per_key(store, "epochs")
     assert set(epochs) == expected and all(n == 3 for n in epochs.values())  # each trial's 3 epochs, once
     assert ResultStore(store).read_failures().num_rows == 0
@@ -196,12 +201,7 @@ def test_a_full_disk_stops_the_sweep_with_a_clear_error_and_damages_nothing(real
             (disk / name).unlink(missing_ok=True)
         done = ResultStore(store).read_trials()  # what landed before the disk filled is whole and readable
         assert set(done.column("trial_key").to_pylist()) == set(landed)
-        final = start_sweep(spec_path, store, tmp_path, 1)
-        try:
-            assert final.wait(timeout=300) == 0, (tmp_path / "sweep1.log").read_text()[-3000:]
-        finally:
-            kill_session(final)
-        landed = rows_per_key(store, "trials")
-        assert set(landed) == expected and all(n == 1 for n in landed.values())
+        again = plan_sweep(parse_spec(raw), ResultStore(store), str(real_env))  # a rerun runs exactly the rest
+        assert {t.key() for t in again.pending} == expected - set(landed)
     finally:
         subprocess.run(["umount", "-l", str(disk)], capture_output=True)

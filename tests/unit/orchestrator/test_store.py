@@ -157,23 +157,10 @@ def test_an_unreadable_store_is_an_error_not_a_quarantine(tmp_path, monkeypatch)
 
 def test_concurrent_local_writers_never_duplicate_or_lose_a_trial(tmp_path):
     """Threads of this process and two other processes write the same 16 trials into one folder."""
-    import concurrent.futures
-    import multiprocessing
-    import threading
-
-    from tests.unit.orchestrator.test_store_s3 import KEYS, _write_keys
+    from tests.unit.orchestrator.rows import KEYS, write_concurrently
 
     uri = str(tmp_path / "store")
-    spawn = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(2, mp_context=spawn) as processes:
-        remote = [processes.submit(_write_keys, uri, seed) for seed in (10, 11)]
-        threads = [threading.Thread(target=_write_keys, args=(uri, seed)) for seed in range(4)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        for future in remote:
-            future.result(timeout=120)
+    write_concurrently(uri)
     store = ResultStore(uri)
     assert sorted(store.read_trials().column("trial_key").to_pylist()) == KEYS
     epochs = store.read_epochs().to_pylist()

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import concurrent.futures
-import multiprocessing
 import random
 import signal
 import subprocess
 import sys
-import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -17,15 +14,9 @@ import pytest
 
 from orchestrator.compaction import compact
 from orchestrator.store import PART_PREFIX, SINGLE_PUT_BYTES, ResultStore, StoreError
-from tests.unit.orchestrator.rows import make_row
+from tests.unit.orchestrator.rows import KEYS, epoch, make_row, write_concurrently
 
 REPO = Path(__file__).resolve().parents[3]
-KEYS = [f"k{i:02d}" for i in range(16)]
-
-
-def epoch(n: int, loss: float = 0.1) -> dict:
-    return {"stage": "finetune", "epoch": n, "train_loss": loss, "val_metric": 1.0, "test_metric": 2.0,
-            "val_tasks_skipped": 0, "test_tasks_skipped": 0}
 
 
 def objects(store: ResultStore) -> list[str]:
@@ -106,26 +97,9 @@ def test_large_objects_land_whole_through_a_temporary_object(s3_store_uri):
     assert objects(store) == ["artifacts/big/best.pt"] and multipart_uploads(store) == []
 
 
-def _write_keys(uri: str, seed: int) -> None:
-    store = ResultStore(uri)
-    keys = KEYS[:]
-    random.Random(seed).shuffle(keys)
-    for key in keys:
-        store.write_trial(make_row(key, seed=seed, test_metric=float(seed)), [epoch(1), epoch(2)])
-
-
 def test_concurrent_writers_never_duplicate_or_lose_a_trial(s3_store_uri):
     """Threads of this process and two other processes write the same 16 trials at once."""
-    spawn = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(2, mp_context=spawn) as processes:
-        remote = [processes.submit(_write_keys, s3_store_uri, seed) for seed in (10, 11)]
-        threads = [threading.Thread(target=_write_keys, args=(s3_store_uri, seed)) for seed in range(4)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        for future in remote:
-            future.result(timeout=120)
+    write_concurrently(s3_store_uri)
     store = ResultStore(s3_store_uri)
     trials = store.read_trials()
     assert sorted(trials.column("trial_key").to_pylist()) == KEYS  # each trial once, none lost
@@ -140,7 +114,7 @@ def test_concurrent_writers_never_duplicate_or_lose_a_trial(s3_store_uri):
 KILLED_WRITER = r"""
 import sys, time
 from orchestrator.store import ResultStore
-from tests.unit.orchestrator.rows import make_row
+from tests.unit.orchestrator.rows import KEYS, epoch, make_row, write_concurrently
 
 uri, step = sys.argv[1:]
 store = ResultStore(uri)
