@@ -2,12 +2,17 @@
 
 The loopback cluster of :func:`tests.integration.cluster.loopback_cluster` (a head on 127.0.0.2
 and a worker on 127.0.0.3, one CPU each) runs a sweep of six one-CPU trials submitted with ``ray
-job submit``: the driver runs on the head, and Tune places one trial on each node. As soon as a
-trial runs on the worker (a ``ray::ImplicitFunc`` process in the worker node's process group),
-the whole group (its raylet, its agents, its Ray workers) is killed with SIGKILL, as a machine
-that loses power would be. Ray marks the node dead, Tune counts the lost trial as failed and
-retries it (``execution.max_failures``) on the head, and every trial lands in the store exactly
-once.
+job submit`` (its driver runs on the head). As soon as a trial trains on the worker, the worker
+node's whole process group (its raylet, its agents, its Ray workers) is killed with SIGKILL, as a
+machine that loses power would be. Tune counts the lost trial as failed and retries it
+(``execution.max_failures``) on the head, Ray marks the node dead, and every trial lands in the
+store exactly once.
+
+Until the worker's first trial actor starts, a placeholder job holds the head's CPU, so that the
+first trial goes to the worker: with ``reuse_actors``, Tune hands a trial staged on an actor that
+is still starting (the worker's first one: seconds of imports, tens on a busy machine) to an actor
+that has just finished a trial (the head's) and discards the new actor, so on a loaded machine the
+worker might otherwise never train.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import yaml
 from orchestrator.plan import plan_sweep
 from orchestrator.store import ResultStore
 from search_spaces import parse_spec
-from tests.integration.cluster import BIN, HEAD_IP, WORKER_IP, loopback_cluster, ray_env
+from tests.integration.cluster import BIN, HEAD_IP, WORKER_IP, LoopbackCluster, loopback_cluster, ray_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.data]
 
@@ -73,6 +78,30 @@ def trial_workers(session: int) -> list[int]:
     return [pid for pid, args in live_processes(session) if "ray::ImplicitFunc" in args]
 
 
+HOLD = """import os, sys, time
+deadline = time.time() + 300
+while not os.path.exists(sys.argv[1]) and time.time() < deadline:
+    time.sleep(0.2)
+"""
+
+
+def hold_head_cpu(cluster: LoopbackCluster, release: Path) -> None:
+    """Submit a job whose entry point holds the head's CPU until the file ``release`` exists; return
+    once it runs."""
+    subprocess.run([str(BIN / "ray"), "job", "submit", "--address", cluster.dashboard, "--no-wait",
+                    "--submission-id", "hold-head-cpu", "--entrypoint-num-cpus", "1",
+                    "--entrypoint-resources", json.dumps({"roft_head": 1}), "--", sys.executable, "-c", HOLD,
+                    str(release)], env=ray_env(), capture_output=True, text=True, check=True, timeout=120)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        status = {j["submission_id"]: j["status"] for j in cluster.state("jobs") if j.get("type") == "SUBMISSION"}
+        if status.get("hold-head-cpu") == "RUNNING":
+            return
+        assert status.get("hold-head-cpu") in ("PENDING", None), status
+        time.sleep(0.5)
+    raise AssertionError("the job holding the head's CPU did not start")
+
+
 def kill_group(process: subprocess.Popen) -> None:
     """SIGKILL the process group (session) that ``process`` leads, which this test started."""
     try:
@@ -107,10 +136,11 @@ def test_killing_the_worker_node_mid_sweep_finishes_the_sweep_on_the_head(real_e
         head, worker = cluster.head, cluster.worker
         up = time.monotonic() - started
         assert {n["node_ip"] for n in cluster.alive_nodes()} == {HEAD_IP, WORKER_IP}
+        hold_head_cpu(cluster, tmp_path / "release-head")
         with open(log_path, "w") as out:
             job = subprocess.Popen(
-                [str(BIN / "ray"), "job", "submit", "--address", cluster.dashboard, "--working-dir", ".",
-                 "--runtime-env-json", json.dumps(runtime_env), "--",
+                [str(BIN / "ray"), "job", "submit", "--address", cluster.dashboard, "--submission-id", "sweep",
+                 "--working-dir", ".", "--runtime-env-json", json.dumps(runtime_env), "--",
                  sys.executable, "-m", "orchestrator", "sweep", str(spec_path), "--store", str(store)],
                 cwd=REPO, env={**ray_env(), "PYTHONUNBUFFERED": "1"}, stdout=out, stderr=subprocess.STDOUT,
                 start_new_session=True)
@@ -123,6 +153,9 @@ def test_killing_the_worker_node_mid_sweep_finishes_the_sweep_on_the_head(real_e
                 time.sleep(0.5)
                 victims = trial_workers(worker.pid)
                 if victims:
+                    # The worker's trial actor is starting: free the head's CPU. The head's actor starts
+                    # later, so it cannot take the worker's trial (it would have to finish one first).
+                    (tmp_path / "release-head").touch()
                     training = [t for t in cluster.state("tasks", filter_keys="node_id", filter_predicates="=",
                                                          filter_values=worker_id, detail="true")
                                 if t["name"] == "ImplicitFunc.train"]
@@ -141,7 +174,7 @@ def test_killing_the_worker_node_mid_sweep_finishes_the_sweep_on_the_head(real_e
             assert job.wait(timeout=300) == 0, log()[-4000:]
             finished = time.monotonic() - killed_at
             nodes = {n["node_id"]: n for n in cluster.state("nodes", detail="true")}
-            jobs = [j for j in cluster.state("jobs") if j.get("type") == "SUBMISSION"]
+            jobs = {j["submission_id"]: j["status"] for j in cluster.state("jobs") if j.get("type") == "SUBMISSION"}
             trainables = [a for a in cluster.state("actors", detail="true") if a["class_name"] == "ImplicitFunc"]
         finally:
             kill_group(job)
@@ -150,7 +183,7 @@ def test_killing_the_worker_node_mid_sweep_finishes_the_sweep_on_the_head(real_e
         temp_dirs, sessions = cluster.temp_dirs, (head.pid, worker.pid)
 
     # The job succeeded, after Tune lost a trial with the node and retried it on the head.
-    assert [j["status"] for j in jobs] == ["SUCCEEDED"]
+    assert jobs == {"hold-head-cpu": "SUCCEEDED", "sweep": "SUCCEEDED"}
     text = log()
     assert "6/6 done, 0 failed" in text and "ran 6 trials" in text and "6 landed, 0 failed" in text
     # Tune learnt of the loss from the trial's call to its actor (whose connection closed), before the

@@ -100,6 +100,9 @@ def test_bad_yaml_and_missing_file(tmp_path):
     bad.write_text("name: [unclosed")
     with pytest.raises(SpecError, match="not valid YAML"):
         load_spec(bad)
+    bad.write_text("name: x\nmethods:\n  full-ft: {}\n  lp: [unclosed\nseeds: [0]\n")
+    with pytest.raises(SpecError, match=r"not valid YAML(.|\n)*line 4, column 7"):  # where the error is
+        load_spec(bad)
     with pytest.raises(FileNotFoundError, match="bundled specs: methods.yaml, mini.yaml, paper.yaml"):
         load_spec(tmp_path / "nope.yaml")
 
