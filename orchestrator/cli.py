@@ -477,7 +477,7 @@ def _bench_throughput(args) -> int:
     return 0
 
 
-FUSED_VARIANT_OPTIONS = ("compile", "group-dropout", "bf16")
+FUSED_VARIANT_OPTIONS = ("compile", "group-dropout", "bf16", "csr")
 
 
 def fused_variant(text: str):
@@ -491,7 +491,8 @@ def fused_variant(text: str):
                          f"accepted: plain, or a comma-separated subset of {', '.join(FUSED_VARIANT_OPTIONS)}")
     return FusedOptions(compile_normalisation="compile" in names,
                         dropout_streams="group" if "group-dropout" in names else "per-trial",
-                        precision="bf16" if "bf16" in names else "fp32")
+                        precision="bf16" if "bf16" in names else "fp32",
+                        aggregation="csr" if "csr" in names else "scatter")
 
 
 if __name__ == "__main__":

@@ -165,10 +165,11 @@ class FusedOptions:
     compile_normalisation: bool = False
     dropout_streams: str = "per-trial"
     precision: str = "fp32"
+    aggregation: str = "scatter"
 
     def describe(self) -> str:
         return (f"compiled normalisation {self.compile_normalisation}, dropout streams {self.dropout_streams}, "
-                f"precision {self.precision}")
+                f"precision {self.precision}, aggregation {self.aggregation}")
 
 
 def fused_run(data: GraphDataset, split: SplitIndices, shape: GNNShape, task_type: TaskType, recipe: TrainingRecipe,
@@ -183,7 +184,8 @@ def fused_run(data: GraphDataset, split: SplitIndices, shape: GNNShape, task_typ
                                        dropout_generator_after_init(device, seed), seed))
         return _timed(lambda: fit_fused(members, data, task_type, True, _with_epochs(recipe, n_epochs), device,
                                         compile_normalisation=options.compile_normalisation,
-                                        dropout_streams=options.dropout_streams, precision=options.precision),
+                                        dropout_streams=options.dropout_streams, precision=options.precision,
+                                        aggregation=options.aggregation),
                       1, device)
 
     return run

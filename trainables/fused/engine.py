@@ -176,7 +176,7 @@ def fit_fused(members: Sequence[FusedMember], data: GraphDataset, task_type: Tas
               recipe: TrainingRecipe, device: torch.device,
               on_epoch: Callable[[int, EpochRecord], None] | None = None,
               compile_normalisation: bool = False, dropout_streams: str = "per-trial",
-              precision: str = "fp32") -> list[FitResult | DivergedError]:
+              precision: str = "fp32", aggregation: str = "scatter") -> list[FitResult | DivergedError]:
     """Train every member; returns one :class:`FitResult` per member, in order.
 
     A member whose loss turns NaN or infinite gets a :class:`DivergedError` instead (its NaNs stay
@@ -190,6 +190,9 @@ def fit_fused(members: Sequence[FusedMember], data: GraphDataset, task_type: Tas
     seeded from the members' seeds: one dropout kernel per layer instead of K; a member's masks
     then depend on its group).
 
+    ``aggregation``: how messages are summed, ``"scatter"`` or ``"csr"`` (see
+    :class:`StackedPredictors`; the same sums in another order).
+
     ``precision``: ``"fp32"`` (the default; TF32 products where ``torch.backends`` allow them) or
     ``"bf16"``: forward passes under bfloat16 autocast (matrix products, gathers and message sums
     in bfloat16, about 3 significant digits; reductions, losses and the Adam state stay float32).
@@ -202,7 +205,7 @@ def fit_fused(members: Sequence[FusedMember], data: GraphDataset, task_type: Tas
     device = torch.device(device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
     graphs = DeviceGraphs(data, device)
-    model = StackedPredictors([m.model for m in members], compile_normalisation).to(device)
+    model = StackedPredictors([m.model for m in members], compile_normalisation, aggregation).to(device)
     terms = StackedTerms(members, model, device)
     K = model.num_trials
     # Adam is elementwise, so over stacked weights it is K independent Adams (one fused kernel on a GPU)

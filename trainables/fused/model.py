@@ -24,6 +24,7 @@ GIN, GCN and GraphSAGE layers fuse; GAT does not (yet) and is trained unfused.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -39,6 +40,9 @@ FUSABLE_GNN_TYPES = ("gin", "gcn", "graphsage")
 BN_EPS, BN_MOMENTUM = 1e-5, 0.1
 BOND_PAIRS = NUM_BOND_TYPES * NUM_BOND_DIRECTIONS  # (bond type, direction) pairs: 18
 SELF_LOOP_PAIR = SELF_LOOP_BOND_TYPE * NUM_BOND_DIRECTIONS  # self-loops: (4, 0)
+
+
+AGGREGATIONS = ("scatter", "csr")  # how messages are summed at their destinations (see StackedPredictors)
 
 
 class FusionError(ValueError):
@@ -59,11 +63,21 @@ def _attribute(name: str) -> str:
 class StackedPredictors(nn.Module):
     """Stacked weights of K predictors; ``forward(batch)`` returns logits ``(K, G, T)``."""
 
-    def __init__(self, models: Sequence[GraphPredictor], compile_normalisation: bool = False):
+    def __init__(self, models: Sequence[GraphPredictor], compile_normalisation: bool = False,
+                 aggregation: str = "scatter"):
         """``compile_normalisation``: run the training-mode BatchNorm + ReLU through
         ``torch.compile`` (one generated kernel chain instead of about ten passes over the
-        activations; the same function up to the order of floating-point sums)."""
+        activations; the same function up to the order of floating-point sums).
+
+        ``aggregation``: ``"scatter"`` sums messages with a gather of the source rows and an
+        ``index_add`` (atomic adds on a GPU) into the destinations; ``"csr"`` multiplies by the
+        batch's weighted adjacency ``A`` (destination x source, compressed sparse rows, built on
+        the device by sorting the edges) in the forward pass and by ``A^T`` in the backward pass,
+        with no per-edge intermediate. The same sums, in another order."""
         super().__init__()
+        if aggregation not in AGGREGATIONS:
+            raise FusionError(f"aggregation {aggregation!r}; accepted: {', '.join(AGGREGATIONS)}")
+        self.aggregation = aggregation
         self._train_norm = torch.compile(self._normalise, dynamic=True) if compile_normalisation else self._normalise
         if not models:
             raise FusionError("a fused group needs at least one model")
@@ -110,10 +124,12 @@ class StackedPredictors(nn.Module):
         h = (self._embed("gnn.x_embedding1.weight", batch.slot_trial, batch.x[:, 0])
              + self._embed("gnn.x_embedding2.weight", batch.slot_trial, batch.x[:, 1]))
         edge_weight, bond_mix = self._edge_weights(batch, dtype)
+        aggregate = (_csr_aggregator(batch, edge_weight, dtype) if self.aggregation == "csr"
+                     else _scatter_aggregator(batch, edge_weight))
         last = self.shape.num_layers - 1
         for layer in range(self.shape.num_layers):
-            h = self._batch_norm(layer, self._conv(layer, h, batch, edge_weight, bond_mix), batch, training,
-                                 relu=layer != last)
+            h = self._batch_norm(layer, self._conv(layer, h, batch, aggregate, bond_mix, edge_weight is None),
+                                 batch, training, relu=layer != last)
             if training and self.shape.dropout > 0:
                 h = self._dropout(h, batch, dropout_generators)
         pooled = scatter_sum(h, batch.node_graph, K * G + 1)[:K * G] / batch.graph_count.clamp(min=1).unsqueeze(-1)
@@ -159,13 +175,13 @@ class StackedPredictors(nn.Module):
         mix.view(K * S, BOND_PAIRS)[:, SELF_LOOP_PAIR] += loop_weight
         return edge_weight, mix.view(K, S, BOND_PAIRS)
 
-    def _conv(self, layer: int, h: torch.Tensor, batch: FusedBatch, edge_weight: torch.Tensor | None,
-              bond_mix: torch.Tensor) -> torch.Tensor:
+    def _conv(self, layer: int, h: torch.Tensor, batch: FusedBatch, aggregate, bond_mix: torch.Tensor,
+              unweighted: bool) -> torch.Tensor:
         """One message-passing layer for all trials; ``h`` ``(K*S, d)`` -> ``(K*S, d)``.
 
-        ``sum_u w_uv x_u`` over in-edges (a gather and an ``index_add``) plus the self-loop term
-        ``w_vv x_v`` plus the bond term ``bond_mix @ T`` (see :meth:`_edge_weights`); ``x`` is
-        ``h`` for GIN (then the MLP), ``W h + b`` for GCN and GraphSAGE (then an L2 norm).
+        ``sum_u w_uv x_u`` over in-edges (``aggregate``) plus the self-loop term ``w_vv x_v``
+        plus the bond term ``bond_mix @ T`` (see :meth:`_edge_weights`); ``x`` is ``h`` for GIN
+        (then the MLP), ``W h + b`` for GCN and GraphSAGE (then an L2 norm).
         """
         prefix = f"gnn.gnns.{layer}"
         K, S = batch.num_trials, batch.slots
@@ -174,11 +190,8 @@ class StackedPredictors(nn.Module):
         table = (bond.unsqueeze(2) + direction.unsqueeze(1)).reshape(K, BOND_PAIRS, -1)  # (K, 18, d)
         bond_term = torch.bmm(bond_mix, table).view(K * S, -1)
         x = h if self.shape.gnn_type == "gin" else self._linear(h, f"{prefix}.linear", K)
-        gathered = x.index_select(0, batch.edge_src)
-        if edge_weight is not None:
-            gathered = gathered * edge_weight.unsqueeze(-1)
-        loop_weight = bond_mix[..., SELF_LOOP_PAIR].reshape(K * S, 1) if edge_weight is not None else None
-        aggregated = scatter_sum(gathered, batch.edge_dst, K * S) + (x if loop_weight is None else x * loop_weight)
+        loop_weight = None if unweighted else bond_mix[..., SELF_LOOP_PAIR].reshape(K * S, 1)
+        aggregated = aggregate(x) + (x if loop_weight is None else x * loop_weight)
         aggregated = aggregated + bond_term
         if self.shape.gnn_type == "gin":
             return self._linear(F.relu(self._linear(aggregated, f"{prefix}.mlp.0", K)), f"{prefix}.mlp.2", K)
@@ -242,3 +255,57 @@ class StackedPredictors(nn.Module):
         for k, (rows, generator) in enumerate(zip(batch.nodes_per_trial, generators)):
             noise[k * S:k * S + rows].bernoulli_(keep, generator=generator)
         return h * noise.div_(keep)
+
+
+def _scatter_aggregator(batch: FusedBatch, edge_weight: torch.Tensor | None):
+    """``x -> sum_{u -> v} w_uv x_u`` by a gather of the sources and an ``index_add`` into the destinations."""
+    def aggregate(x: torch.Tensor) -> torch.Tensor:
+        gathered = x.index_select(0, batch.edge_src)
+        if edge_weight is not None:
+            gathered = gathered * edge_weight.unsqueeze(-1)
+        return scatter_sum(gathered, batch.edge_dst, x.shape[0])
+
+    return aggregate
+
+
+class _SparseProduct(torch.autograd.Function):
+    """``A @ x`` with ``A^T`` given for the backward pass (``A`` is constant: no gradient)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, adjacency: torch.Tensor, transposed: torch.Tensor) -> torch.Tensor:
+        ctx.transposed = transposed
+        with torch.autocast(x.device.type, enabled=False):  # in the operands' dtype, never narrowed
+            return adjacency @ x
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        with torch.autocast(grad.device.type, enabled=False):
+            return ctx.transposed @ grad.to(ctx.transposed.dtype), None, None
+
+
+def _csr(rows: torch.Tensor, cols: torch.Tensor, values: torch.Tensor, size: int) -> torch.Tensor:
+    """The ``size x size`` CSR matrix with ``values`` at ``(rows, cols)``, built on the device
+    without waiting for it (a stable sort by row, row pointers by ``searchsorted``)."""
+    order = torch.argsort(rows, stable=True)
+    sorted_rows = rows.index_select(0, order)
+    crow = torch.searchsorted(sorted_rows, torch.arange(size + 1, device=rows.device))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        return torch.sparse_csr_tensor(crow, cols.index_select(0, order), values.index_select(0, order),
+                                       (size, size), check_invariants=False)
+
+
+def _csr_aggregator(batch: FusedBatch, edge_weight: torch.Tensor | None, dtype: torch.dtype):
+    """``x -> A x`` with ``A[v, u] = w_uv`` over the batch's edges, as a CSR product (and ``A^T`` backward)."""
+    size = batch.num_trials * batch.slots
+    values = (torch.ones(batch.edge_src.shape[0], dtype=dtype, device=batch.edge_src.device) if edge_weight is None
+              else edge_weight.to(dtype))
+    adjacency = _csr(batch.edge_dst, batch.edge_src, values, size)
+    transposed = _csr(batch.edge_src, batch.edge_dst, values, size)
+
+    def aggregate(x: torch.Tensor) -> torch.Tensor:
+        if x.dtype != dtype:  # autocast's narrower x: the products run (and sum) in the weights' dtype
+            return _SparseProduct.apply(x.to(dtype), adjacency, transposed).to(x.dtype)
+        return _SparseProduct.apply(x, adjacency, transposed)
+
+    return aggregate

@@ -4,7 +4,7 @@ import torch
 
 from trainables.config import TrainingRecipe
 from trainables.fused.engine import FusedMember, dropout_generator_after_init, fit_fused
-from trainables.fused.model import FUSABLE_GNN_TYPES, FusionError
+from trainables.fused.model import AGGREGATIONS, FUSABLE_GNN_TYPES, FusionError
 from trainables.gnn import GNNShape, GraphPredictor
 from trainables.methods import MethodContext, make_method
 from trainables.tasks import TaskType
@@ -58,12 +58,14 @@ def assert_same_run(a, b):
 
 # On the CPU a fused trial draws exactly its unfused run's dropout masks; a GPU's unfused
 # dropout uses another kernel, so there the comparison runs without dropout.
+@pytest.mark.parametrize("aggregation", AGGREGATIONS)
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("gnn_type", FUSABLE_GNN_TYPES)
-def test_fused_trials_equal_their_unfused_runs(molecules, gnn_type, device):
-    """Float64, so that Adam's normalisation cannot blow rounding noise up (see the README)."""
+def test_fused_trials_equal_their_unfused_runs(molecules, gnn_type, device, aggregation):
+    """Float64, so that Adam's normalisation cannot blow rounding noise up (see the README);
+    messages summed by scatter or by CSR products."""
     dropout = 0.5 if device == "cpu" else 0.0
-    fused = fused_run(molecules, SEEDS, gnn_type, dropout, device)
+    fused = fused_run(molecules, SEEDS, gnn_type, dropout, device, aggregation=aggregation)
     for seed, result in zip(SEEDS, fused):
         assert_same_run(unfused_run(molecules, seed, gnn_type, dropout, device), result)
 
@@ -173,3 +175,13 @@ def test_unknown_speed_options_are_refused(molecules):
         fused_run(molecules, [0], "gin", 0.5, "cpu", dropout_streams="shared")
     with pytest.raises(ValueError, match="precision 'fp16'; accepted: fp32, bf16"):
         fused_run(molecules, [0], "gin", 0.5, "cpu", precision="fp16")
+
+
+def test_csr_aggregation_with_bf16_and_bad_names(molecules):
+    narrow = fused_run(molecules, [0, 1], "gcn", 0.0, "cpu", dtype=torch.float32, precision="bf16",
+                       aggregation="csr")
+    full = fused_run(molecules, [0, 1], "gcn", 0.0, "cpu", dtype=torch.float32)
+    for a, b in zip(full, narrow):
+        np.testing.assert_allclose(b.history[0].train_loss, a.history[0].train_loss, rtol=0.05)
+    with pytest.raises(FusionError, match="aggregation 'coo'; accepted: scatter, csr"):
+        fused_run(molecules, [0], "gin", 0.0, "cpu", aggregation="coo")
