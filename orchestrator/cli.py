@@ -3,6 +3,7 @@
     roft data list|verify|featurize     the benchmark's files and featurized caches
     roft backbones list                 pre-trained and scratch backbones
     roft sweep SPEC [--dry-run]         plan, dedup against the store, run on Ray Tune, print the table
+    roft pretrain --out DIR             self-supervised pre-training (attribute masking), resumable
                                         (--dry-run: the plan and an estimate of GPU-hours)
     roft table --store DIR              paper tables (selection protocol, formats, best marked)
     roft report --store DIR --out DIR   one HTML page: tables, significance, figures, provenance
@@ -77,6 +78,24 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--retry-failed", action="store_true",
                        help="also run the trials that failed in earlier runs (recorded in the store's failures/)")
     _common(sweep)
+
+    pre = sub.add_parser("pretrain", help="self-supervised pre-training of a Hu-layout GNN (attribute masking)")
+    pre.add_argument("--objective", default="attr-mask", help="attr-mask (masked atom-type prediction)")
+    pre.add_argument("--arch", default="gin", help="gin | gcn | graphsage | gat (default gin)")
+    pre.add_argument("--corpus", default=None,
+                     help="CSV with a smiles column (default: the data root's pretrain/zinc250k.csv.gz, sha256-checked)")
+    pre.add_argument("--out", required=True, help="folder for model.pth (Hu layout), model.json and state.pt")
+    pre.add_argument("--epochs", type=int, default=1)
+    pre.add_argument("--limit", type=int, default=None, help="only the corpus's first N molecules")
+    pre.add_argument("--batch-size", type=int, default=256)
+    pre.add_argument("--layers", type=int, default=5)
+    pre.add_argument("--width", type=int, default=300)
+    pre.add_argument("--lr", type=float, default=1e-3)
+    pre.add_argument("--mask-rate", type=float, default=0.15)
+    pre.add_argument("--seed", type=int, default=0)
+    pre.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    pre.add_argument("--resume", action="store_true", help="continue the pre-training saved in --out")
+    _common(pre)
 
     alpha = sub.add_parser("alpha", help="Optuna search of WiSE-FT / RoFt-Mol alphas over the store's Full-FT checkpoints")
     _store_option(alpha)
@@ -187,14 +206,14 @@ def _trial_bench(bench_sub, name: str, text: str, label_setting: str) -> argpars
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handler = {"data": _data, "backbones": _backbones, "sweep": _sweep, "alpha": _alpha, "table": _table,
+    handler = {"data": _data, "backbones": _backbones, "sweep": _sweep, "pretrain": _pretrain, "alpha": _alpha, "table": _table,
                "report": _report, "store": _store, "bench": _bench}[args.command]
     try:
         return handler(args)
     except KeyboardInterrupt:
         print("interrupted; finished trials are in the store, rerun the same command to resume", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as exc:
         print(f"roft: error: {exc}", file=sys.stderr)
         return 2
 
@@ -321,6 +340,47 @@ def _gpu_hours(plan, args) -> str:
                             unfused=defaults.unfused if args.unfused_trials_per_gpu_hour is None
                             else args.unfused_trials_per_gpu_hour)
     return estimate_gpu_hours(plan, throughput).summary()
+
+
+def _pretrain(args) -> int:
+    import torch
+
+    from orchestrator import code_version
+    from trainables import sources
+    from trainables.pretrain import PretrainConfig, pretrain
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    config = PretrainConfig(objective=args.objective, arch=args.arch, num_layers=args.layers, emb_dim=args.width,
+                            epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, mask_rate=args.mask_rate,
+                            seed=args.seed, limit=args.limit)
+    if args.corpus is None:
+        from trainables.dataset import checked_sha256
+        relpath = "pretrain/zinc250k.csv.gz"
+        corpus = sources.resolve(relpath, _data_root(args))
+        sha = checked_sha256(relpath, corpus)
+    else:
+        corpus = Path(args.corpus)
+        if not corpus.is_file():
+            raise FileNotFoundError(f"--corpus {args.corpus}: no such file")
+        sha = sources.sha256_of(corpus)
+    started, last = time.perf_counter(), [0.0]
+
+    def progress(epoch: int, step: int, loss: float) -> None:
+        now = time.perf_counter()
+        if now - last[0] >= 5.0:
+            last[0] = now
+            print(f"epoch {epoch}/{config.epochs}  step {step}  loss {loss:.4f}  {now - started:,.0f} s",
+                  file=sys.stderr, flush=True)
+
+    print(f"pre-training {config.arch} {config.num_layers}x{config.emb_dim} by {config.objective} on {corpus} "
+          f"({'first ' + str(config.limit) if config.limit else 'all'} molecules) into {args.out}", file=sys.stderr)
+    result = pretrain(config, corpus, args.out, resume=args.resume, corpus_sha256=sha, code_version=code_version(),
+                      on_step=progress)
+    for epoch, loss in enumerate(result.losses, 1):
+        print(f"epoch {epoch}: mean masked-atom loss {loss:.4f}")
+    print(f"{result.steps} steps in {time.perf_counter() - started:,.1f} s; checkpoint {Path(args.out) / 'model.pth'}")
+    return 0
 
 
 def _optuna_storage(location: str | None) -> str | None:

@@ -170,3 +170,21 @@ def test_bench_plan_plans_diffs_and_prints_figures(real_env, capsys):
     out = capsys.readouterr().out
     assert re.search(r"mini: 36 trials planned in [\d.]+ s, peak RSS [\d,]+ MiB", out), out
     assert "planned again against the 36-row store" in out and "(0 pending)" in out
+
+
+def test_pretrain_writes_a_checkpoint_and_resumes(tmp_path, capsys):
+    import pandas as pd
+
+    from tests.unit.trainables.hand_molecules import HAND_SMILES
+
+    corpus = tmp_path / "corpus.csv"
+    pd.DataFrame({"smiles": HAND_SMILES}).to_csv(corpus, index=False)
+    common = ["pretrain", "--corpus", str(corpus), "--out", str(tmp_path / "out"), "--layers", "2", "--width", "8",
+              "--batch-size", "8"]
+    assert main([*common, "--epochs", "1"]) == 0
+    assert main([*common, "--epochs", "2"]) == 2  # the folder holds a pre-training: --resume or another --out
+    assert "pass --resume" in capsys.readouterr().err
+    assert main([*common, "--epochs", "3", "--resume"]) == 0
+    out = capsys.readouterr().out
+    assert "epoch 3: mean masked-atom loss" in out and "9 steps" in out
+    assert (tmp_path / "out" / "model.pth").is_file()
