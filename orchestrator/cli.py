@@ -95,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--seed", type=int, default=0)
     pre.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     pre.add_argument("--resume", action="store_true", help="continue the pre-training saved in --out")
+    pre.add_argument("--install", action="store_true",
+                     help="then install the checkpoint as backbone roft-<arch>-attrmask (in the cache) for sweeps")
     _common(pre)
 
     alpha = sub.add_parser("alpha", help="Optuna search of WiSE-FT / RoFt-Mol alphas over the store's Full-FT checkpoints")
@@ -380,6 +382,10 @@ def _pretrain(args) -> int:
     for epoch, loss in enumerate(result.losses, 1):
         print(f"epoch {epoch}: mean masked-atom loss {loss:.4f}")
     print(f"{result.steps} steps in {time.perf_counter() - started:,.1f} s; checkpoint {Path(args.out) / 'model.pth'}")
+    if args.install:
+        from trainables.pretrain import install
+        name, path = install(args.out)
+        print(f"installed as backbone {name} ({path}); name it under `backbones:` in a sweep spec")
     return 0
 
 

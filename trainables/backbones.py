@@ -7,6 +7,9 @@ A :class:`Backbone` names a GNN architecture and where its pre-trained weights c
 * ``mole-bert`` and ``graphmae``: GIN 5x300 files in the Hu layout, supplied by the user (they
   cannot be downloaded here) through ``ROFT_MOLE_BERT_CKPT`` / ``ROFT_GRAPHMAE_CKPT`` or at
   ``<data root>/weights/user/{mole-bert,graphmae}.pth``;
+* ``roft-{gin,gcn,graphsage,gat}-attrmask``: made here by ``roft pretrain --install`` (attribute
+  masking, :mod:`trainables.pretrain`), found at ``<cache>/weights/user/<name>.pth`` or through
+  ``ROFT_<ARCH>_ATTRMASK_CKPT``; their size comes from the checkpoint;
 * ``scratch-{gin,gcn,graphsage,gat}``: random initialisation (the no-pre-training baseline);
   their size comes from the sweep spec.
 
@@ -58,7 +61,7 @@ class Backbone:
         candidates = [Path(explicit).expanduser()] if explicit else []
         if root is not None:
             candidates.append(root / "weights" / "user" / f"{self.name}.pth")
-        candidates.append(sources.cache_dir() / "weights" / "user" / f"{self.name}.pth")
+        candidates.append(installed_checkpoint_path(self.name))
         for path in candidates:
             if path.is_file():
                 return path
@@ -94,8 +97,18 @@ BACKBONES.register("graphmae", Backbone("graphmae", "gin", "self-supervised",
                                         "GraphMAE GIN 5x300 (user-supplied file, Hu layout)",
                                         user_file_env="ROFT_GRAPHMAE_CKPT"))
 for _arch in ("gin", "gcn", "graphsage", "gat"):
+    BACKBONES.register(f"roft-{_arch}-attrmask", Backbone(
+        f"roft-{_arch}-attrmask", _arch, "self-supervised",
+        f"{_arch.upper()} pre-trained by `roft pretrain --objective attr-mask --arch {_arch} --install`",
+        user_file_env=f"ROFT_{_arch.upper()}_ATTRMASK_CKPT"))
+for _arch in ("gin", "gcn", "graphsage", "gat"):
     BACKBONES.register(f"scratch-{_arch}", Backbone(f"scratch-{_arch}", _arch, "none",
                                                     f"{_arch.upper()} with random initialisation (no pre-training)"))
+
+
+def installed_checkpoint_path(name: str) -> Path:
+    """Where ``roft pretrain --install`` puts the checkpoint of user backbone ``name``."""
+    return sources.cache_dir() / "weights" / "user" / f"{name}.pth"
 
 
 def infer_shape(state: dict[str, torch.Tensor], gnn_type: str, dropout: float) -> GNNShape:

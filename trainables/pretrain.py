@@ -204,3 +204,19 @@ def load_pretrained(out: str | os.PathLike) -> tuple[HuGNN, dict]:
     gnn = HuGNN(GNNShape(meta["arch"], meta["num_layers"], meta["emb_dim"], 0.0))
     load_state_strict(gnn, torch.load(out / "model.pth", map_location="cpu", weights_only=True), str(out / "model.pth"))
     return gnn, meta
+
+
+def install(out: str | os.PathLike) -> tuple[str, Path]:
+    """Copy ``out``'s checkpoint to where backbone ``roft-<arch>-<objective>`` finds it; returns
+    ``(backbone name, path)``. A sweep names that backbone; its rows record the file's sha256."""
+    from trainables.backbones import BACKBONES, installed_checkpoint_path
+    from trainables.sources import atomic_write
+
+    _, meta = load_pretrained(out)
+    name = f"roft-{meta['arch']}-{meta['objective'].replace('-', '')}"
+    BACKBONES.get(name)  # registered
+    target = installed_checkpoint_path(name)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    blob = (Path(out) / "model.pth").read_bytes()
+    atomic_write(target, lambda fh: fh.write(blob))
+    return name, target

@@ -31,8 +31,9 @@ def small_gin_state(shape: GNNShape = SMALL) -> dict[str, torch.Tensor]:
 
 
 def test_registry_contents():
-    assert BACKBONES.names() == HU + ["mole-bert", "graphmae", "scratch-gin", "scratch-gcn", "scratch-graphsage",
-                                      "scratch-gat"]
+    assert BACKBONES.names() == HU + ["mole-bert", "graphmae", "roft-gin-attrmask", "roft-gcn-attrmask",
+                                      "roft-graphsage-attrmask", "roft-gat-attrmask", "scratch-gin", "scratch-gcn",
+                                      "scratch-graphsage", "scratch-gat"]
     gat = BACKBONES.get("hu-gat-supervised-contextpred")
     assert (gat.gnn_type, gat.pretraining, gat.data_file) == (
         "gat", "both", "weights/pretrain_gnns_chem/gat_supervised_contextpred.pth")

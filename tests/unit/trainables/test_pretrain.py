@@ -84,3 +84,23 @@ def test_resume_and_configuration_errors(corpus, tmp_path):
     pd.DataFrame({"smi": ["C"]}).to_csv(bad, index=False)
     with pytest.raises(ValueError, match="no column 'smiles'; columns: smi"):
         pretrain(PretrainConfig(epochs=1, **SMALL), bad, tmp_path / "bad")
+
+
+def test_an_installed_pretraining_is_a_backbone(corpus, tmp_path, monkeypatch):
+    from trainables.backbones import BACKBONES, build_model, read_checkpoint
+    from trainables.pretrain import install
+
+    monkeypatch.setenv("ROFT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("ROFT_GIN_ATTRMASK_CKPT", raising=False)
+    monkeypatch.delenv("ROFT_DATA", raising=False)
+    backbone = BACKBONES.get("roft-gin-attrmask")
+    assert not backbone.is_available(None)
+    pretrain(PretrainConfig(epochs=1, **SMALL), corpus, tmp_path / "out")
+    name, path = install(tmp_path / "out")
+    assert name == "roft-gin-attrmask" and path == tmp_path / "cache" / "weights" / "user" / "roft-gin-attrmask.pth"
+    assert backbone.is_available(None) and backbone.pretraining == "self-supervised"
+    weights = read_checkpoint(backbone, None)
+    model = build_model(backbone, 1, GNNShape("gin", 5, 300, 0.5), weights)  # the shape comes from the checkpoint
+    assert (model.gnn.shape.num_layers, model.gnn.shape.emb_dim) == (2, 16)
+    saved = torch.load(tmp_path / "out" / "model.pth", weights_only=True)
+    assert all(torch.equal(model.gnn.state_dict()[k], v) for k, v in saved.items())
