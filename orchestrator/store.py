@@ -390,11 +390,6 @@ class ResultStore:
             return None
         return ds.dataset(files, schema=schema, format="parquet", filesystem=self.fs)
 
-    def trials_dataset(self) -> ds.Dataset | None:
-        """Every trial file (per-trial and compacted) as one pyarrow dataset, or None when empty
-        (no quarantine of corrupt files on this path: :meth:`scan` has it)."""
-        return self._dataset("trials", TRIAL_SCHEMA)
-
     def scan(self, name: str, columns: list[str] | None = None, filter: ds.Expression | None = None,
              files: list[str] | None = None) -> pa.Table:
         """Rows of table ``name`` (all its files, or ``files``), with column and filter pushdown.
@@ -405,7 +400,7 @@ class ResultStore:
         quarantined trial row no longer counts as done, so the next sweep runs that trial again.
         Errors that are not about a file's content (an unreachable store) raise :class:`StoreError`.
         """
-        schema = TRIAL_SCHEMA if name == "trials" else FAILURE_SCHEMA if name == "failures" else SIDE_TABLES[name]
+        schema = {"trials": TRIAL_SCHEMA, "failures": FAILURE_SCHEMA, **SIDE_TABLES}[name]
         files = self.list_files(name) if files is None else files
         if not files:
             return schema.empty_table() if columns is None else schema.empty_table().select(columns)
