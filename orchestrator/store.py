@@ -216,10 +216,6 @@ class ResultStore:
         return self.root / "epochs"
 
     @property
-    def artifacts_dir(self) -> Path:
-        return self.root / "artifacts"
-
-    @property
     def failures_dir(self) -> Path:
         return self.root / "failures"
 
@@ -256,10 +252,6 @@ class ResultStore:
         return {k: v for k, v in os.environ.items() if k.startswith("AWS_")} if self.remote else {}
 
     # ---- writing ---------------------------------------------------------------------
-    def artifact_path(self, trial_key: str) -> Path:
-        """The local file of a trial's checkpoint (a store in a folder; see :meth:`artifact_location`)."""
-        return self.artifacts_dir / trial_key / "best.pt"
-
     def artifact_location(self, trial_key: str) -> str:
         """Where a trial's checkpoint lives: a local path, or an ``s3://`` URI without query options."""
         path = self.path("artifacts", trial_key, "best.pt")
@@ -296,19 +288,11 @@ class ResultStore:
 
     def write_table(self, table: pa.Table, target: str | os.PathLike) -> None:
         """Write ``table`` as Parquet to ``target`` (a path on :attr:`fs`) atomically."""
-        path = os.fspath(target)
-        try:
-            if self.remote:
-                buffer = pa.BufferOutputStream()
-                pq.write_table(table, buffer)
-                self._upload(path, buffer.getvalue())
-            else:
-                atomic_write(Path(path), lambda fh: pq.write_table(table, fh))
-        except OSError as exc:
-            raise StoreError(f"cannot write to the store at {self.location} ({self._relative(path)}): "
-                             f"{exc}") from exc
+        buffer = pa.BufferOutputStream()
+        pq.write_table(table, buffer)
+        self.write_bytes(os.fspath(target), buffer.getvalue())
 
-    def write_bytes(self, target: str, data: bytes) -> None:
+    def write_bytes(self, target: str, data: bytes | pa.Buffer) -> None:
         """Write ``data`` to ``target`` (a path on :attr:`fs`) atomically."""
         try:
             if self.remote:

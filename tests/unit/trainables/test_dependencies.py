@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -49,11 +51,11 @@ def test_parent_checkpoint_is_verified_by_sha256(tmp_path):
     assert (key, parent.sha256) == (spec("full-ft").key(), digest)
     assert torch.equal(parent.state["graph_pred_linear.weight"], state["graph_pred_linear.weight"])
 
-    store.artifact_path(key).write_bytes(store.artifact_path(key).read_bytes() + b"tampered")
+    Path(store.path("artifacts", key, "best.pt")).write_bytes(Path(store.path("artifacts", key, "best.pt")).read_bytes() + b"tampered")
     with pytest.raises(DependencyError, match=rf"checkpoint .* has sha256 \w+, but its row records {digest}; "
                                               "refusing to use a mismatched checkpoint"):
         load_parent_state(spec("roft-mol"), store)
-    store.artifact_path(key).unlink()
+    Path(store.path("artifacts", key, "best.pt")).unlink()
     with pytest.raises(DependencyError, match="has no saved checkpoint"):
         load_parent_state(spec("roft-mol"), store)
 
@@ -76,7 +78,7 @@ def test_wise_at_one_reproduces_its_parent_end_to_end(real_env, tmp_path):
     assert wise["parent_trial_key"] == ft["trial_key"] and wise["parent_artifact_sha256"] == ft["artifact_sha256"]
     assert wise["artifact_path"] == "" and wise["best_stage"] == "evaluate"  # only parents keep checkpoints
 
-    store.artifact_path(ft["trial_key"]).write_bytes(b"not a checkpoint")
+    Path(store.path("artifacts", ft["trial_key"], "best.pt")).write_bytes(b"not a checkpoint")
     with pytest.raises(DependencyError, match="mismatched checkpoint"):
         execute_trial(spec("wise-ft", alpha=0.5), runtime)
     assert spec("wise-ft", alpha=0.5).key() not in store.done_keys()
