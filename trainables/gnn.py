@@ -27,6 +27,7 @@ dict is ``gnn.*`` + ``graph_pred_linear.*``, the layout of the reference fine-tu
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import torch
@@ -158,7 +159,17 @@ class GNNOutput:
 
 
 class HuGNN(nn.Module):
-    """Embeddings + ``num_layers`` message-passing layers with BatchNorm; returns node states ``(n, d)``."""
+    """Embeddings + ``num_layers`` message-passing layers with BatchNorm; returns node states ``(n, d)``.
+
+    The encoder protocol shared with :class:`trainables.gps.GPSEncoder`, which the fine-tuning
+    methods use instead of naming modules: ``num_layers``; ``INPUT_PREFIXES`` (state keys of the
+    input encoders, here the atom embeddings); ``layer_of_key(key)`` (the layer a state key
+    belongs to, ``None`` for input encoders); ``surgical_units()`` (what Surgical FT trains one
+    at a time: here each layer, its convolution with its edge embeddings and its BatchNorm).
+    """
+
+    INPUT_PREFIXES = ("x_embedding",)
+    _LAYER_KEY = re.compile(r"^(?:gnns|batch_norms)\.(\d+)\.")
 
     def __init__(self, shape: GNNShape):
         super().__init__()
@@ -171,7 +182,22 @@ class HuGNN(nn.Module):
         self.gnns = nn.ModuleList(CONVS[shape.gnn_type](d) for _ in range(shape.num_layers))
         self.batch_norms = nn.ModuleList(nn.BatchNorm1d(d) for _ in range(shape.num_layers))
 
-    def forward(self, x, edge_index, edge_attr):
+    @property
+    def num_layers(self) -> int:
+        return self.shape.num_layers
+
+    def layer_of_key(self, key: str) -> int | None:
+        """Layer index of a state key of this module (``gnns.3.mlp.0.weight`` -> 3); ``None`` for inputs."""
+        return layer_of_key(key, self.INPUT_PREFIXES, self._LAYER_KEY, self.num_layers)
+
+    def surgical_units(self) -> list[list[nn.Module]]:
+        return [[conv, norm] for conv, norm in zip(self.gnns, self.batch_norms)]
+
+    def surgical_unit_names(self) -> list[str]:
+        return [f"layer {i}" for i in range(self.num_layers)]
+
+    def forward(self, x, edge_index, edge_attr, batch=None):
+        """Node states ``(n, d)``; ``batch`` (graph of each node) is unused: every layer is local."""
         h = self.x_embedding1(x[:, 0]) + self.x_embedding2(x[:, 1])
         last = self.shape.num_layers - 1
         for layer, (conv, norm) in enumerate(zip(self.gnns, self.batch_norms)):
@@ -182,12 +208,33 @@ class HuGNN(nn.Module):
         return h
 
 
-class GraphPredictor(nn.Module):
-    """``HuGNN`` + mean pooling + linear head (``graph_pred_linear``, ``(T, d)``)."""
+def layer_of_key(key: str, input_prefixes: tuple[str, ...], layer_key: re.Pattern, num_layers: int) -> int | None:
+    """Shared by the encoders: ``None`` under ``input_prefixes``, else ``layer_key``'s group 1 as an int."""
+    if key.startswith(input_prefixes):
+        return None
+    match = layer_key.match(key)
+    if match is None or int(match.group(1)) >= num_layers:
+        raise ValueError(f"state key {key!r} belongs to no layer and to no input encoder "
+                         f"(input prefixes: {', '.join(input_prefixes)})")
+    return int(match.group(1))
 
-    def __init__(self, shape: GNNShape, num_tasks: int):
+
+def build_encoder(shape) -> nn.Module:
+    """The encoder of a shape: :class:`HuGNN` for a :class:`GNNShape`, a GPS encoder for a ``GPSShape``."""
+    if isinstance(shape, GNNShape):
+        return HuGNN(shape)
+    from trainables.gps import GPSEncoder, GPSShape
+    if isinstance(shape, GPSShape):
+        return GPSEncoder(shape)
+    raise TypeError(f"no encoder for a {type(shape).__name__}; accepted: GNNShape, GPSShape")
+
+
+class GraphPredictor(nn.Module):
+    """Encoder (:class:`HuGNN` or GPS) + mean pooling + linear head (``graph_pred_linear``, ``(T, d)``)."""
+
+    def __init__(self, shape, num_tasks: int):
         super().__init__()
-        self.gnn = HuGNN(shape)
+        self.gnn = build_encoder(shape)
         self.graph_pred_linear = nn.Linear(shape.emb_dim, num_tasks)
 
     @property
@@ -195,6 +242,6 @@ class GraphPredictor(nn.Module):
         return self.graph_pred_linear
 
     def forward(self, batch) -> GNNOutput:
-        node = self.gnn(batch.x, batch.edge_index, batch.edge_attr)
+        node = self.gnn(batch.x, batch.edge_index, batch.edge_attr, batch.batch)
         graph = scatter(node, batch.batch, dim=0, dim_size=batch.num_graphs, reduce="mean")
         return GNNOutput(node=node, graph=graph, logits=self.graph_pred_linear(graph))

@@ -13,7 +13,9 @@ interpolated (``bn_stats: interpolate``) or taken from theta_ft (``bn_stats: ft`
 
 * ``wise-ft``: one global alpha, evaluation only (PROTOCOL grid 0.1, 0.3, 0.5, 0.7, 0.9).
 * ``roft-mol``: one alpha per group, learned. Groups of an L-layer GNN: 0 = atom embeddings,
-  1..L = GNN layer (its weights, edge embeddings and BatchNorm). ``groups`` values tie them as
+  1..L = GNN layer (its weights, edge embeddings and BatchNorm); of an L-layer GPS encoder:
+  0 = its input encoders (atom, random-walk and bond), 1..L = GPS layer (local MPNN, attention,
+  feed-forward and their norms). ``groups`` values tie them as
   in PROTOCOL section 4 (for L = 5): 1 -> one alpha; 2 -> [a0,a0,a0,a0,a1,a1];
   3 -> [a0,a0,a0,a1,a1,a2]; 6 -> one per group. Only the alphas train (Adam, ``alpha_lr``),
   on the validation split with the task loss, the FT head frozen, BatchNorm in eval mode; the
@@ -24,7 +26,6 @@ interpolated (``bn_stats: interpolate``) or taken from theta_ft (``bn_stats: ft`
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -38,18 +39,14 @@ from trainables.methods.partial import freeze_batch_norm_statistics
 
 BN_STATISTICS = ("running_mean", "running_var")
 TYING_FOR_FIVE_LAYERS = {1: (0, 0, 0, 0, 0, 0), 2: (0, 0, 0, 0, 1, 1), 3: (0, 0, 0, 1, 1, 2), 6: (0, 1, 2, 3, 4, 5)}
-_LAYER_KEY = re.compile(r"^gnn\.(?:gnns|batch_norms)\.(\d+)\.")
-
-
-def layer_group(key: str) -> int | None:
-    """Group of a ``GraphPredictor`` state key: 0 for atom embeddings, i+1 for layer i, None for the head."""
-    if key.startswith("gnn.x_embedding"):
-        return 0
-    match = _LAYER_KEY.match(key)
-    if match:
-        return int(match.group(1)) + 1
+def layer_group(key: str, encoder: nn.Module) -> int | None:
+    """Group of a ``GraphPredictor`` state key: 0 for the input encoders (atom embeddings; for GPS
+    also its structural-encoding and bond encoders), i+1 for the encoder's layer i, None for the head."""
     if key.startswith("graph_pred_linear."):
         return None
+    if key.startswith("gnn."):
+        layer = encoder.layer_of_key(key[len("gnn."):])
+        return 0 if layer is None else layer + 1
     raise ValueError(f"state key {key!r} belongs to no interpolation group")
 
 
@@ -71,11 +68,15 @@ def interpolate(pre: torch.Tensor, ft: torch.Tensor, alpha: torch.Tensor) -> tor
 
 
 def interpolated_state(pre: dict[str, torch.Tensor], ft: dict[str, torch.Tensor],
-                       alpha_of_group: Callable[[int], torch.Tensor], bn_stats: str) -> dict[str, torch.Tensor]:
-    """theta(alpha) in ``GraphPredictor`` layout; see the module docstring for what is interpolated."""
+                       alpha_of_group: Callable[[int], torch.Tensor], bn_stats: str,
+                       encoder: nn.Module) -> dict[str, torch.Tensor]:
+    """theta(alpha) in ``GraphPredictor`` layout; see the module docstring for what is interpolated.
+
+    ``encoder`` (the predictor's ``gnn``) says which layer each state key belongs to.
+    """
     out = {}
     for key, ft_value in ft.items():
-        group = layer_group(key)
+        group = layer_group(key, encoder)
         is_statistic = key.rsplit(".", 1)[-1] in BN_STATISTICS
         if group is None or not ft_value.is_floating_point() or (bn_stats == "ft" and is_statistic):
             out[key] = ft_value
@@ -207,7 +208,7 @@ class InterpolatingMethod(FineTuningMethod):
         alpha = torch.as_tensor(alphas, dtype=torch.float32, device=self.device)
         with torch.no_grad():
             ctx.model.load_state_dict(interpolated_state(self.pre, self.ft, lambda group: alpha[tie[group]],
-                                                         self.params["bn_stats"]))
+                                                         self.params["bn_stats"], ctx.model.gnn))
 
     def study_name(self, ctx: MethodContext) -> str:
         """Everything that defines the objective except the budget (so more trials continue it)."""
@@ -216,7 +217,7 @@ class InterpolatingMethod(FineTuningMethod):
         return f"{self.name}:{ctx.parent_key}:" + ",".join(f"{k}={v}" for k, v in sorted(settings.items()))
 
     def _search(self, ctx: MethodContext) -> None:
-        tie = tying(self.num_groups(), len(ctx.model.gnn.gnns))
+        tie = tying(self.num_groups(), ctx.model.gnn.num_layers)
         fit_part = self.parts()[0]
 
         def evaluate(alphas):
@@ -252,7 +253,7 @@ class WiSEFT(InterpolatingMethod):
     label_hyperparameters = ("alpha",)
 
     def prepare(self, ctx: MethodContext) -> None:
-        self.load_alphas(ctx, [self.params["alpha"]], tying(1, len(ctx.model.gnn.gnns)))
+        self.load_alphas(ctx, [self.params["alpha"]], tying(1, ctx.model.gnn.num_layers))
 
     def own_stages(self, epochs: int) -> list[Stage]:
         return [Stage("evaluate", 0)]
@@ -274,7 +275,8 @@ class InterpolatedPredictor(nn.Module):
         self._pre, self._ft, self._tie, self._bn_stats = pre, ft, tie, bn_stats
 
     def current_state(self) -> dict[str, torch.Tensor]:
-        return interpolated_state(self._pre, self._ft, lambda group: self.alphas[self._tie[group]], self._bn_stats)
+        return interpolated_state(self._pre, self._ft, lambda group: self.alphas[self._tie[group]], self._bn_stats,
+                                  self.model.gnn)
 
     def forward(self, batch):
         return functional_call(self.model, self.current_state(), (batch,))
@@ -307,7 +309,7 @@ class RoFtMol(InterpolatingMethod):
         return ("valid_fit", "valid_select") if self.params["fit_split"] == "val_half" else ("valid", "valid")
 
     def prepare(self, ctx: MethodContext) -> None:
-        tie = tying(self.params["groups"], len(ctx.model.gnn.gnns))
+        tie = tying(self.params["groups"], ctx.model.gnn.num_layers)
         ctx.model = InterpolatedPredictor(ctx.model, self.pre, self.ft, tie, self.params["groups"], self.params["alpha_init"],
                                           self.params["bn_stats"])
 

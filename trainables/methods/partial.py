@@ -51,35 +51,39 @@ class LinearProbe(FineTuningMethod):
 
 @register_method("surgical-ft")
 class SurgicalFineTuning(FineTuningMethod):
-    """Train GNN layer ``layer`` (``gnns.{layer}``, ``batch_norms.{layer}``) and the head; all else frozen.
+    """Train one surgical unit of the encoder and the head; all else (input encoders included) frozen.
 
-    The paper's grid is every layer of the GNN (0..L-1 for an L-layer GNN).
+    The units come from the encoder (``surgical_units()``): each layer of a Hu GNN (``gnns.{i}``
+    with its edge embeddings, ``batch_norms.{i}``), or the front, middle and back thirds of a
+    GPS encoder's layers, as in the paper. The paper's grid is every unit (0..L-1 for an L-layer
+    Hu GNN, 0..2 for GPS).
     """
 
     mechanism = "partial"
     label_hyperparameters = ("layer",)
     hyperparameters = {
-        "layer": HyperParameter(int, 0, "index of the GNN layer that trains (0 = first)", minimum=0),
+        "layer": HyperParameter(int, 0, "index of the unit that trains: the GNN layer (0 = first), or for GPS the "
+                                        "third of its layers (0 front, 1 middle, 2 back)", minimum=0),
         "freeze_bn_stats": FREEZE_BN_STATS,
     }
 
     def setup(self, ctx: MethodContext) -> None:
         super().setup(ctx)
-        depth = len(ctx.model.gnn.gnns)
-        if self.params["layer"] >= depth:
-            raise ValueError(f"surgical-ft.layer={self.params['layer']} is not accepted for a {depth}-layer GNN; "
-                             f"accepted: 0..{depth - 1}")
+        names = ctx.model.gnn.surgical_unit_names()
+        if self.params["layer"] >= len(names):
+            raise ValueError(f"surgical-ft.layer={self.params['layer']} is not accepted for this "
+                             f"{ctx.model.gnn.num_layers}-layer encoder; accepted: 0..{len(names) - 1} "
+                             f"({', '.join(names)})")
 
     def _tuned(self, ctx: MethodContext) -> list[nn.Module]:
-        layer = self.params["layer"]
-        return [ctx.model.gnn.gnns[layer], ctx.model.gnn.batch_norms[layer], ctx.model.head]
+        return [*ctx.model.gnn.surgical_units()[self.params["layer"]], ctx.model.head]
 
     def trainable_parameters(self, ctx: MethodContext, stage: Stage) -> list[nn.Parameter]:
         return [p for module in self._tuned(ctx) for p in module.parameters()]
 
     def set_train_mode(self, ctx: MethodContext, stage: Stage) -> None:
         layer = self.params["layer"]
-        frozen = [norm for i, norm in enumerate(ctx.model.gnn.batch_norms) if i != layer]
+        frozen = [module for i, unit in enumerate(ctx.model.gnn.surgical_units()) if i != layer for module in unit]
         train_with_frozen_statistics(ctx.model, frozen, self.params["freeze_bn_stats"])
 
 

@@ -8,7 +8,7 @@ import multiprocessing
 import pytest
 import torch
 
-from tests.unit.trainables.test_methods_interpolation import (fit_dependant, interpolated_state, parent,  # noqa: F401
+from tests.unit.trainables.test_methods_interpolation import (ENCODER, fit_dependant, interpolated_state, parent,  # noqa: F401
                                                                regression_data, scored)
 from trainables.alpha_search import AlphaPoint, open_storage, search_alphas
 from trainables.methods import make_method
@@ -139,7 +139,7 @@ def test_wise_ft_search_reports_the_best_alpha_and_every_point(regression_data, 
     assert result.val == summary["search_val"]
     # The reported model is theta(best alpha), scored independently.
     alpha = torch.tensor(summary["alphas"], dtype=torch.float32)
-    expected = interpolated_state(parent.pre, parent.state, lambda g: alpha[0], "interpolate")
+    expected = interpolated_state(parent.pre, parent.state, lambda g: alpha[0], "interpolate", ENCODER)
     assert scored(expected, regression_data, [14, 15, 16]) == pytest.approx(result.val, abs=0, rel=1e-12)
 
 

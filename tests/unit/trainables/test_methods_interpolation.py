@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from types import SimpleNamespace
 
 import numpy as np
@@ -24,6 +25,7 @@ SEED = 0
 RECIPE = TrainingRecipe(epochs=2, batch_size=4, lr=1e-2)
 CPU = torch.device("cpu")
 STATISTICS = ("running_mean", "running_var")
+ENCODER = GraphPredictor(SHAPE, 1).gnn  # says which layer each state key belongs to
 
 
 def split() -> SplitIndices:
@@ -204,7 +206,7 @@ def test_roft_mol_trains_only_the_alphas(regression_data, parent, groups):
     check.load_state_dict(result.best_state, strict=True)
     tie = tying(groups, 5)
     at = torch.tensor(alphas, dtype=torch.float32)
-    expected = interpolated_state(parent.pre, parent.state, lambda group: at[tie[group]], "ft")
+    expected = interpolated_state(parent.pre, parent.state, lambda group: at[tie[group]], "ft", ENCODER)
     assert states_equal(result.best_state, expected)
     assert result.val == scored(result.best_state, regression_data, VALID)
     assert result.test == scored(result.best_state, regression_data, TEST)
@@ -229,7 +231,7 @@ def test_roft_mol_best_epoch_alphas_are_recorded(regression_data, parent):
     assert result.summary["alphas"] != final and result.summary["final_alphas"] == final == seen[-1]
     tie = tying(6, 5)
     at = torch.tensor(result.summary["alphas"], dtype=torch.float32)
-    assert states_equal(result.best_state, interpolated_state(parent.pre, parent.state, lambda g: at[tie[g]], "ft"))
+    assert states_equal(result.best_state, interpolated_state(parent.pre, parent.state, lambda g: at[tie[g]], "ft", ENCODER))
 
 
 def test_roft_mol_val_half_fits_and_selects_on_disjoint_halves(regression_data, parent):
@@ -355,26 +357,31 @@ def test_groups_the_tying_error_names_as_accepted_are_accepted(regression_data):
     ("gnn.batch_norms.0.num_batches_tracked", 1),
     ("gnn.gnns.4.mlp.2.bias", 5),
     ("gnn.batch_norms.4.weight", 5),
-    ("gnn.gnns.11.linear.weight", 12),
+    ("gnn.gnns.3.linear.weight", 4),
     ("graph_pred_linear.weight", None),
     ("graph_pred_linear.bias", None),
 ])
 def test_layer_group_of_state_keys(key, group):
     """Atom embeddings are group 0, layer i (convolution and BatchNorm) is i + 1, the head has none."""
-    assert layer_group(key) == group
+    assert layer_group(key, ENCODER) == group
 
 
-@pytest.mark.parametrize("key", ["gnn.pool.weight", "head.weight", "gnn.gnns.weight"])
-def test_layer_group_rejects_unknown_keys(key):
+@pytest.mark.parametrize("key, message", [
+    ("gnn.pool.weight", "state key 'pool.weight' belongs to no layer"),
+    ("gnn.gnns.weight", "state key 'gnns.weight' belongs to no layer"),
+    ("gnn.gnns.5.mlp.0.weight", "state key 'gnns.5.mlp.0.weight' belongs to no layer"),  # a 6th layer of 5
+    ("head.weight", "state key 'head.weight' belongs to no interpolation group"),
+])
+def test_layer_group_rejects_unknown_keys(key, message):
     """A key outside the GraphPredictor layout is an error naming it."""
-    with pytest.raises(ValueError, match=f"state key '{key}' belongs to no interpolation group"):
-        layer_group(key)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        layer_group(key, ENCODER)
 
 
 def test_every_graph_predictor_key_has_a_group():
     """Each key of a 5-layer predictor maps to its layer's group; groups 0..5 are all used."""
     keys = predictor().state_dict().keys()
-    groups = {key: layer_group(key) for key in keys}
+    groups = {key: layer_group(key, ENCODER) for key in keys}
     assert {g for g in groups.values() if g is not None} == set(range(6))
     assert [k for k, g in groups.items() if g is None] == ["graph_pred_linear.weight", "graph_pred_linear.bias"]
 
@@ -397,7 +404,7 @@ def test_interpolated_predictor_applies_each_alpha_to_its_groups(groups, alphas,
         if key.startswith("graph_pred_linear.") or key.endswith("num_batches_tracked"):
             source = ft
         else:
-            group = layer_group(key)
+            group = layer_group(key, ENCODER)
             source = ft if ("embedding" if group == 0 else group - 1) in ft_layers else pre
         assert torch.equal(value, source[key]), key
 

@@ -95,8 +95,8 @@ def test_surgical_ft_set_train_mode():
 @pytest.mark.parametrize("layer", [3, 7])
 def test_surgical_ft_layer_out_of_range(hand_dataset, layer):
     """A layer the GNN does not have is an error naming the value and the accepted range."""
-    with pytest.raises(ValueError, match=rf"^surgical-ft.layer={layer} is not accepted for a 3-layer GNN; "
-                                         rf"accepted: 0..2$"):
+    with pytest.raises(ValueError, match=rf"^surgical-ft.layer={layer} is not accepted for this 3-layer encoder; "
+                                         rf"accepted: 0..2 \(layer 0, layer 1, layer 2\)$"):
         run(make_method("surgical-ft", {"layer": layer}), hand_dataset)
 
 
