@@ -23,7 +23,7 @@ from orchestrator.fusion import plan_units
 from orchestrator.store import ResultStore
 from search_spaces.spec import SweepSpec
 from trainables import sources
-from trainables.backbones import BACKBONES
+from trainables.backbones import BACKBONES, default_size
 from trainables.config import TrialSpec
 from trainables.dataset import checked_sha256
 from trainables.dependencies import parent_spec
@@ -139,12 +139,15 @@ def file_hashes(spec: SweepSpec, data_root: str | None = None) -> FileHashes:
 def make_trial(spec: SweepSpec, hashes: FileHashes, backbone: str, method: str, params: dict, task: str, split: str,
                label_setting: str, seed: int) -> TrialSpec:
     """The trial of one grid point (or one sampled point of a searched method)."""
-    pretrained = BACKBONES.get(backbone).is_pretrained
+    entry = BACKBONES.get(backbone)
+    pretrained = entry.is_pretrained
+    layers, width = default_size(entry.gnn_type)
     return TrialSpec(
         backbone=backbone, method=method, task=task, split=split, label_setting=label_setting, seed=seed,
         subset_seed=seed if spec.subset_seed == "run" else spec.subset_seed,
         recipe=spec.recipe, method_params=dict(params),
-        num_layers=None if pretrained else spec.num_layers, emb_dim=None if pretrained else spec.emb_dim,
+        num_layers=None if pretrained else spec.num_layers or layers,
+        emb_dim=None if pretrained else spec.emb_dim or width,
         backbone_sha256=hashes.backbones[backbone], data_sha256=hashes.data[task])
 
 

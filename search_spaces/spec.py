@@ -14,7 +14,7 @@ and the accepted values, and *all* errors of a spec are reported together::
     seeds: [0, 1, 2]                    # or {range: [0, 5]}
     subset_seed: 42                     # int, or "run" to follow each run seed
     training: {epochs: 100, batch_size: 32, lr: 0.001, weight_decay: 0.0, dropout: 0.5}
-    model: {num_layers: 5, emb_dim: 300}   # scratch backbones only; checkpoints fix their own
+    model: {num_layers: 5, emb_dim: 300}   # scratch backbones only (default 5x300, GPS 16x256); checkpoints fix their own
     resources: {cpu: 1, gpu: 0}         # per trial; gpu may be fractional (0.25)
     execution: {chunk_size: 256, max_failures: 1, max_concurrent: 0, artifacts: required,
                 fuse: true, fuse_max: 64, tf32: false, compile: false,
@@ -42,7 +42,7 @@ from typing import Any
 
 import yaml
 
-from trainables.backbones import BACKBONES
+from trainables.backbones import BACKBONES, scratch_shape
 from trainables.config import ARTIFACT_POLICIES, DROPOUT_STREAMS, PRECISIONS, TrainingRecipe
 from trainables.methods import METHODS
 from trainables.splits import SPLITS, parse_label_setting
@@ -115,8 +115,8 @@ class SweepSpec:
     seeds: tuple[int, ...]
     subset_seed: int | str = 42
     recipe: TrainingRecipe = field(default_factory=TrainingRecipe)
-    num_layers: int = 5
-    emb_dim: int = 300
+    num_layers: int | None = None  # scratch backbones; None: the architecture's default (5x300, GPS 16x256)
+    emb_dim: int | None = None
     resources: Resources = field(default_factory=Resources)
     execution: Execution = field(default_factory=Execution)
     source: str = "<spec>"
@@ -363,12 +363,19 @@ def parse_spec(raw: Any, source: str = "<spec>") -> SweepSpec:
         v.errors.append(f"subset_seed: {subset_seed!r} is not accepted; accepted: an integer >= 0 or 'run'")
     training, model = v.section(raw, "training"), v.section(raw, "model")
     resources, execution = v.section(raw, "resources"), v.section(raw, "execution")
+    for backbone in backbones or ():
+        entry = BACKBONES.get(backbone)
+        if not entry.is_pretrained:
+            try:
+                scratch_shape(entry.gnn_type, model.get("num_layers"), model.get("emb_dim"), 0.0)
+            except ValueError as exc:
+                v.errors.append(f"model: {exc} (backbone {backbone})")
     if v.errors:
         raise SpecError(source, v.errors)
     return SweepSpec(
         name=name, backbones=backbones, methods=methods, tasks=tasks, splits=splits,
         label_settings=label_settings, seeds=seeds, subset_seed=subset_seed, recipe=TrainingRecipe(**training),
-        num_layers=model.get("num_layers", 5), emb_dim=model.get("emb_dim", 300),
+        num_layers=model.get("num_layers"), emb_dim=model.get("emb_dim"),
         resources=Resources(**resources), execution=Execution(**execution), source=source,
         searches=tuple(v.searches))
 

@@ -7,11 +7,14 @@ A :class:`Backbone` names a GNN architecture and where its pre-trained weights c
 * ``mole-bert`` and ``graphmae``: GIN 5x300 files in the Hu layout, supplied by the user (they
   cannot be downloaded here) through ``ROFT_MOLE_BERT_CKPT`` / ``ROFT_GRAPHMAE_CKPT`` or at
   ``<data root>/weights/user/{mole-bert,graphmae}.pth``;
-* ``roft-{gin,gcn,graphsage,gat}-attrmask``: made here by ``roft pretrain --install`` (attribute
-  masking, :mod:`trainables.pretrain`), found at ``<cache>/weights/user/<name>.pth`` or through
-  ``ROFT_<ARCH>_ATTRMASK_CKPT``; their size comes from the checkpoint;
-* ``scratch-{gin,gcn,graphsage,gat}``: random initialisation (the no-pre-training baseline);
-  their size comes from the sweep spec.
+* ``roft-<arch>-<objective>`` for arch ``gin, gcn, graphsage, gat, gps`` and objective
+  ``attrmask``, ``contrastive`` (self-supervised) or ``descriptors`` (supervised): made here by
+  ``roft pretrain --install`` (:mod:`trainables.pretrain`), found at
+  ``<cache>/weights/user/<name>.pth`` or through ``ROFT_<ARCH>_<OBJECTIVE>_CKPT``; their size
+  comes from the checkpoint (for GPS, from the ``.json`` sidecar beside it: attention heads are
+  not in the state dict);
+* ``scratch-{gin,gcn,graphsage,gat,gps}``: random initialisation (the no-pre-training
+  baseline); their size comes from the sweep spec (default 5x300, GPS 16x256 with 8 heads).
 
 Checkpoints are loaded **strictly**: any missing or unexpected key, or a shape mismatch, raises
 :class:`CheckpointMismatchError` listing them all. The sha256 of every file is verified against
@@ -20,6 +23,7 @@ the registry (user-supplied files: recorded, not verified).
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +31,7 @@ from pathlib import Path
 import torch
 
 from trainables import sources
-from trainables.gnn import GNNShape, GraphPredictor, HuGNN
+from trainables.gnn import GNN_TYPES, GNNShape, GraphPredictor, HuGNN
 from trainables.registry import Registry
 
 PRETRAINING_KINDS = ("self-supervised", "supervised", "both", "none")
@@ -96,12 +100,18 @@ BACKBONES.register("mole-bert", Backbone("mole-bert", "gin", "self-supervised",
 BACKBONES.register("graphmae", Backbone("graphmae", "gin", "self-supervised",
                                         "GraphMAE GIN 5x300 (user-supplied file, Hu layout)",
                                         user_file_env="ROFT_GRAPHMAE_CKPT"))
-for _arch in ("gin", "gcn", "graphsage", "gat"):
-    BACKBONES.register(f"roft-{_arch}-attrmask", Backbone(
-        f"roft-{_arch}-attrmask", _arch, "self-supervised",
-        f"{_arch.upper()} pre-trained by `roft pretrain --objective attr-mask --arch {_arch} --install`",
-        user_file_env=f"ROFT_{_arch.upper()}_ATTRMASK_CKPT"))
-for _arch in ("gin", "gcn", "graphsage", "gat"):
+ARCHITECTURES = (*GNN_TYPES, "gps")
+# objective of `roft pretrain` -> (short name in backbone names, kind of pre-training)
+PRETRAINING_OBJECTIVES = {"attr-mask": ("attrmask", "self-supervised"),
+                          "contrastive": ("contrastive", "self-supervised"),
+                          "descriptors": ("descriptors", "supervised")}
+for _objective, (_short, _kind) in PRETRAINING_OBJECTIVES.items():
+    for _arch in ARCHITECTURES:
+        BACKBONES.register(f"roft-{_arch}-{_short}", Backbone(
+            f"roft-{_arch}-{_short}", _arch, _kind,
+            f"{_arch.upper()} pre-trained by `roft pretrain --objective {_objective} --arch {_arch} --install`",
+            user_file_env=f"ROFT_{_arch.upper()}_{_short.upper()}_CKPT"))
+for _arch in ARCHITECTURES:
     BACKBONES.register(f"scratch-{_arch}", Backbone(f"scratch-{_arch}", _arch, "none",
                                                     f"{_arch.upper()} with random initialisation (no pre-training)"))
 
@@ -109,6 +119,43 @@ for _arch in ("gin", "gcn", "graphsage", "gat"):
 def installed_checkpoint_path(name: str) -> Path:
     """Where ``roft pretrain --install`` puts the checkpoint of user backbone ``name``."""
     return sources.cache_dir() / "weights" / "user" / f"{name}.pth"
+
+
+DEFAULT_SIZE = {"gps": (16, 256)}  # scratch (layers, width) when the spec gives none; the Hu GNNs: 5 x 300
+GPS_HEADS = 8  # attention heads of a scratch GPS
+
+
+def default_size(gnn_type: str) -> tuple[int, int]:
+    return DEFAULT_SIZE.get(gnn_type, (5, 300))
+
+
+def scratch_shape(gnn_type: str, num_layers: int | None, emb_dim: int | None, dropout: float):
+    """The shape of a randomly initialised encoder (``None``: the architecture's default size)."""
+    layers, width = default_size(gnn_type)
+    layers, width = num_layers or layers, emb_dim or width
+    if gnn_type == "gps":
+        from trainables.gps import GPSShape
+        if width % GPS_HEADS:
+            raise ValueError(f"emb_dim {width} is not accepted for a GPS encoder; accepted: a multiple of its "
+                             f"{GPS_HEADS} attention heads")
+        return GPSShape(layers, width, GPS_HEADS, dropout=dropout)
+    return GNNShape(gnn_type, layers, width, dropout)
+
+
+def checkpoint_shape(backbone: Backbone, pretrained: PretrainedWeights, dropout: float):
+    """The encoder shape of a checkpoint: from its state dict (Hu layout) or its sidecar (GPS)."""
+    if backbone.gnn_type != "gps":
+        return infer_shape(pretrained.state, backbone.gnn_type, dropout)
+    from trainables.pretrain import shape_from_dict
+    sidecar = pretrained.path.with_suffix(".json")
+    if not sidecar.is_file():
+        raise CheckpointMismatchError(f"backbone {backbone.name}: {pretrained.path} is a GPS checkpoint and needs "
+                                      f"its sidecar {sidecar} (written by `roft pretrain`), which holds its shape")
+    meta = json.loads(sidecar.read_text())
+    try:
+        return shape_from_dict(meta["shape"], dropout=dropout)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointMismatchError(f"backbone {backbone.name}: {sidecar} holds no valid GPS shape ({exc})") from exc
 
 
 def infer_shape(state: dict[str, torch.Tensor], gnn_type: str, dropout: float) -> GNNShape:
@@ -170,23 +217,22 @@ def read_checkpoint(backbone: Backbone, data_root: str | None = None) -> Pretrai
     return PretrainedWeights(state=state, sha256=sha, path=path)
 
 
-def build_model(backbone: Backbone, num_tasks: int, scratch_shape: GNNShape,
-                pretrained: PretrainedWeights | None) -> GraphPredictor:
-    """A :class:`GraphPredictor` whose GNN holds the pre-trained weights (strictly loaded).
+def build_model(backbone: Backbone, num_tasks: int, shape, pretrained: PretrainedWeights | None) -> GraphPredictor:
+    """A :class:`GraphPredictor` whose encoder holds the pre-trained weights (strictly loaded).
 
     The head is freshly initialised (by the caller's RNG state). Scratch backbones use
-    ``scratch_shape``; pre-trained ones take their shape from the checkpoint.
+    ``shape``'s size (a :class:`GNNShape` or ``GPSShape``) in the backbone's architecture;
+    pre-trained ones take their shape from the checkpoint, and only ``shape.dropout``.
     """
     if pretrained is None:
-        if scratch_shape.gnn_type != backbone.gnn_type:
-            scratch_shape = GNNShape(backbone.gnn_type, scratch_shape.num_layers, scratch_shape.emb_dim,
-                                     scratch_shape.dropout)
-        return GraphPredictor(scratch_shape, num_tasks)
-    shape = infer_shape(pretrained.state, backbone.gnn_type, scratch_shape.dropout)
+        if shape.gnn_type != backbone.gnn_type:
+            shape = scratch_shape(backbone.gnn_type, shape.num_layers, shape.emb_dim, shape.dropout)
+        return GraphPredictor(shape, num_tasks)
+    shape = checkpoint_shape(backbone, pretrained, shape.dropout)
     model = GraphPredictor(shape, num_tasks)
     load_state_strict(model.gnn, pretrained.state, f"checkpoint {pretrained.path} (backbone {backbone.name})")
     return model
 
 
 __all__ = ["BACKBONES", "Backbone", "CheckpointMismatchError", "GraphPredictor", "HuGNN", "PretrainedWeights",
-           "build_model", "load_state_strict", "read_checkpoint"]
+           "build_model", "checkpoint_shape", "load_state_strict", "read_checkpoint", "scratch_shape"]

@@ -25,11 +25,10 @@ import torch
 
 from orchestrator.store import ResultStore, canonical_json
 from trainables.alpha_search import AlphaPoint
-from trainables.backbones import BACKBONES, PretrainedWeights, build_model, read_checkpoint
+from trainables.backbones import BACKBONES, PretrainedWeights, build_model, read_checkpoint, scratch_shape
 from trainables.config import Runtime, TrialSpec
 from trainables.dataset import GraphDataset, load_task
 from trainables.dependencies import parent_methods, parent_spec
-from trainables.gnn import GNNShape
 from trainables.methods import FineTuningMethod, MethodContext, make_method
 from trainables.splits import make_split, parse_label_setting
 from trainables.tasks import TASKS
@@ -152,7 +151,7 @@ def prepare_trial(spec: TrialSpec, runtime: Runtime, device: torch.device) -> Pr
                            f"planned {spec.backbone_sha256}")
     torch.manual_seed(spec.seed)
     np.random.seed(spec.seed)
-    shape = GNNShape(backbone.gnn_type, spec.num_layers or 5, spec.emb_dim or 300, spec.recipe.dropout)
+    shape = scratch_shape(backbone.gnn_type, spec.num_layers, spec.emb_dim, spec.recipe.dropout)
     model = build_model(backbone, data.num_tasks, shape, pretrained).to(device)
     method = make_method(spec.method, spec.method_params)
     ctx = MethodContext(model=model, pretrained_state=None, parent_state=None if parent is None else parent.state,

@@ -31,9 +31,13 @@ def small_gin_state(shape: GNNShape = SMALL) -> dict[str, torch.Tensor]:
 
 
 def test_registry_contents():
-    assert BACKBONES.names() == HU + ["mole-bert", "graphmae", "roft-gin-attrmask", "roft-gcn-attrmask",
-                                      "roft-graphsage-attrmask", "roft-gat-attrmask", "scratch-gin", "scratch-gcn",
-                                      "scratch-graphsage", "scratch-gat"]
+    made_here = [f"roft-{arch}-{objective}" for objective in ("attrmask", "contrastive", "descriptors")
+                 for arch in ("gin", "gcn", "graphsage", "gat", "gps")]
+    assert BACKBONES.names() == HU + ["mole-bert", "graphmae", *made_here, "scratch-gin", "scratch-gcn",
+                                      "scratch-graphsage", "scratch-gat", "scratch-gps"]
+    assert BACKBONES.get("roft-gps-descriptors").pretraining == "supervised"
+    assert BACKBONES.get("roft-gat-contrastive").pretraining == "self-supervised"
+    assert BACKBONES.get("roft-gcn-attrmask").user_file_env == "ROFT_GCN_ATTRMASK_CKPT"
     gat = BACKBONES.get("hu-gat-supervised-contextpred")
     assert (gat.gnn_type, gat.pretraining, gat.data_file) == (
         "gat", "both", "weights/pretrain_gnns_chem/gat_supervised_contextpred.pth")
@@ -57,7 +61,7 @@ def test_real_hu_checkpoints_load_strictly(name, data_root):
     weights = read_checkpoint(backbone, str(data_root))
     assert weights.sha256 == sources.FILES.get(backbone.data_file).sha256
     assert weights.path == data_root / backbone.data_file
-    model = build_model(backbone, num_tasks=2, scratch_shape=SMALL, pretrained=weights)
+    model = build_model(backbone, num_tasks=2, shape=SMALL, pretrained=weights)
     assert model.gnn.shape == GNNShape(backbone.gnn_type, 5, 300, SMALL.dropout)
     loaded = model.gnn.state_dict()
     assert set(loaded) == set(weights.state)
@@ -251,3 +255,17 @@ def test_scratch_initialisation_follows_the_rng():
     c = build_model(backbone, 1, SMALL, None).state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not torch.equal(a["gnn.x_embedding1.weight"], c["gnn.x_embedding1.weight"])
+
+
+def test_scratch_shapes_default_per_architecture():
+    from trainables.backbones import scratch_shape
+    from trainables.gps import GPSShape
+
+    assert scratch_shape("gin", None, None, 0.5) == GNNShape("gin", 5, 300, 0.5)
+    assert scratch_shape("gps", None, None, 0.5) == GPSShape(16, 256, 8, dropout=0.5)  # the paper's GPS-deep
+    assert scratch_shape("gps", 3, 32, 0.1) == GPSShape(3, 32, 8, dropout=0.1)
+    with pytest.raises(ValueError, match="emb_dim 300 is not accepted for a GPS encoder; accepted: a multiple of its "
+                                         "8 attention heads"):
+        scratch_shape("gps", 5, 300, 0.5)
+    model = build_model(BACKBONES.get("scratch-gps"), 2, GNNShape("gin", 2, 16, 0.2), None)
+    assert model.gnn.shape == GPSShape(2, 16, 8, dropout=0.2) and model.gnn.num_layers == 2

@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch_geometric.nn import GPSConv
+from torch_geometric.utils import scatter
 
 from trainables.featurize import featurize_smiles
 from trainables.gps import GPSEncoder, GPSShape, random_walk_encoding
@@ -153,19 +154,18 @@ def test_a_few_adam_steps_reduce_a_regression_loss(hand_dataset):
     head = torch.nn.Linear(TINY.emb_dim, 1)
     batch = hand_dataset.batch(torch.arange(len(hand_dataset)))
     target = torch.randn(batch.num_graphs, 1, generator=torch.Generator().manual_seed(2))
-    optimizer = torch.optim.Adam([*encoder.parameters(), *head.parameters()], lr=1e-3)
+    optimizer = torch.optim.Adam([*encoder.parameters(), *head.parameters()], lr=3e-3)
     rwse = random_walk_encoding(batch.edge_index, batch.batch, TINY.rwse_steps)
     losses = []
-    for _ in range(15):
+    for _ in range(25):
         node = encode(encoder, batch, rwse=rwse)
-        graph = torch.zeros(batch.num_graphs, TINY.emb_dim).index_reduce_(0, batch.batch, node, "mean",
-                                                                           include_self=False)
+        graph = scatter(node, batch.batch, dim=0, dim_size=batch.num_graphs, reduce="mean")
         loss = F.mse_loss(head(graph), target)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
-    assert losses[-1] < 0.5 * losses[0], losses
+    assert losses[-1] < 0.25 * losses[0], losses
     assert all(p.grad is not None for p in encoder.parameters())
 
 
