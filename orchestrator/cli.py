@@ -3,7 +3,7 @@
     roft data list|verify|featurize     the benchmark's files and featurized caches
     roft backbones list                 pre-trained and scratch backbones
     roft sweep SPEC [--dry-run]         plan, dedup against the store, run on Ray Tune, print the table
-    roft pretrain --out DIR             self-supervised pre-training (attribute masking), resumable
+    roft pretrain --out DIR             pre-training (attr-mask, contrastive, descriptors; GIN..GPS), resumable
                                         (--dry-run: the plan and an estimate of GPU-hours)
     roft table --store DIR              paper tables (selection protocol, formats, best marked)
     roft report --store DIR --out DIR   one HTML page: tables, significance, figures, provenance
@@ -79,24 +79,32 @@ def build_parser() -> argparse.ArgumentParser:
                        help="also run the trials that failed in earlier runs (recorded in the store's failures/)")
     _common(sweep)
 
-    pre = sub.add_parser("pretrain", help="self-supervised pre-training of a Hu-layout GNN (attribute masking)")
-    pre.add_argument("--objective", default="attr-mask", help="attr-mask (masked atom-type prediction)")
-    pre.add_argument("--arch", default="gin", help="gin | gcn | graphsage | gat (default gin)")
+    pre = sub.add_parser("pretrain", help="pre-train a backbone encoder (Hu GNN or GPS) on a molecule corpus")
+    pre.add_argument("--objective", default="attr-mask", choices=("attr-mask", "contrastive", "descriptors"),
+                     help="attr-mask (masked atom types), contrastive (GraphCL) or descriptors (supervised: 16 RDKit "
+                          "descriptors); default attr-mask")
+    pre.add_argument("--arch", default="gin", choices=("gin", "gcn", "graphsage", "gat", "gps"), help="default gin")
     pre.add_argument("--corpus", default=None,
                      help="CSV with a smiles column (default: the data root's pretrain/zinc250k.csv.gz, sha256-checked)")
-    pre.add_argument("--out", required=True, help="folder for model.pth (Hu layout), model.json and state.pt")
+    pre.add_argument("--out", required=True, help="folder for model.pth, model.json (metadata) and state.pt (resume)")
     pre.add_argument("--epochs", type=int, default=1)
     pre.add_argument("--limit", type=int, default=None, help="only the corpus's first N molecules")
     pre.add_argument("--batch-size", type=int, default=256)
-    pre.add_argument("--layers", type=int, default=5)
-    pre.add_argument("--width", type=int, default=300)
+    pre.add_argument("--layers", type=int, default=None, help="default 5 (GPS 16)")
+    pre.add_argument("--width", type=int, default=None, help="default 300 (GPS 256)")
+    pre.add_argument("--heads", type=int, default=8, help="GPS attention heads (default 8)")
     pre.add_argument("--lr", type=float, default=1e-3)
-    pre.add_argument("--mask-rate", type=float, default=0.15)
+    pre.add_argument("--mask-rate", type=float, default=0.15, help="attr-mask: fraction of atoms masked")
+    pre.add_argument("--augmentations", default="node-drop,edge-perturb,attr-mask,subgraph",
+                     help="contrastive: comma-separated views to draw from (default all four)")
+    pre.add_argument("--aug-rate", type=float, default=0.2, help="contrastive: strength of each augmentation")
+    pre.add_argument("--temperature", type=float, default=0.1, help="contrastive: NT-Xent temperature")
     pre.add_argument("--seed", type=int, default=0)
+    pre.add_argument("--device", default="cpu", help="torch device, e.g. cuda (default cpu)")
     pre.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     pre.add_argument("--resume", action="store_true", help="continue the pre-training saved in --out")
     pre.add_argument("--install", action="store_true",
-                     help="then install the checkpoint as backbone roft-<arch>-attrmask (in the cache) for sweeps")
+                     help="then install the checkpoint as backbone roft-<arch>-<objective> (in the cache) for sweeps")
     _common(pre)
 
     alpha = sub.add_parser("alpha", help="Optuna search of WiSE-FT / RoFt-Mol alphas over the store's Full-FT checkpoints")
@@ -348,13 +356,16 @@ def _pretrain(args) -> int:
     import torch
 
     from orchestrator import code_version
+    from orchestrator.progress import ProgressLine
     from trainables import sources
     from trainables.pretrain import PretrainConfig, pretrain
 
     if args.threads:
         torch.set_num_threads(args.threads)
     config = PretrainConfig(objective=args.objective, arch=args.arch, num_layers=args.layers, emb_dim=args.width,
-                            epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, mask_rate=args.mask_rate,
+                            heads=args.heads, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                            mask_rate=args.mask_rate, aug_rate=args.aug_rate, temperature=args.temperature,
+                            augmentations=tuple(a.strip() for a in args.augmentations.split(",") if a.strip()),
                             seed=args.seed, limit=args.limit)
     if args.corpus is None:
         from trainables.dataset import checked_sha256
@@ -366,21 +377,20 @@ def _pretrain(args) -> int:
         if not corpus.is_file():
             raise FileNotFoundError(f"--corpus {args.corpus}: no such file")
         sha = sources.sha256_of(corpus)
-    started, last = time.perf_counter(), [0.0]
+    started = time.perf_counter()
+    progress = ProgressLine(sys.stderr)
 
-    def progress(epoch: int, step: int, loss: float) -> None:
-        now = time.perf_counter()
-        if now - last[0] >= 5.0:
-            last[0] = now
-            print(f"epoch {epoch}/{config.epochs}  step {step}  loss {loss:.4f}  {now - started:,.0f} s",
-                  file=sys.stderr, flush=True)
+    def on_step(epoch: int, step: int, steps_per_epoch: int, loss: float) -> None:
+        progress.update(step - (epoch - 1) * steps_per_epoch, steps_per_epoch,
+                        f"epoch {epoch}/{config.epochs}  loss {loss:.4f}  {time.perf_counter() - started:,.0f} s")
 
     print(f"pre-training {config.arch} {config.num_layers}x{config.emb_dim} by {config.objective} on {corpus} "
           f"({'first ' + str(config.limit) if config.limit else 'all'} molecules) into {args.out}", file=sys.stderr)
     result = pretrain(config, corpus, args.out, resume=args.resume, corpus_sha256=sha, code_version=code_version(),
-                      on_step=progress)
+                      on_step=on_step, device=args.device)
+    progress.close()
     for epoch, loss in enumerate(result.losses, 1):
-        print(f"epoch {epoch}: mean masked-atom loss {loss:.4f}")
+        print(f"epoch {epoch}: mean {config.objective} loss {loss:.4f}")
     print(f"{result.steps} steps in {time.perf_counter() - started:,.1f} s; checkpoint {Path(args.out) / 'model.pth'}")
     if args.install:
         from trainables.pretrain import install

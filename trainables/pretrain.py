@@ -169,8 +169,9 @@ class Objective(nn.Module):
         super().__init__()
         self.config = config
 
-    def loss(self, encoder: nn.Module, batch: GraphBatch, graph_ids: torch.Tensor,
-             generator: torch.Generator) -> torch.Tensor:
+    def loss(self, encoder: nn.Module, batch: GraphBatch, graph_ids: torch.Tensor, generator: torch.Generator,
+             device: torch.device) -> torch.Tensor:
+        """The mean loss of one batch (``batch`` on the CPU, ``graph_ids`` its corpus rows ``(B,)``)."""
         raise NotImplementedError
 
     def metadata(self) -> dict:
@@ -191,10 +192,12 @@ class AttributeMasking(Objective):
         super().__init__(config, corpus, out)
         self.head = nn.Linear(config.emb_dim, ATOM_TYPES)
 
-    def loss(self, encoder, batch, graph_ids, generator):
+    def loss(self, encoder, batch, graph_ids, generator, device):
         x_masked, masked = mask_atoms(batch.x, self.config.mask_rate, generator)
-        node = encoder(x_masked, batch.edge_index, batch.edge_attr, batch.batch)
-        return F.cross_entropy(self.head(node.index_select(0, masked)), batch.x[masked, 0])
+        atom_types = batch.x[masked, 0].to(device)
+        batch = batch.to(device)
+        node = encoder(x_masked.to(device), batch.edge_index, batch.edge_attr, batch.batch)
+        return F.cross_entropy(self.head(node.index_select(0, masked.to(device))), atom_types)
 
 
 @register_objective
@@ -206,8 +209,9 @@ class GraphContrastive(Objective):
         d = config.emb_dim
         self.projection = nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, d))
 
-    def loss(self, encoder, batch, graph_ids, generator):
-        first, second = two_views(batch, self.config.augmentations, self.config.aug_rate, generator)
+    def loss(self, encoder, batch, graph_ids, generator, device):
+        first, second = (view.to(device) for view in
+                         two_views(batch, self.config.augmentations, self.config.aug_rate, generator))
         z1 = F.normalize(self.projection(mean_pool(encode(encoder, first), first)), dim=-1)
         z2 = F.normalize(self.projection(mean_pool(encode(encoder, second), second)), dim=-1)
         return nt_xent(z1, z2, self.config.temperature)
@@ -247,9 +251,10 @@ class DescriptorRegression(Objective):
         self.mean, self.std = standardisation(raw)
         self.targets = torch.as_tensor(standardise(raw, self.mean, self.std), dtype=torch.float32)  # (N, 16)
 
-    def loss(self, encoder, batch, graph_ids, generator):
+    def loss(self, encoder, batch, graph_ids, generator, device):
+        batch = batch.to(device)
         prediction = self.head(mean_pool(encode(encoder, batch), batch))
-        target = self.targets[graph_ids]
+        target = self.targets[graph_ids].to(device)
         present = ~torch.isnan(target)
         return F.mse_loss(prediction[present], target[present])
 
@@ -261,11 +266,15 @@ class DescriptorRegression(Objective):
 
 def pretrain(config: PretrainConfig, corpus: str | os.PathLike, out: str | os.PathLike, resume: bool = False,
              corpus_sha256: str = "", code_version: str = "unknown",
-             on_step: Callable[[int, int, float], None] | None = None) -> PretrainResult:
+             on_step: Callable[[int, int, int, float], None] | None = None,
+             device: str | torch.device = "cpu") -> PretrainResult:
     """Pre-train (or, with ``resume``, continue pre-training) into ``out``; see the module docstring.
 
-    ``on_step(epoch, step, loss)`` is called after every optimiser step (progress display).
+    ``on_step(epoch, step, steps_per_epoch, loss)`` is called after every optimiser step
+    (progress display). Batches, masks and views are drawn on the CPU (one seeded generator,
+    whatever the device); the encoder and heads train on ``device``.
     """
+    device = torch.device(device)
     out = Path(out)
     state_path = out / "state.pt"
     saved = None
@@ -284,6 +293,8 @@ def pretrain(config: PretrainConfig, corpus: str | os.PathLike, out: str | os.Pa
     torch.manual_seed(config.seed)
     encoder = build_encoder(config.shape)
     objective = OBJECTIVES.get(config.objective)(config, corpus_data, out)
+    encoder.to(device)
+    objective.to(device)
     optimizer = torch.optim.Adam([*encoder.parameters(), *objective.parameters()], lr=config.lr)
     generator = torch.Generator().manual_seed(config.seed)
     losses: list[float] = []
@@ -297,6 +308,7 @@ def pretrain(config: PretrainConfig, corpus: str | os.PathLike, out: str | os.Pa
         start_epoch, steps, losses = saved["epoch"] + 1, saved["steps"], list(saved["losses"])
     out.mkdir(parents=True, exist_ok=True)
     n = len(data)
+    steps_per_epoch = -(-n // config.batch_size)
     for epoch in range(start_epoch, config.epochs + 1):
         encoder.train()
         objective.train()
@@ -304,14 +316,14 @@ def pretrain(config: PretrainConfig, corpus: str | os.PathLike, out: str | os.Pa
         total, batches = 0.0, 0
         for first in range(0, n, config.batch_size):
             graph_ids = order[first:first + config.batch_size]
-            loss = objective.loss(encoder, data.batch(graph_ids), graph_ids, generator)
+            loss = objective.loss(encoder, data.batch(graph_ids), graph_ids, generator, device)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             steps += 1
             total, batches = total + loss.item(), batches + 1
             if on_step is not None:
-                on_step(epoch, steps, loss.item())
+                on_step(epoch, steps, steps_per_epoch, loss.item())
         losses.append(total / batches)
         _save(out, config, encoder, objective, optimizer, generator, epoch, steps, losses, corpus, corpus_sha256, n,
               code_version)
@@ -331,7 +343,8 @@ def _save(out: Path, config: PretrainConfig, encoder: nn.Module, objective: Obje
     """``model.pth`` + ``model.json`` + ``state.pt``, each written whole under a temporary name."""
     from trainables.sources import atomic_write
 
-    atomic_write(out / "model.pth", lambda fh: torch.save(encoder.state_dict(), fh))
+    encoder_state = {k: v.detach().cpu() for k, v in encoder.state_dict().items()}
+    atomic_write(out / "model.pth", lambda fh: torch.save(encoder_state, fh))
     meta = {"layout": LAYOUTS["gps" if config.arch == "gps" else "hu"], "objective": config.objective,
             "pretraining": PRETRAINING_OBJECTIVES[config.objective][1], "arch": config.arch, "shape": shape_dict(config.shape),
             "num_layers": config.num_layers, "emb_dim": config.emb_dim, "config": _config_dict(config),
@@ -340,7 +353,7 @@ def _save(out: Path, config: PretrainConfig, encoder: nn.Module, objective: Obje
             "final_loss": losses[-1], **objective.metadata(), "code_version": code_version,
             "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     atomic_write(out / "model.json", lambda fh: fh.write(json.dumps(meta, indent=2).encode()))
-    state = {"config": _config_dict(config, ignore_epochs=True), "encoder": encoder.state_dict(),
+    state = {"config": _config_dict(config, ignore_epochs=True), "encoder": encoder_state,
              "objective": objective.state_dict(), "optimizer": optimizer.state_dict(),
              "generator": generator.get_state(), "torch_rng": torch.get_rng_state(), "epoch": epoch, "steps": steps,
              "losses": losses}

@@ -186,5 +186,27 @@ def test_pretrain_writes_a_checkpoint_and_resumes(tmp_path, capsys):
     assert "pass --resume" in capsys.readouterr().err
     assert main([*common, "--epochs", "3", "--resume"]) == 0
     out = capsys.readouterr().out
-    assert "epoch 3: mean masked-atom loss" in out and "9 steps" in out
+    assert "epoch 3: mean attr-mask loss" in out and "9 steps" in out
     assert (tmp_path / "out" / "model.pth").is_file()
+
+
+def test_pretrain_a_gps_by_descriptors_and_install_it(tmp_path, capsys, monkeypatch):
+    import pandas as pd
+
+    from tests.unit.trainables.hand_molecules import HAND_SMILES
+
+    monkeypatch.setenv("ROFT_CACHE", str(tmp_path / "cache"))
+    corpus = tmp_path / "corpus.csv"
+    pd.DataFrame({"smiles": HAND_SMILES}).to_csv(corpus, index=False)
+    assert main(["pretrain", "--corpus", str(corpus), "--out", str(tmp_path / "out"), "--objective", "descriptors",
+                 "--arch", "gps", "--layers", "2", "--width", "8", "--heads", "2", "--batch-size", "8",
+                 "--install"]) == 0
+    captured = capsys.readouterr()
+    assert "installed as backbone roft-gps-descriptors" in captured.out
+    assert re.search(r"\[#+\] 100%  3/3  epoch 1/1  loss [\d.]+", captured.err), captured.err  # the progress line
+    assert main(["backbones", "list"]) == 0
+    listed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("roft-gps-descriptors")]
+    assert listed and " gps " in listed[0] and "supervised" in listed[0] and " yes " in listed[0]
+    assert main(["pretrain", "--corpus", str(corpus), "--out", str(tmp_path / "bad"), "--objective", "contrastive",
+                 "--augmentations", "node-drop,flip"]) == 2
+    assert "augmentations ['node-drop', 'flip'] are not accepted" in capsys.readouterr().err

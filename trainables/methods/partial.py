@@ -1,8 +1,8 @@
 """Partial fine-tuning: only part of the model trains (PROTOCOL section 4, "partial" mechanism).
 
 * ``lp``: linear probing, the head only.
-* ``surgical-ft``: one GNN layer (its convolution, edge embeddings and BatchNorm) and the head;
-  atom embeddings never train.
+* ``surgical-ft``: one unit of the encoder and the head: a GNN layer (its convolution, edge
+  embeddings and BatchNorm), or a third of a GPS encoder's layers; input encoders never train.
 * ``lp-ft``: linear probing, then full fine-tuning from the best-validation LP head.
 
 As in the reference code (PROTOCOL section 5, quirk 4), frozen layers stay in train mode:

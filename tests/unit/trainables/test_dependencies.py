@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 import torch
 
 from orchestrator.store import ResultStore
+from search_spaces.spec import SpecError, parse_spec
 from trainables.config import Runtime, TrainingRecipe, TrialSpec
 from trainables.dependencies import parent_methods, parent_spec
 from trainables.trainable import DependencyError, execute_trial, load_parent_state, save_artifact
@@ -82,3 +84,23 @@ def test_wise_at_one_reproduces_its_parent_end_to_end(real_env, tmp_path):
     with pytest.raises(DependencyError, match="mismatched checkpoint"):
         execute_trial(spec("wise-ft", alpha=0.5), runtime)
     assert spec("wise-ft", alpha=0.5).key() not in store.done_keys()
+
+
+def test_a_scratch_gps_trial_end_to_end(real_env, tmp_path):
+    """Spec -> plan -> trainable -> row for a GPS backbone: its size from the spec, RoFt-Mol by GPS layer."""
+    from tests.integration.sweeps import planned
+
+    raw = {"name": "gps", "backbones": ["scratch-gps"], "methods": {"full-ft": {}, "roft-mol": {"groups": 3,
+                                                                                               "epochs": 2}},
+           "tasks": ["esol"], "splits": ["scaffold"], "label_settings": ["fewshot:16"], "seeds": [0],
+           "training": {"epochs": 2}, "model": {"num_layers": 2, "emb_dim": 16}}
+    setup = planned(raw, real_env, tmp_path)
+    trials = {t.method: t for t in setup.plan.pending}
+    assert (trials["full-ft"].num_layers, trials["full-ft"].emb_dim) == (2, 16)
+    ft = execute_trial(trials["full-ft"], setup.runtime)
+    assert (ft["architecture"], ft["num_layers"], ft["emb_dim"], ft["engine"]) == ("gps", 2, 16, "unfused")
+    roft = execute_trial(trials["roft-mol"], setup.runtime)
+    assert len(json.loads(roft["method_results"])["alphas"]) == 3 and roft["parent_trial_key"] == ft["trial_key"]
+    with pytest.raises(SpecError, match=r"model: emb_dim 300 is not accepted for a GPS encoder.*\(backbone "
+                                        r"scratch-gps\)"):
+        parse_spec({**raw, "model": {"emb_dim": 300}})
