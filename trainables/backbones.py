@@ -72,8 +72,18 @@ class Backbone:
         raise sources.DataUnavailableError(
             f"backbone {self.name}: its checkpoint is not distributed with roft; looked at "
             f"{', '.join(str(p) for p in candidates)}. Set {self.user_file_env}=/path/to/file.pth "
-            f"(a GIN state dict in the Hu et al. layout: x_embedding1, x_embedding2, gnns.i.mlp.*, "
-            f"gnns.i.edge_embedding*, batch_norms.i.*) or place it at <data root>/weights/user/{self.name}.pth.")
+            f"({self.expected_layout()}) or place it at <data root>/weights/user/{self.name}.pth"
+            + (f"; `roft pretrain --arch {self.gnn_type} --install` puts one there" if self.name.startswith("roft-")
+               else "") + ".")
+
+    def expected_layout(self) -> str:
+        if self.gnn_type == "gps":
+            return ("a GPS state dict in roft's layout, trainables/gps.py, with the model.json sidecar of "
+                    "`roft pretrain` beside it as <name>.json")
+        layers = {"gin": "gnns.i.mlp.*", "gat": "gnns.i.weight_linear, gnns.i.att, gnns.i.bias"}.get(
+            self.gnn_type, "gnns.i.linear")
+        return (f"a {self.gnn_type.upper()} state dict in the Hu et al. layout: x_embedding1, x_embedding2, {layers}, "
+                f"gnns.i.edge_embedding*, batch_norms.i.*")
 
     def is_available(self, data_root: str | None = None) -> bool:
         if not self.is_pretrained:
