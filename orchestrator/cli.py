@@ -177,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     throughput.add_argument("--device", default="auto", help="auto | cpu | cuda (default: cuda where available)")
     throughput.add_argument("--fused", type=int, nargs="*", default=[8, 32, 64, 128],
                             help="fused group sizes K to measure (default: 8 32 64 128)")
-    throughput.add_argument("--gnn", default="gin", help="gin | gcn | graphsage (default gin)")
+    throughput.add_argument("--gnn", default="gin", help="gin | gcn | graphsage | gat (default gin)")
     throughput.add_argument("--layers", type=int, default=5)
     throughput.add_argument("--width", type=int, default=300)
     throughput.add_argument("--epochs", type=int, default=2, help="timed epochs per engine (default 2)")

@@ -19,7 +19,8 @@ and on its own nodes only, the function of :mod:`trainables.gnn` with ``theta_k`
   model would (so on CPU a fused trial reproduces its unfused run exactly), or, where one
   generator is given for the group, one draw covers every trial.
 
-GIN, GCN and GraphSAGE layers fuse; GAT does not (yet) and is trained unfused.
+GIN, GCN, GraphSAGE and GAT layers fuse. GAT's attention is decomposed so that no per-edge
+vector of width ``d`` is built for the scores (see :meth:`StackedPredictors._gat_conv`).
 """
 
 from __future__ import annotations
@@ -31,13 +32,15 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch_geometric.utils import softmax
 
 from trainables.fused.batching import FusedBatch
 from trainables.gnn import GNNShape, GraphPredictor, scatter_sum
 from trainables.vocabulary import NUM_BOND_DIRECTIONS, NUM_BOND_TYPES, SELF_LOOP_BOND_TYPE
 
-FUSABLE_GNN_TYPES = ("gin", "gcn", "graphsage")
+FUSABLE_GNN_TYPES = ("gin", "gcn", "graphsage", "gat")
 BN_EPS, BN_MOMENTUM = 1e-5, 0.1
+GAT_NEGATIVE_SLOPE = 0.2  # LeakyReLU of the attention scores, as trainables.gnn.GATConv
 BOND_PAIRS = NUM_BOND_TYPES * NUM_BOND_DIRECTIONS  # (bond type, direction) pairs: 18
 SELF_LOOP_PAIR = SELF_LOOP_BOND_TYPE * NUM_BOND_DIRECTIONS  # self-loops: (4, 0)
 
@@ -88,6 +91,9 @@ class StackedPredictors(nn.Module):
         layouts = {(m.gnn.shape, tuple((k, tuple(v.shape)) for k, v in m.state_dict().items())) for m in models}
         if len(layouts) != 1:
             raise FusionError("the models of a fused group must share one architecture and head size")
+        if self.shape.gnn_type == "gat" and aggregation != "scatter":
+            raise FusionError(f"aggregation {aggregation!r} does not apply to GAT (its weights are attention "
+                              "scores, new in every layer); accepted for GAT: scatter")
         self.num_trials = len(models)
         self.state_names = list(first.state_dict())
         parameter_names = {name for name, _ in first.named_parameters()}
@@ -123,13 +129,17 @@ class StackedPredictors(nn.Module):
         dtype = self.stacked("gnn.x_embedding1.weight").dtype
         h = (self._embed("gnn.x_embedding1.weight", batch.slot_trial, batch.x[:, 0])
              + self._embed("gnn.x_embedding2.weight", batch.slot_trial, batch.x[:, 1]))
-        edge_weight, bond_mix = self._edge_weights(batch, dtype)
-        aggregate = (_csr_aggregator(batch, edge_weight, dtype) if self.aggregation == "csr"
-                     else _scatter_aggregator(batch, edge_weight))
+        if self.shape.gnn_type == "gat":
+            edges = _with_self_loops(batch)
+            conv = lambda layer, h: self._gat_conv(layer, h, batch, edges)  # noqa: E731
+        else:
+            edge_weight, bond_mix = self._edge_weights(batch, dtype)
+            aggregate = (_csr_aggregator(batch, edge_weight, dtype) if self.aggregation == "csr"
+                         else _scatter_aggregator(batch, edge_weight))
+            conv = lambda layer, h: self._conv(layer, h, batch, aggregate, bond_mix, edge_weight is None)  # noqa: E731
         last = self.shape.num_layers - 1
         for layer in range(self.shape.num_layers):
-            h = self._batch_norm(layer, self._conv(layer, h, batch, aggregate, bond_mix, edge_weight is None),
-                                 batch, training, relu=layer != last)
+            h = self._batch_norm(layer, conv(layer, h), batch, training, relu=layer != last)
             if training and self.shape.dropout > 0:
                 h = self._dropout(h, batch, dropout_generators)
         pooled = scatter_sum(h, batch.node_graph, K * G + 1)[:K * G] / batch.graph_count.clamp(min=1).unsqueeze(-1)
@@ -185,10 +195,7 @@ class StackedPredictors(nn.Module):
         """
         prefix = f"gnn.gnns.{layer}"
         K, S = batch.num_trials, batch.slots
-        bond = self.stacked(f"{prefix}.edge_embedding1.weight")  # (K, 6, d)
-        direction = self.stacked(f"{prefix}.edge_embedding2.weight")  # (K, 3, d)
-        table = (bond.unsqueeze(2) + direction.unsqueeze(1)).reshape(K, BOND_PAIRS, -1)  # (K, 18, d)
-        bond_term = torch.bmm(bond_mix, table).view(K * S, -1)
+        bond_term = torch.bmm(bond_mix, self._bond_table(prefix, K)).view(K * S, -1)
         x = h if self.shape.gnn_type == "gin" else self._linear(h, f"{prefix}.linear", K)
         loop_weight = None if unweighted else bond_mix[..., SELF_LOOP_PAIR].reshape(K * S, 1)
         aggregated = aggregate(x) + (x if loop_weight is None else x * loop_weight)
@@ -198,6 +205,50 @@ class StackedPredictors(nn.Module):
         if self.shape.gnn_type == "graphsage":
             return F.normalize(aggregated, p=2, dim=-1)
         return aggregated
+
+    def _bond_table(self, prefix: str, K: int) -> torch.Tensor:
+        """The layer's ``(K, 18, w)`` table ``E1[b] + E2[r]`` of every (bond type, direction) pair."""
+        bond = self.stacked(f"{prefix}.edge_embedding1.weight")  # (K, 6, w)
+        direction = self.stacked(f"{prefix}.edge_embedding2.weight")  # (K, 3, w)
+        return (bond.unsqueeze(2) + direction.unsqueeze(1)).reshape(K, BOND_PAIRS, -1)
+
+    def _gat_conv(self, layer: int, h: torch.Tensor, batch: FusedBatch, edges: _Edges) -> torch.Tensor:
+        """One GAT layer for all trials; ``h`` ``(K*S, d)`` -> ``(K*S, d)``.
+
+        With ``w_u = W h_u`` split into H heads ``(H, d)``, ``T`` the bond table and ``att^k = [a^k || b^k]``,
+        the reference score ``att^k . [w_v || w_u + T[p_uv]]`` is a sum of three gathers,
+        ``s_uv = a . w_v + b . w_u + b . T[p_uv]``, so scores cost ``(E, H)`` and no ``(E, H, 2d)``
+        concatenation is built. After ``alpha = softmax_u(LeakyReLU_0.2(s))`` over each node's
+        in-edges and self-loop, the message sum splits the same way::
+
+            sum_u alpha_uv (w_u + T[p_uv]) = sum_u alpha_uv w_u  +  sum_p (sum_{u: p_uv = p} alpha_uv) T[p]
+
+        the second term a per-node, per-head mix of the 18 bond pairs times the table; the output
+        is the mean over heads plus the bias.
+        """
+        prefix = f"gnn.gnns.{layer}"
+        K, S = batch.num_trials, batch.slots
+        heads = self.stacked(f"{prefix}.att").shape[2]
+        width = h.shape[-1]
+        att = self.stacked(f"{prefix}.att").view(K, 1, heads, 2 * width)
+        att_target, att_message = att[..., :width], att[..., width:]  # (K, 1, H, d) each
+        projected = self._linear(h, f"{prefix}.weight_linear", K).view(K, S, heads, width)
+        table = self._bond_table(prefix, K).view(K, BOND_PAIRS, heads, width)
+        score_target = (projected * att_target).sum(-1).view(K * S, heads)
+        score_source = (projected * att_message).sum(-1).view(K * S, heads)
+        score_bond = (table * att_message).sum(-1).view(K * BOND_PAIRS, heads)
+        score = (score_target.index_select(0, edges.dst) + score_source.index_select(0, edges.src)
+                 + score_bond.index_select(0, edges.trial_pair))
+        alpha = softmax(F.leaky_relu(score, GAT_NEGATIVE_SLOPE), edges.dst, num_nodes=K * S)  # (E', H)
+        projected = projected.view(K * S, heads, width)
+        node_term = scatter_sum(projected.index_select(0, edges.src) * alpha.unsqueeze(-1), edges.dst, K * S)
+        mix = torch.zeros(K * S * heads * BOND_PAIRS, dtype=alpha.dtype, device=alpha.device)
+        mix.index_add_(0, ((edges.dst * heads).unsqueeze(1) + torch.arange(heads, device=alpha.device)).mul(
+            BOND_PAIRS).add(edges.pair.unsqueeze(1)).reshape(-1), alpha.reshape(-1))
+        mix = mix.view(K, S, heads, BOND_PAIRS).transpose(1, 2)  # (K, H, S, 18)
+        bond_term = torch.matmul(mix, table.permute(0, 2, 1, 3)).transpose(1, 2)  # (K, S, H, d)
+        out = (node_term.view(K, S, heads, width) + bond_term).mean(2)
+        return (out + self.stacked(f"{prefix}.bias").unsqueeze(1)).view(K * S, width)
 
     def _batch_norm(self, layer: int, h: torch.Tensor, batch: FusedBatch, training: bool, relu: bool) -> torch.Tensor:
         """Per-trial BatchNorm (then ReLU where ``relu``); ``h`` ``(K*S, d)``."""
@@ -255,6 +306,25 @@ class StackedPredictors(nn.Module):
         for k, (rows, generator) in enumerate(zip(batch.nodes_per_trial, generators)):
             noise[k * S:k * S + rows].bernoulli_(keep, generator=generator)
         return h * noise.div_(keep)
+
+
+@dataclass
+class _Edges:
+    """A fused batch's edges plus one self-loop per slot: ``src, dst, pair`` ``(E',)`` and
+    ``trial_pair = trial(dst) * 18 + pair`` (the row of the flattened ``(K*18, .)`` bond tables)."""
+
+    src: torch.Tensor
+    dst: torch.Tensor
+    pair: torch.Tensor
+    trial_pair: torch.Tensor
+
+
+def _with_self_loops(batch: FusedBatch) -> _Edges:
+    slots = torch.arange(batch.num_trials * batch.slots, device=batch.edge_src.device)
+    pair = batch.edge_attr[:, 0] * NUM_BOND_DIRECTIONS + batch.edge_attr[:, 1]
+    src, dst = torch.cat([batch.edge_src, slots]), torch.cat([batch.edge_dst, slots])
+    pair = torch.cat([pair, torch.full_like(slots, SELF_LOOP_PAIR)])
+    return _Edges(src, dst, pair, batch.slot_trial.index_select(0, dst) * BOND_PAIRS + pair)
 
 
 def _scatter_aggregator(batch: FusedBatch, edge_weight: torch.Tensor | None):

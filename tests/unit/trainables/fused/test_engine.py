@@ -58,12 +58,12 @@ def assert_same_run(a, b):
 
 # On the CPU a fused trial draws exactly its unfused run's dropout masks; a GPU's unfused
 # dropout uses another kernel, so there the comparison runs without dropout.
-@pytest.mark.parametrize("aggregation", AGGREGATIONS)
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("gnn_type", FUSABLE_GNN_TYPES)
+@pytest.mark.parametrize("gnn_type, aggregation", [(g, a) for g in FUSABLE_GNN_TYPES for a in AGGREGATIONS
+                                                   if g != "gat" or a == "scatter"])
 def test_fused_trials_equal_their_unfused_runs(molecules, gnn_type, device, aggregation):
     """Float64, so that Adam's normalisation cannot blow rounding noise up (see the README);
-    messages summed by scatter or by CSR products."""
+    messages summed by scatter or by CSR products (GAT: scatter only, its weights are attention)."""
     dropout = 0.5 if device == "cpu" else 0.0
     fused = fused_run(molecules, SEEDS, gnn_type, dropout, device, aggregation=aggregation)
     for seed, result in zip(SEEDS, fused):

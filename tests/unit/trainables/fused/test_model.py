@@ -80,9 +80,9 @@ def test_trial_state_loads_into_a_graph_predictor():
             assert torch.equal(fresh.state_dict()[name], value)
 
 
-def test_gat_and_mixed_architectures_are_refused():
-    with pytest.raises(FusionError, match="gat"):
-        StackedPredictors([GraphPredictor(GNNShape("gat", 2, 8), 1)])
+def test_csr_for_gat_and_mixed_architectures_are_refused():
+    with pytest.raises(FusionError, match="aggregation 'csr' does not apply to GAT"):
+        StackedPredictors([GraphPredictor(GNNShape("gat", 2, 8), 1)], aggregation="csr")
     with pytest.raises(FusionError, match="architecture"):
         StackedPredictors([GraphPredictor(GNNShape("gin", 2, 8), 1), GraphPredictor(GNNShape("gin", 3, 8), 1)])
     with pytest.raises(FusionError, match="architecture"):
