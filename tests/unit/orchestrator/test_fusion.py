@@ -14,14 +14,16 @@ def trial(method="full-ft", backbone="scratch-gin", task="bbbp", label_setting="
 def test_compatible_trials_form_one_group_and_others_run_alone():
     seeds = [trial(seed=s) for s in range(4)] + [trial("l2-sp", d=0.01), trial("bss", d=0.1, k=2)]
     other_task = [trial(task="esol", seed=s) for s in range(2)]
-    alone = [trial("lp"), trial(backbone="scratch-gat"), trial(label_setting="full")]
-    units = plan_units(seeds + other_task + alone)
+    gat = [trial(backbone="scratch-gat", seed=s) for s in range(2)]  # fuses, in a group of its own architecture
+    alone = [trial("lp"), trial(backbone="scratch-gps"), trial(label_setting="full")]
+    units = plan_units(seeds + other_task + gat + alone)
     groups = [u for u in units if u.fused]
     # methods and hyper-parameters that fuse share the group of their task
-    assert [[s.key() for s in g.specs] for g in groups] == [[s.key() for s in seeds], [s.key() for s in other_task]]
+    assert [[s.key() for s in g.specs] for g in groups] == [[s.key() for s in seeds], [s.key() for s in other_task],
+                                                            [s.key() for s in gat]]
     singles = [u.specs[0] for u in units if not u.fused]
     assert sorted(s.key() for s in singles) == sorted(s.key() for s in alone)
-    assert fusion_key(trial("lp")) is None and fusion_key(trial(backbone="scratch-gat")) is None
+    assert fusion_key(trial("lp")) is None and fusion_key(trial(backbone="scratch-gps")) is None
 
 
 def test_scratch_backbones_of_one_architecture_fuse_only_at_equal_shape():
