@@ -154,21 +154,15 @@ def mounted_tmpfs(path: Path, size: str) -> bool:
 
 
 def fill(path: Path) -> None:
-    """Fill the filesystem of ``path`` to the last byte."""
-    with open(path / "filler", "wb") as handle:
-        try:
-            while True:
-                handle.write(b"\0" * 65536)
-                handle.flush()
-        except OSError:
-            pass
-    try:
-        with open(path / "filler2", "wb") as handle:  # the last partial block
-            while True:
-                handle.write(b"\0")
-                handle.flush()
-    except OSError:
-        pass
+    """Fill the filesystem of ``path`` to the last byte (unbuffered writes: nothing is left in a
+    buffer for ``close`` to fail on)."""
+    for name, chunk in (("filler", 65536), ("filler2", 1)):  # then the last partial block
+        with open(path / name, "wb", buffering=0) as handle:
+            try:
+                while True:
+                    handle.write(b"\0" * chunk)
+            except OSError:
+                pass
 
 
 def test_a_full_disk_stops_the_sweep_with_a_clear_error_and_damages_nothing(real_env, tmp_path):
