@@ -52,12 +52,14 @@ embeddings have the names and shapes of :class:`trainables.gnn.HuGNN`'s.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch_geometric.nn import GINEConv, GPSConv
 
+from trainables.gnn import layer_of_key
 from trainables.vocabulary import NUM_ATOM_TYPES, NUM_BOND_DIRECTIONS, NUM_BOND_TYPES, NUM_CHIRALITY_TAGS
 
 # Largest padded adjacency (graphs x nodes x nodes entries) built at once by random_walk_encoding.
@@ -163,6 +165,7 @@ class GPSEncoder(nn.Module):
     """
 
     INPUT_PREFIXES: tuple[str, ...] = ("x_embedding", "rwse_", "edge_embedding")
+    _LAYER_KEY = re.compile(r"^layers\.(\d+)\.")
 
     def __init__(self, shape: GPSShape):
         super().__init__()
@@ -204,13 +207,7 @@ class GPSEncoder(nn.Module):
     def layer_of_key(self, key: str) -> int | None:
         """Layer index of a state key relative to the encoder (``"layers.3.attn.in_proj_weight"``
         -> ``3``); ``None`` for the input encoders; ``ValueError`` for any other key."""
-        if key.startswith(self.INPUT_PREFIXES):
-            return None
-        parts = key.split(".")
-        if len(parts) >= 3 and parts[0] == "layers" and parts[1].isdigit() and int(parts[1]) < self.num_layers:
-            return int(parts[1])
-        raise ValueError(f"state key {key!r} is neither an input encoder ({', '.join(self.INPUT_PREFIXES)}) "
-                         f"nor under layers.0..{self.num_layers - 1}")
+        return layer_of_key(key, self.INPUT_PREFIXES, self._LAYER_KEY, self.num_layers)
 
     def _surgical_layer_ranges(self) -> list[range]:
         """Front, middle and back thirds of the layers (earlier thirds take the remainder);
