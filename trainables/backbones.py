@@ -73,8 +73,7 @@ class Backbone:
             f"backbone {self.name}: its checkpoint is not distributed with roft; looked at "
             f"{', '.join(str(p) for p in candidates)}. Set {self.user_file_env}=/path/to/file.pth "
             f"({self.expected_layout()}) or place it at <data root>/weights/user/{self.name}.pth"
-            + (f"; `roft pretrain --arch {self.gnn_type} --install` puts one there" if self.name.startswith("roft-")
-               else "") + ".")
+            + (f"; this backbone is the {self.description}" if self.name.startswith("roft-") else "") + ".")
 
     def expected_layout(self) -> str:
         if self.gnn_type == "gps":
