@@ -158,37 +158,63 @@ class GNNOutput:
     logits: torch.Tensor  # (B, T) head outputs
 
 
-class HuGNN(nn.Module):
-    """Embeddings + ``num_layers`` message-passing layers with BatchNorm; returns node states ``(n, d)``.
+class Encoder(nn.Module):
+    """Base of the encoders (:class:`HuGNN`, :class:`trainables.gps.GPSEncoder`): the Hu atom
+    embeddings ``x_embedding1 (120, d)`` and ``x_embedding2 (3, d)``, and the encoder protocol
+    that the fine-tuning methods use instead of naming modules: ``num_layers``; ``INPUT_PREFIXES``
+    (state keys of the input encoders); ``layer_of_key(key)`` (the layer a state key belongs to,
+    ``None`` for input encoders, from ``LAYER_KEY``'s first group); and, in each subclass,
+    ``surgical_units()`` (what Surgical FT trains one at a time) with ``surgical_unit_names()``.
 
-    The encoder protocol shared with :class:`trainables.gps.GPSEncoder`, which the fine-tuning
-    methods use instead of naming modules: ``num_layers``; ``INPUT_PREFIXES`` (state keys of the
-    input encoders, here the atom embeddings); ``layer_of_key(key)`` (the layer a state key
-    belongs to, ``None`` for input encoders); ``surgical_units()`` (what Surgical FT trains one
-    at a time: here each layer, its convolution with its edge embeddings and its BatchNorm).
+    The embeddings keep PyTorch's default initialisation here; each subclass initialises them
+    where its layout always has (the order of random draws fixes a seeded model).
     """
 
-    INPUT_PREFIXES = ("x_embedding",)
-    _LAYER_KEY = re.compile(r"^(?:gnns|batch_norms)\.(\d+)\.")
+    INPUT_PREFIXES: tuple[str, ...]
+    LAYER_KEY: re.Pattern
 
-    def __init__(self, shape: GNNShape):
+    def __init__(self, shape):
         super().__init__()
         self.shape = shape
-        d = shape.emb_dim
-        self.x_embedding1 = nn.Embedding(NUM_ATOM_TYPES, d)
-        self.x_embedding2 = nn.Embedding(NUM_CHIRALITY_TAGS, d)
-        nn.init.xavier_uniform_(self.x_embedding1.weight)
-        nn.init.xavier_uniform_(self.x_embedding2.weight)
-        self.gnns = nn.ModuleList(CONVS[shape.gnn_type](d) for _ in range(shape.num_layers))
-        self.batch_norms = nn.ModuleList(nn.BatchNorm1d(d) for _ in range(shape.num_layers))
+        self.x_embedding1 = nn.Embedding(NUM_ATOM_TYPES, shape.emb_dim)
+        self.x_embedding2 = nn.Embedding(NUM_CHIRALITY_TAGS, shape.emb_dim)
 
     @property
     def num_layers(self) -> int:
         return self.shape.num_layers
 
+    def embed_atoms(self, x: torch.Tensor) -> torch.Tensor:
+        """``X1[atom type] + X2[chirality]``: ``x (n, 2)`` -> ``(n, d)``."""
+        return self.x_embedding1(x[:, 0]) + self.x_embedding2(x[:, 1])
+
     def layer_of_key(self, key: str) -> int | None:
         """Layer index of a state key of this module (``gnns.3.mlp.0.weight`` -> 3); ``None`` for inputs."""
-        return layer_of_key(key, self.INPUT_PREFIXES, self._LAYER_KEY, self.num_layers)
+        if key.startswith(self.INPUT_PREFIXES):
+            return None
+        match = self.LAYER_KEY.match(key)
+        if match is None or int(match.group(1)) >= self.num_layers:
+            raise ValueError(f"state key {key!r} belongs to no layer and to no input encoder "
+                             f"(input prefixes: {', '.join(self.INPUT_PREFIXES)})")
+        return int(match.group(1))
+
+
+class HuGNN(Encoder):
+    """Embeddings + ``num_layers`` message-passing layers with BatchNorm; returns node states ``(n, d)``.
+
+    Encoder protocol (see :class:`Encoder`): the input encoders are the atom embeddings; a
+    surgical unit is one layer, its convolution with its edge embeddings and its BatchNorm.
+    """
+
+    INPUT_PREFIXES = ("x_embedding",)
+    LAYER_KEY = re.compile(r"^(?:gnns|batch_norms)\.(\d+)\.")
+
+    def __init__(self, shape: GNNShape):
+        super().__init__(shape)
+        d = shape.emb_dim
+        nn.init.xavier_uniform_(self.x_embedding1.weight)
+        nn.init.xavier_uniform_(self.x_embedding2.weight)
+        self.gnns = nn.ModuleList(CONVS[shape.gnn_type](d) for _ in range(shape.num_layers))
+        self.batch_norms = nn.ModuleList(nn.BatchNorm1d(d) for _ in range(shape.num_layers))
 
     def surgical_units(self) -> list[list[nn.Module]]:
         return [[conv, norm] for conv, norm in zip(self.gnns, self.batch_norms)]
@@ -198,7 +224,7 @@ class HuGNN(nn.Module):
 
     def forward(self, x, edge_index, edge_attr, batch=None):
         """Node states ``(n, d)``; ``batch`` (graph of each node) is unused: every layer is local."""
-        h = self.x_embedding1(x[:, 0]) + self.x_embedding2(x[:, 1])
+        h = self.embed_atoms(x)
         last = self.shape.num_layers - 1
         for layer, (conv, norm) in enumerate(zip(self.gnns, self.batch_norms)):
             h = norm(conv(h, edge_index, edge_attr))
@@ -206,17 +232,6 @@ class HuGNN(nn.Module):
                 h = F.relu(h)
             h = F.dropout(h, self.shape.dropout, training=self.training)
         return h
-
-
-def layer_of_key(key: str, input_prefixes: tuple[str, ...], layer_key: re.Pattern, num_layers: int) -> int | None:
-    """Shared by the encoders: ``None`` under ``input_prefixes``, else ``layer_key``'s group 1 as an int."""
-    if key.startswith(input_prefixes):
-        return None
-    match = layer_key.match(key)
-    if match is None or int(match.group(1)) >= num_layers:
-        raise ValueError(f"state key {key!r} belongs to no layer and to no input encoder "
-                         f"(input prefixes: {', '.join(input_prefixes)})")
-    return int(match.group(1))
 
 
 def build_encoder(shape) -> nn.Module:

@@ -59,8 +59,8 @@ import torch
 from torch import nn
 from torch_geometric.nn import GINEConv, GPSConv
 
-from trainables.gnn import layer_of_key
-from trainables.vocabulary import NUM_ATOM_TYPES, NUM_BOND_DIRECTIONS, NUM_BOND_TYPES, NUM_CHIRALITY_TAGS
+from trainables.gnn import Encoder
+from trainables.vocabulary import NUM_BOND_DIRECTIONS, NUM_BOND_TYPES
 
 # Largest padded adjacency (graphs x nodes x nodes entries) built at once by random_walk_encoding.
 RWSE_MAX_PADDED_ENTRIES = 2**24
@@ -157,22 +157,18 @@ def _graph_runs(nodes_per_graph: list[int], max_padded_entries: int) -> list[tup
     return runs
 
 
-class GPSEncoder(nn.Module):
+class GPSEncoder(Encoder):
     """Atom/bond/RWSE encoders + ``num_layers`` GPS layers; returns node states ``(n, d)``.
 
-    Encoder protocol (shared with the other encoders of the benchmark): :attr:`num_layers`,
-    :attr:`INPUT_PREFIXES`, :meth:`layer_of_key`, :meth:`surgical_units`, :meth:`surgical_unit_names`.
+    Encoder protocol: see :class:`trainables.gnn.Encoder`; a surgical unit is a third of the layers.
     """
 
     INPUT_PREFIXES: tuple[str, ...] = ("x_embedding", "rwse_", "edge_embedding")
-    _LAYER_KEY = re.compile(r"^layers\.(\d+)\.")
+    LAYER_KEY = re.compile(r"^layers\.(\d+)\.")
 
     def __init__(self, shape: GPSShape):
-        super().__init__()
-        self.shape = shape
+        super().__init__(shape)
         d = shape.emb_dim
-        self.x_embedding1 = nn.Embedding(NUM_ATOM_TYPES, d)
-        self.x_embedding2 = nn.Embedding(NUM_CHIRALITY_TAGS, d)
         self.rwse_norm = nn.BatchNorm1d(shape.rwse_steps)
         self.rwse_encoder = nn.Linear(shape.rwse_steps, d)
         self.edge_embedding1 = nn.Embedding(NUM_BOND_TYPES, d)
@@ -185,10 +181,6 @@ class GPSEncoder(nn.Module):
                     attn_kwargs={"dropout": shape.attn_dropout})
             for _ in range(shape.num_layers))
 
-    @property
-    def num_layers(self) -> int:
-        return self.shape.num_layers
-
     def forward(self, x: torch.Tensor, edge_index: torch.Tensor, edge_attr: torch.Tensor, batch: torch.Tensor,
                 rwse: torch.Tensor | None = None) -> torch.Tensor:
         """Node states ``(n, d)`` of a batch (shapes in the module docstring).
@@ -198,16 +190,11 @@ class GPSEncoder(nn.Module):
         """
         if rwse is None:
             rwse = random_walk_encoding(edge_index, batch, self.shape.rwse_steps)
-        h = self.x_embedding1(x[:, 0]) + self.x_embedding2(x[:, 1]) + self.rwse_encoder(self.rwse_norm(rwse))
+        h = self.embed_atoms(x) + self.rwse_encoder(self.rwse_norm(rwse))
         edge_emb = self.edge_embedding1(edge_attr[:, 0]) + self.edge_embedding2(edge_attr[:, 1])
         for layer in self.layers:
             h = layer(h, edge_index, batch, edge_attr=edge_emb)
         return h
-
-    def layer_of_key(self, key: str) -> int | None:
-        """Layer index of a state key relative to the encoder (``"layers.3.attn.in_proj_weight"``
-        -> ``3``); ``None`` for the input encoders; ``ValueError`` for any other key."""
-        return layer_of_key(key, self.INPUT_PREFIXES, self._LAYER_KEY, self.num_layers)
 
     def _surgical_layer_ranges(self) -> list[range]:
         """Front, middle and back thirds of the layers (earlier thirds take the remainder);

@@ -228,9 +228,8 @@ class StackedPredictors(nn.Module):
         """
         prefix = f"gnn.gnns.{layer}"
         K, S = batch.num_trials, batch.slots
-        heads = self.stacked(f"{prefix}.att").shape[2]
-        width = h.shape[-1]
-        att = self.stacked(f"{prefix}.att").view(K, 1, heads, 2 * width)
+        att = self.stacked(f"{prefix}.att")  # (K, 1, H, 2d)
+        heads, width = att.shape[2], h.shape[-1]
         att_target, att_message = att[..., :width], att[..., width:]  # (K, 1, H, d) each
         projected = self._linear(h, f"{prefix}.weight_linear", K).view(K, S, heads, width)
         table = self._bond_table(prefix, K).view(K, BOND_PAIRS, heads, width)
