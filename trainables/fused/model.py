@@ -6,18 +6,19 @@ all K trials, and an optimizer over the stacked tensors is exactly K independent
 whenever its update is elementwise (Adam is). The forward pass computes, for each trial ``k``
 and on its own nodes only, the function of :mod:`trainables.gnn` with ``theta_k``:
 
-* embeddings: ``X1_k[atom] + X2_k[chirality]`` (``index_select`` from the flattened ``(K*V, d)``
-  tables, whose backward is an ``index_add``);
+* embeddings: ``X1_k[atom] + X2_k[chirality]`` (row gathers from the flattened ``(K*V, d)``
+  tables, see :func:`gather_rows`);
 * per-trial linear maps: ``torch.baddbmm(b_k, h_k, W_k^T)`` over ``h`` viewed ``(K, S, d_in)``;
 * message passing: one gather and one ``index_add`` over the real edges of every trial at once
-  (edges never cross trials), the self-loop term added densely, the bond embeddings through a
+  (edges never cross trials) summed onto the self-loop term, the bond embeddings through a
   per-node count of bond kinds (see :meth:`StackedPredictors._edge_weights`);
 * BatchNorm: per-trial statistics over the trial's real nodes (masked mean and biased variance
   for normalisation, unbiased variance for the running estimate, momentum 0.1 as
   ``nn.BatchNorm1d``);
 * dropout: each trial draws its mask from its own generator, in the shape and order the unfused
   model would (so on CPU a fused trial reproduces its unfused run exactly), or, where one
-  generator is given for the group, one draw covers every trial.
+  generator is given for the group, one draw covers every trial; the mask is applied inside the
+  normalisation (BatchNorm, ReLU and dropout are one elementwise chain, one kernel when compiled).
 
 GIN, GCN, GraphSAGE and GAT layers fuse. GAT's attention is decomposed so that no per-edge
 vector of width ``d`` is built for the scores (see :meth:`StackedPredictors._gat_conv`).
@@ -57,6 +58,17 @@ class FusedOutput:
     node: torch.Tensor  # (K*S, d) last layer's node states (padding slots hold garbage)
     graph: torch.Tensor  # (K, G, d) mean-pooled graph states
     logits: torch.Tensor  # (K, G, T) head outputs
+
+
+def gather_rows(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``table[index]`` for a 2-D ``table`` ``(R, d)`` and ``index`` ``(N,)`` -> ``(N, d)``.
+
+    The same rows as ``table.index_select(0, index)``; the difference is the backward pass. Where
+    few rows take many gathers (an atom table whose carbon row serves most nodes of every trial)
+    ``index_select``'s backward is an ``index_add`` whose atomic adds all queue on those rows;
+    ``F.embedding``'s backward on a GPU sorts the indices and sums each row's segment instead.
+    """
+    return F.embedding(index, table)
 
 
 def _attribute(name: str) -> str:
@@ -138,17 +150,19 @@ class StackedPredictors(nn.Module):
                          else _scatter_aggregator(batch, edge_weight))
             conv = lambda layer, h: self._conv(layer, h, batch, aggregate, bond_mix, edge_weight is None)  # noqa: E731
         last = self.shape.num_layers - 1
+        drops = training and self.shape.dropout > 0
         for layer in range(self.shape.num_layers):
-            h = self._batch_norm(layer, conv(layer, h), batch, training, relu=layer != last)
-            if training and self.shape.dropout > 0:
-                h = self._dropout(h, batch, dropout_generators)
+            h = conv(layer, h)
+            # the dropout mask is drawn before the normalisation it is applied with (no other draw in between)
+            noise = self._dropout_noise(h, batch, dropout_generators) if drops else None
+            h = self._batch_norm(layer, h, batch, training, relu=layer != last, noise=noise)
         pooled = scatter_sum(h, batch.node_graph, K * G + 1)[:K * G] / batch.graph_count.clamp(min=1).unsqueeze(-1)
         return FusedOutput(node=h, graph=pooled.view(K, G, -1),
                            logits=self._linear(pooled, "graph_pred_linear", K).view(K, G, -1))
 
     def _embed(self, name: str, trial: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         table = self.stacked(name)  # (K, V, d)
-        return table.reshape(-1, table.shape[-1]).index_select(0, trial * table.shape[1] + index)
+        return gather_rows(table.reshape(-1, table.shape[-1]), trial * table.shape[1] + index)
 
     def _linear(self, h: torch.Tensor, prefix: str, K: int) -> torch.Tensor:
         """``h_k W_k^T + b_k`` per trial; ``h`` is ``(K*S, d_in)`` -> ``(K*S, d_out)``."""
@@ -189,17 +203,19 @@ class StackedPredictors(nn.Module):
               unweighted: bool) -> torch.Tensor:
         """One message-passing layer for all trials; ``h`` ``(K*S, d)`` -> ``(K*S, d)``.
 
-        ``sum_u w_uv x_u`` over in-edges (``aggregate``) plus the self-loop term ``w_vv x_v``
-        plus the bond term ``bond_mix @ T`` (see :meth:`_edge_weights`); ``x`` is ``h`` for GIN
-        (then the MLP), ``W h + b`` for GCN and GraphSAGE (then an L2 norm).
+        ``sum_u w_uv x_u`` over in-edges (``aggregate``, summed onto the self-loop term
+        ``w_vv x_v``) plus the bond term ``bond_mix @ T`` (see :meth:`_edge_weights`; one
+        ``baddbmm`` adds it); ``x`` is ``h`` for GIN (then the MLP), ``W h + b`` for GCN and
+        GraphSAGE (then an L2 norm). Each sum and product is its own pass over ``(K*S, d)``, so
+        folding the three terms into two passes saves two of them per layer.
         """
         prefix = f"gnn.gnns.{layer}"
         K, S = batch.num_trials, batch.slots
-        bond_term = torch.bmm(bond_mix, self._bond_table(prefix, K)).view(K * S, -1)
         x = h if self.shape.gnn_type == "gin" else self._linear(h, f"{prefix}.linear", K)
-        loop_weight = None if unweighted else bond_mix[..., SELF_LOOP_PAIR].reshape(K * S, 1)
-        aggregated = aggregate(x) + (x if loop_weight is None else x * loop_weight)
-        aggregated = aggregated + bond_term
+        self_term = x if unweighted else x * bond_mix[..., SELF_LOOP_PAIR].reshape(K * S, 1)
+        # messages summed onto the self-loop term, then the bond term added by the same product that makes it
+        aggregated = torch.baddbmm(aggregate(x, self_term).view(K, S, -1), bond_mix,
+                                   self._bond_table(prefix, K)).view(K * S, -1)
         if self.shape.gnn_type == "gin":
             return self._linear(F.relu(self._linear(aggregated, f"{prefix}.mlp.0", K)), f"{prefix}.mlp.2", K)
         if self.shape.gnn_type == "graphsage":
@@ -237,7 +253,7 @@ class StackedPredictors(nn.Module):
         score_source = (projected * att_message).sum(-1).view(K * S, heads)
         score_bond = (table * att_message).sum(-1).view(K * BOND_PAIRS, heads)
         score = (score_target.index_select(0, edges.dst) + score_source.index_select(0, edges.src)
-                 + score_bond.index_select(0, edges.trial_pair))
+                 + gather_rows(score_bond, edges.trial_pair))
         alpha = softmax(F.leaky_relu(score, GAT_NEGATIVE_SLOPE), edges.dst, num_nodes=K * S)  # (E', H)
         projected = projected.view(K * S, heads, width)
         node_term = scatter_sum(projected.index_select(0, edges.src) * alpha.unsqueeze(-1), edges.dst, K * S)
@@ -249,8 +265,10 @@ class StackedPredictors(nn.Module):
         out = (node_term.view(K, S, heads, width) + bond_term).mean(2)
         return (out + self.stacked(f"{prefix}.bias").unsqueeze(1)).view(K * S, width)
 
-    def _batch_norm(self, layer: int, h: torch.Tensor, batch: FusedBatch, training: bool, relu: bool) -> torch.Tensor:
-        """Per-trial BatchNorm (then ReLU where ``relu``); ``h`` ``(K*S, d)``."""
+    def _batch_norm(self, layer: int, h: torch.Tensor, batch: FusedBatch, training: bool, relu: bool,
+                    noise: torch.Tensor | None = None) -> torch.Tensor:
+        """Per-trial BatchNorm (then ReLU where ``relu``, then times the dropout ``noise`` where given);
+        ``h`` and ``noise`` ``(K*S, d)``."""
         prefix = f"gnn.batch_norms.{layer}"
         K = batch.num_trials
         weight, bias = self.stacked(f"{prefix}.weight").unsqueeze(1), self.stacked(f"{prefix}.bias").unsqueeze(1)
@@ -261,7 +279,8 @@ class StackedPredictors(nn.Module):
             out = torch.addcmul(bias, h3 - running_mean.unsqueeze(1), scale)
             return (F.relu(out) if relu else out).view_as(h)
         count = batch.node_count.view(K, 1, 1).to(h.dtype)
-        out, mean, var = self._train_norm(h3, batch.node_mask.unsqueeze(-1).to(h.dtype), count, weight, bias, relu)
+        out, mean, var = self._train_norm(h3, batch.node_mask.unsqueeze(-1).to(h.dtype), count, weight, bias, relu,
+                                          None if noise is None else noise.view_as(h3))
         with torch.no_grad():
             unbiased = var * count / (count - 1).clamp(min=1)
             running_mean.mul_(1 - BN_MOMENTUM).add_(BN_MOMENTUM * mean.detach().squeeze(1))
@@ -271,24 +290,28 @@ class StackedPredictors(nn.Module):
 
     @staticmethod
     def _normalise(h3: torch.Tensor, mask: torch.Tensor, count: torch.Tensor, weight: torch.Tensor,
-                   bias: torch.Tensor, relu: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Training-mode BatchNorm over each trial's real nodes: ``(out, mean_k, var_k)``.
+                   bias: torch.Tensor, relu: bool, noise: torch.Tensor | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Training-mode BatchNorm over each trial's real nodes (then ReLU, then dropout's scaled mask
+        ``noise`` ``(K, S, d)``): ``(out, mean_k, var_k)``.
 
         ``h3 (K, S, d)``, ``mask (K, S, 1)`` (1 on real nodes), ``count (K, 1, 1)``:
         ``mean_k = sum_s mask h3 / n_k`` and the biased ``var_k = sum_s mask (h3 - mean_k)^2 / n_k``
         (what ``nn.BatchNorm1d`` normalises with), as masked reductions over the slot axis: plain
         elementwise products and sums, which ``torch.compile`` fuses into one reduction kernel each
         (a batched ``(1, S) @ (S, d)`` product per trial would be a matrix-vector call per trial).
+        Compiled, applying the dropout mask joins the same elementwise kernel, forward and backward.
         """
         mean = (h3 * mask).sum(1, keepdim=True) / count
         centered = h3 - mean
         var = (centered * centered * mask).sum(1, keepdim=True) / count
         out = torch.addcmul(bias, centered, torch.rsqrt(var + BN_EPS) * weight)
-        return (F.relu(out) if relu else out), mean, var
+        out = F.relu(out) if relu else out
+        return (out if noise is None else out * noise), mean, var
 
-    def _dropout(self, h: torch.Tensor, batch: FusedBatch,
-                 generators: Sequence[torch.Generator] | torch.Generator | None) -> torch.Tensor:
-        """Inverted dropout.
+    def _dropout_noise(self, h: torch.Tensor, batch: FusedBatch,
+                       generators: Sequence[torch.Generator] | torch.Generator | None) -> torch.Tensor:
+        """Inverted dropout's scaled mask for activations shaped like ``h``: 0 or ``1 / (1 - p)``.
 
         ``generators`` is either one generator per trial (trial ``k``'s mask ``(n_k, d)`` comes from
         ``generators[k]``, in the shape and order of its unfused run: one draw per trial) or a
@@ -297,14 +320,14 @@ class StackedPredictors(nn.Module):
         """
         keep = 1.0 - self.shape.dropout
         if isinstance(generators, torch.Generator):
-            return h * torch.empty_like(h).bernoulli_(keep, generator=generators).div_(keep)
+            return torch.empty_like(h).bernoulli_(keep, generator=generators).div_(keep)
         if generators is None or len(generators) != batch.num_trials:
             raise FusionError("training a fused model needs one dropout generator per trial, or one for the group")
         noise = torch.zeros_like(h)
         S = batch.slots
         for k, (rows, generator) in enumerate(zip(batch.nodes_per_trial, generators)):
             noise[k * S:k * S + rows].bernoulli_(keep, generator=generator)
-        return h * noise.div_(keep)
+        return noise.div_(keep)
 
 
 @dataclass
@@ -327,12 +350,13 @@ def _with_self_loops(batch: FusedBatch) -> _Edges:
 
 
 def _scatter_aggregator(batch: FusedBatch, edge_weight: torch.Tensor | None):
-    """``x -> sum_{u -> v} w_uv x_u`` by a gather of the sources and an ``index_add`` into the destinations."""
-    def aggregate(x: torch.Tensor) -> torch.Tensor:
+    """``(x, base) -> base_v + sum_{u -> v} w_uv x_u`` by a gather of the sources and an out-of-place
+    ``index_add`` into a copy of ``base`` (no zero-filled buffer, no separate sum)."""
+    def aggregate(x: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
         gathered = x.index_select(0, batch.edge_src)
         if edge_weight is not None:
             gathered = gathered * edge_weight.unsqueeze(-1)
-        return scatter_sum(gathered, batch.edge_dst, x.shape[0])
+        return base.index_add(0, batch.edge_dst, gathered.to(base.dtype))
 
     return aggregate
 
@@ -365,16 +389,17 @@ def _csr(rows: torch.Tensor, cols: torch.Tensor, values: torch.Tensor, size: int
 
 
 def _csr_aggregator(batch: FusedBatch, edge_weight: torch.Tensor | None, dtype: torch.dtype):
-    """``x -> A x`` with ``A[v, u] = w_uv`` over the batch's edges, as a CSR product (and ``A^T`` backward)."""
+    """``(x, base) -> base + A x`` with ``A[v, u] = w_uv`` over the batch's edges, as a CSR product (and
+    ``A^T`` backward)."""
     size = batch.num_trials * batch.slots
     values = (torch.ones(batch.edge_src.shape[0], dtype=dtype, device=batch.edge_src.device) if edge_weight is None
               else edge_weight.to(dtype))
     adjacency = _csr(batch.edge_dst, batch.edge_src, values, size)
     transposed = _csr(batch.edge_src, batch.edge_dst, values, size)
 
-    def aggregate(x: torch.Tensor) -> torch.Tensor:
+    def aggregate(x: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
         if x.dtype != dtype:  # autocast's narrower x: the products run (and sum) in the weights' dtype
-            return _SparseProduct.apply(x.to(dtype), adjacency, transposed).to(x.dtype)
-        return _SparseProduct.apply(x, adjacency, transposed)
+            return base + _SparseProduct.apply(x.to(dtype), adjacency, transposed).to(base.dtype)
+        return base + _SparseProduct.apply(x, adjacency, transposed)
 
     return aggregate

@@ -185,3 +185,13 @@ def test_csr_aggregation_with_bf16_and_bad_names(molecules):
         np.testing.assert_allclose(b.history[0].train_loss, a.history[0].train_loss, rtol=0.05)
     with pytest.raises(FusionError, match="aggregation 'coo'; accepted: scatter, csr"):
         fused_run(molecules, [0], "gin", 0.0, "cpu", aggregation="coo")
+
+
+@pytest.mark.slow
+def test_compiled_normalisation_equals_eager(molecules):
+    """``torch.compile`` of BatchNorm + ReLU + dropout (one kernel chain) trains as the eager ops do:
+    float64, dropout on, per-trial streams (the masks are drawn outside the compiled region)."""
+    eager = fused_run(molecules, [0, 1, 2], "gin", 0.5, "cpu")
+    compiled = fused_run(molecules, [0, 1, 2], "gin", 0.5, "cpu", compile_normalisation=True)
+    for a, b in zip(eager, compiled):
+        assert_same_run(a, b)
