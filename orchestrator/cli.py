@@ -334,7 +334,7 @@ def _sweep(args) -> int:
                       device=args.device, code_version=code_version(), artifacts=spec.execution.artifacts,
                       optuna_storage=_optuna_storage(args.optuna_storage), tf32=spec.execution.tf32,
                       compile=spec.execution.compile, dropout_streams=spec.execution.dropout_streams,
-                      precision=spec.execution.precision)
+                      precision=spec.execution.precision, aggregation=spec.execution.aggregation)
     return _run_and_report(plan, store, runtime, args.address)
 
 

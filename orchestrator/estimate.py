@@ -8,7 +8,10 @@ and test scored every epoch), per GPU-hour:
   per-trial dropout streams). The same run measured 1,693 at K = 64 (the default
   ``execution.fuse_max``), 2,115 at K = 128 and 2,302 at K = 256 with
   ``execution.dropout_streams: group``; an earlier engine without TF32 and compile measured
-  1,156 at K = 128. Pass ``--trials-per-gpu-hour`` to plan with another figure.
+  1,156 at K = 128. A later engine measured 2,323 at K = 256 (per-trial streams), and
+  2,582-2,641 at K = 256 and 2,807 at K = 384 with group streams and ``execution.aggregation:
+  csr``. The default stays the K = 128 per-trial figure, the closest to a spec's defaults
+  (``fuse_max`` 64, per-trial streams). Pass ``--trials-per-gpu-hour`` to plan with another figure.
 * **unfused** trials: 46 (the reference training loop, one process on the GPU; roft's own
   unfused loop measured 33 FP32 and 38 TF32). Packing several unfused trials on one GPU
   (a fractional ``resources.gpu``) raises the rate per GPU: 16 packed reference processes

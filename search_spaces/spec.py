@@ -18,14 +18,14 @@ and the accepted values, and *all* errors of a spec are reported together::
     resources: {cpu: 1, gpu: 0}         # per trial; gpu may be fractional (0.25)
     execution: {chunk_size: 256, max_failures: 1, max_concurrent: 0, artifacts: required,
                 fuse: true, fuse_max: 64, tf32: false, compile: false,
-                dropout_streams: per-trial, precision: fp32}
+                dropout_streams: per-trial, precision: fp32, aggregation: scatter}
                                         # artifacts: required (keep the checkpoints that WiSE-FT /
                                         # RoFt-Mol start from) or all; fuse: train compatible
                                         # trials as fused groups of up to fuse_max (one Ray trial
                                         # each, with the resources above), false: one by one;
                                         # tf32, compile, dropout_streams (per-trial | group),
-                                        # precision (fp32 | bf16): GPU speed options, see
-                                        # trainables.fused.engine.fit_fused
+                                        # precision (fp32 | bf16), aggregation (scatter | csr):
+                                        # GPU speed options, see trainables.fused.engine.fit_fused
 
 Methods that start from another trial's checkpoint (``wise-ft``, ``roft-mol``: ``full-ft``)
 make the planner add the ``full-ft`` trials they need when the spec does not list them.
@@ -43,7 +43,7 @@ from typing import Any
 import yaml
 
 from trainables.backbones import BACKBONES, scratch_shape
-from trainables.config import ARTIFACT_POLICIES, DROPOUT_STREAMS, PRECISIONS, TrainingRecipe
+from trainables.config import AGGREGATIONS, ARTIFACT_POLICIES, DROPOUT_STREAMS, PRECISIONS, TrainingRecipe
 from trainables.methods import METHODS
 from trainables.splits import SPLITS, parse_label_setting
 from trainables.tasks import TASKS
@@ -76,6 +76,7 @@ class Execution:
     compile: bool = False  # fused groups: torch.compile the training-mode BatchNorm + ReLU
     dropout_streams: str = "per-trial"  # fused groups: per-trial | group (one generator per group)
     precision: str = "fp32"  # fused groups: fp32 | bf16 (bfloat16 autocast)
+    aggregation: str = "scatter"  # fused GIN/GCN/GraphSAGE groups: scatter | csr (messages by sparse products)
 
 
 DISTRIBUTIONS = ("uniform", "log_uniform", "int", "choice")
@@ -133,7 +134,8 @@ _SECTIONS = {
     "resources": {"cpu": (float, 0.0), "gpu": (float, 0.0)},
     "execution": {"chunk_size": (int, 1), "max_failures": (int, 0), "max_concurrent": (int, 0),
                   "artifacts": ARTIFACT_POLICIES, "fuse": bool, "fuse_max": (int, 1), "tf32": bool,
-                  "compile": bool, "dropout_streams": DROPOUT_STREAMS, "precision": PRECISIONS},
+                  "compile": bool, "dropout_streams": DROPOUT_STREAMS, "precision": PRECISIONS,
+                  "aggregation": AGGREGATIONS},
 }
 
 

@@ -21,6 +21,8 @@ PROTOCOL_VERSION = "roft-protocol-1"
 ARTIFACT_POLICIES = ("required", "all")
 DROPOUT_STREAMS = ("per-trial", "group")  # fused groups: one dropout generator per trial, or one per group
 PRECISIONS = ("fp32", "bf16")  # fused groups: float32 (TF32 where allowed), or bfloat16 autocast
+AGGREGATIONS = ("scatter", "csr")  # fused groups: messages summed by gather + index_add, or by CSR products
+CSR_GNN_TYPES = ("gin", "gcn", "graphsage")  # where csr applies (GAT's message weights are new in every layer)
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,7 @@ class Runtime:
     compile: bool = False  # fused groups: torch.compile the training-mode BatchNorm + ReLU
     dropout_streams: str = "per-trial"  # fused groups: one dropout generator per trial, or per group
     precision: str = "fp32"  # fused groups: fp32 | bf16
+    aggregation: str = "scatter"  # fused groups of GIN, GCN, GraphSAGE: scatter | csr
 
     def __post_init__(self):
         if self.artifacts not in ARTIFACT_POLICIES:
@@ -120,16 +123,24 @@ class Runtime:
                              f"{', '.join(DROPOUT_STREAMS)}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision={self.precision!r} is not accepted; accepted: {', '.join(PRECISIONS)}")
+        if self.aggregation not in AGGREGATIONS:
+            raise ValueError(f"aggregation={self.aggregation!r} is not accepted; accepted: {', '.join(AGGREGATIONS)}")
 
-    def engine(self, fused_trials: int, device_type: str) -> str:
+    def aggregation_for(self, gnn_type: str) -> str:
+        """The message aggregation a fused group of ``gnn_type`` uses: ``csr`` where asked for and it
+        applies (GIN, GCN, GraphSAGE), else ``scatter``."""
+        return self.aggregation if gnn_type in CSR_GNN_TYPES else "scatter"
+
+    def engine(self, fused_trials: int, device_type: str, gnn_type: str = "gin") -> str:
         """The row's ``engine``: ``unfused`` or ``fused``, then ``+`` each speed option in effect
         (``tf32`` on a CUDA device; ``compile`` for fused groups on a CUDA device; ``group-dropout``,
-        ``bf16`` for fused groups)."""
+        ``bf16`` for fused groups; ``csr`` for fused groups whose ``gnn_type`` it applies to)."""
         fused = fused_trials > 1
         options = [name for name, on in (("tf32", self.tf32 and device_type == "cuda"),
                                          ("compile", fused and self.compile and device_type == "cuda"),
                                          ("group-dropout", fused and self.dropout_streams == "group"),
-                                         ("bf16", fused and self.precision == "bf16")) if on]
+                                         ("bf16", fused and self.precision == "bf16"),
+                                         ("csr", fused and self.aggregation_for(gnn_type) == "csr")) if on]
         return "+".join(["fused" if fused else "unfused", *options])
 
     def to_dict(self) -> dict[str, Any]:

@@ -194,7 +194,7 @@ def commit_trial(trial: PreparedTrial, result: FitResult, runtime: Runtime, fuse
         "parent_trial_key": "" if parent is None else parent.key,
         "parent_artifact_sha256": "" if parent is None else parent.sha256,
         "method_results": canonical_json(result.summary),
-        "engine": runtime.engine(fused_trials, trial.device.type), "fused_trials": fused_trials,
+        "engine": runtime.engine(fused_trials, trial.device.type, shape.gnn_type), "fused_trials": fused_trials,
     }
     epochs = [{"stage": e.stage, "epoch": e.epoch, "train_loss": e.train_loss, "val_metric": e.val,
                "test_metric": e.test, "val_tasks_skipped": e.val_tasks_skipped,
@@ -255,7 +255,8 @@ def execute_fused_group(specs: list[TrialSpec], runtime: Runtime,
             raise ValueError("a fused group's trials must share task, split and recipe")
     results = fit_fused(members, first.data, first.task.task_type, first.task.higher_is_better, first.spec.recipe,
                         device, on_epoch, compile_normalisation=runtime.compile and device.type == "cuda",
-                        dropout_streams=runtime.dropout_streams, precision=runtime.precision)
+                        dropout_streams=runtime.dropout_streams, precision=runtime.precision,
+                        aggregation=runtime.aggregation_for(first.model.gnn.shape.gnn_type))
     share = (time.perf_counter() - started) / len(specs)
     rows = [commit_trial(trial, result, runtime, fused_trials=len(specs), wall_seconds=share)
             for trial, result in zip(trials, results) if not isinstance(result, DivergedError)]

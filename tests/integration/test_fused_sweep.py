@@ -57,8 +57,10 @@ def test_fused_groups_land_one_row_per_trial_and_resume(ray_session, real_env, t
     assert store.read_trial(fused_keys[2])["engine"] == "unfused"
 
 
-def test_a_fused_trial_starts_as_its_unfused_run(real_env, tmp_path):
-    """Same initial weights and dropout masks: the first epoch's loss agrees to float32 rounding.
+@pytest.mark.parametrize("aggregation", ["scatter", "csr"])
+def test_a_fused_trial_starts_as_its_unfused_run(real_env, tmp_path, aggregation):
+    """Same initial weights and dropout masks: the first epoch's loss agrees to float32 rounding,
+    with messages summed by scatter or by CSR products (the row's engine names the latter).
 
     (Later epochs drift apart in float32: Adam normalises gradients, so rounding noise in
     gradients that are exactly zero in exact arithmetic, such as a bias right before BatchNorm,
@@ -66,7 +68,8 @@ def test_a_fused_trial_starts_as_its_unfused_run(real_env, tmp_path):
     """
     spec = parse_spec({**FUSED, "methods": {"full-ft": {}}, "training": {"epochs": 1, "batch_size": 16}})
     trials = plan_sweep(spec, ResultStore(tmp_path / "plan"), str(real_env)).trials
-    fused_runtime = Runtime(store=str(tmp_path / "fused"), data_root=str(real_env), artifacts="all")
+    fused_runtime = Runtime(store=str(tmp_path / "fused"), data_root=str(real_env), artifacts="all",
+                            aggregation=aggregation)
     unfused_runtime = Runtime(store=str(tmp_path / "unfused"), data_root=str(real_env), artifacts="all")
     execute_fused_group(trials, fused_runtime)
     for trial in trials:
@@ -77,6 +80,8 @@ def test_a_fused_trial_starts_as_its_unfused_run(real_env, tmp_path):
     assert len({round(u, 3) for _, u in losses}) == len(trials)  # the trials really differ
     for fused, unfused in losses:
         assert fused == pytest.approx(unfused, rel=1e-4)
+    engine = "fused+csr" if aggregation == "csr" else "fused"
+    assert {ResultStore(tmp_path / "fused").read_trial(t.key())["engine"] for t in trials} == {engine}
 
 
 def test_a_rerun_group_trains_only_its_missing_members(real_env, tmp_path):

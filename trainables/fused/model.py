@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch_geometric.utils import softmax
 
+from trainables.config import AGGREGATIONS, CSR_GNN_TYPES
 from trainables.fused.batching import FusedBatch
 from trainables.gnn import GNNShape, GraphPredictor, scatter_sum
 from trainables.vocabulary import NUM_BOND_DIRECTIONS, NUM_BOND_TYPES, SELF_LOOP_BOND_TYPE
@@ -46,7 +47,6 @@ BOND_PAIRS = NUM_BOND_TYPES * NUM_BOND_DIRECTIONS  # (bond type, direction) pair
 SELF_LOOP_PAIR = SELF_LOOP_BOND_TYPE * NUM_BOND_DIRECTIONS  # self-loops: (4, 0)
 
 
-AGGREGATIONS = ("scatter", "csr")  # how messages are summed at their destinations (see StackedPredictors)
 
 
 class FusionError(ValueError):
@@ -103,9 +103,10 @@ class StackedPredictors(nn.Module):
         layouts = {(m.gnn.shape, tuple((k, tuple(v.shape)) for k, v in m.state_dict().items())) for m in models}
         if len(layouts) != 1:
             raise FusionError("the models of a fused group must share one architecture and head size")
-        if self.shape.gnn_type == "gat" and aggregation != "scatter":
-            raise FusionError(f"aggregation {aggregation!r} does not apply to GAT (its weights are attention "
-                              "scores, new in every layer); accepted for GAT: scatter")
+        if self.shape.gnn_type not in CSR_GNN_TYPES and aggregation != "scatter":
+            raise FusionError(f"aggregation {aggregation!r} does not apply to {self.shape.gnn_type.upper()} (its "
+                              f"message weights are new in every layer); accepted for it: scatter; csr applies to "
+                              f"{', '.join(CSR_GNN_TYPES)}")
         self.num_trials = len(models)
         self.state_names = list(first.state_dict())
         parameter_names = {name for name, _ in first.named_parameters()}

@@ -150,10 +150,13 @@ def test_only_optuna_searches():
 
 def test_gpu_speed_options_of_execution():
     spec = parse_spec({**VALID, "execution": {"tf32": True, "compile": True, "dropout_streams": "group",
-                                              "precision": "bf16"}})
+                                              "precision": "bf16", "aggregation": "csr"}})
     assert (spec.execution.tf32, spec.execution.compile) == (True, True)
     assert (spec.execution.dropout_streams, spec.execution.precision) == ("group", "bf16")
-    assert parse_spec(VALID).execution.precision == "fp32"
-    errors = errors_of({**VALID, "execution": {"precision": "fp16", "dropout_streams": "shared"}})
+    assert spec.execution.aggregation == "csr"
+    assert (parse_spec(VALID).execution.precision, parse_spec(VALID).execution.aggregation) == ("fp32", "scatter")
+    errors = errors_of({**VALID, "execution": {"precision": "fp16", "dropout_streams": "shared",
+                                               "aggregation": "coo"}})
     assert any("execution.precision" in e and "fp16" in e and "fp32, bf16" in e for e in errors)
     assert any("execution.dropout_streams" in e and "per-trial, group" in e for e in errors)
+    assert any("execution.aggregation" in e and "'coo'" in e and "scatter, csr" in e for e in errors)

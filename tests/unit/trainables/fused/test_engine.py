@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from trainables.config import TrainingRecipe
+from trainables.config import AGGREGATIONS, TrainingRecipe
 from trainables.fused.engine import FusedMember, dropout_generator_after_init, fit_fused
-from trainables.fused.model import AGGREGATIONS, FUSABLE_GNN_TYPES, FusionError
+from trainables.fused.model import FUSABLE_GNN_TYPES, FusionError
 from trainables.gnn import GNNShape, GraphPredictor
 from trainables.methods import MethodContext, make_method
 from trainables.tasks import TaskType
