@@ -176,7 +176,8 @@ def fit_fused(members: Sequence[FusedMember], data: GraphDataset, task_type: Tas
               recipe: TrainingRecipe, device: torch.device,
               on_epoch: Callable[[int, EpochRecord], None] | None = None,
               compile_normalisation: bool = False, dropout_streams: str = "per-trial",
-              precision: str = "fp32", aggregation: str = "scatter") -> list[FitResult | DivergedError]:
+              precision: str = "fp32", aggregation: str = "scatter",
+              dropout_draws: str | None = None) -> list[FitResult | DivergedError]:
     """Train every member; returns one :class:`FitResult` per member, in order.
 
     A member whose loss turns NaN or infinite gets a :class:`DivergedError` instead (its NaNs stay
@@ -189,6 +190,12 @@ def fit_fused(members: Sequence[FusedMember], data: GraphDataset, task_type: Tas
     its unfused run: the default, exact on the CPU) or ``"group"`` (one generator for the group,
     seeded from the members' seeds: one dropout kernel per layer instead of K; a member's masks
     then depend on its group).
+
+    ``dropout_draws`` (per-trial streams): ``"per-layer"`` (each layer's mask drawn as the unfused
+    run draws it) or ``"per-step"`` (every layer's masks in one draw per member and step: K draws
+    per step instead of K per layer; a member's masks still depend on its own generator only).
+    ``None`` (the default): per-layer on the CPU, where the masks then equal the unfused run's,
+    and per-step on an accelerator, whose unfused dropout draws with another kernel anyway.
 
     ``aggregation``: how messages are summed, ``"scatter"`` or ``"csr"`` (see
     :class:`StackedPredictors`; the same sums in another order).
@@ -205,7 +212,9 @@ def fit_fused(members: Sequence[FusedMember], data: GraphDataset, task_type: Tas
     device = torch.device(device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
     graphs = DeviceGraphs(data, device)
-    model = StackedPredictors([m.model for m in members], compile_normalisation, aggregation).to(device)
+    if dropout_draws is None:
+        dropout_draws = "per-layer" if device.type == "cpu" else "per-step"
+    model = StackedPredictors([m.model for m in members], compile_normalisation, aggregation, dropout_draws).to(device)
     terms = StackedTerms(members, model, device)
     K = model.num_trials
     # Adam is elementwise, so over stacked weights it is K independent Adams (one fused kernel on a GPU)

@@ -49,6 +49,9 @@ SELF_LOOP_PAIR = SELF_LOOP_BOND_TYPE * NUM_BOND_DIRECTIONS  # self-loops: (4, 0)
 
 
 
+DROPOUT_DRAWS = ("per-layer", "per-step")  # how often each trial's own generator is drawn from (see _DropoutMasks)
+
+
 class FusionError(ValueError):
     """Models or trials that cannot share a fused group."""
 
@@ -79,7 +82,7 @@ class StackedPredictors(nn.Module):
     """Stacked weights of K predictors; ``forward(batch)`` returns logits ``(K, G, T)``."""
 
     def __init__(self, models: Sequence[GraphPredictor], compile_normalisation: bool = False,
-                 aggregation: str = "scatter"):
+                 aggregation: str = "scatter", dropout_draws: str = "per-layer"):
         """``compile_normalisation``: run the training-mode BatchNorm + ReLU through
         ``torch.compile`` (one generated kernel chain instead of about ten passes over the
         activations; the same function up to the order of floating-point sums).
@@ -88,11 +91,17 @@ class StackedPredictors(nn.Module):
         ``index_add`` (atomic adds on a GPU) into the destinations; ``"csr"`` multiplies by the
         batch's weighted adjacency ``A`` (destination x source, compressed sparse rows, built on
         the device by sorting the edges) in the forward pass and by ``A^T`` in the backward pass,
-        with no per-edge intermediate. The same sums, in another order."""
+        with no per-edge intermediate. The same sums, in another order.
+
+        ``dropout_draws``: with one dropout generator per trial, ``"per-layer"`` (each layer's mask
+        drawn as the unfused run draws it) or ``"per-step"`` (all layers' masks in one draw per
+        trial and step); see :class:`_DropoutMasks`."""
         super().__init__()
         if aggregation not in AGGREGATIONS:
             raise FusionError(f"aggregation {aggregation!r}; accepted: {', '.join(AGGREGATIONS)}")
-        self.aggregation = aggregation
+        if dropout_draws not in DROPOUT_DRAWS:
+            raise FusionError(f"dropout_draws {dropout_draws!r}; accepted: {', '.join(DROPOUT_DRAWS)}")
+        self.aggregation, self.dropout_draws = aggregation, dropout_draws
         self._train_norm = torch.compile(self._normalise, dynamic=True) if compile_normalisation else self._normalise
         if not models:
             raise FusionError("a fused group needs at least one model")
@@ -151,11 +160,12 @@ class StackedPredictors(nn.Module):
                          else _scatter_aggregator(batch, edge_weight))
             conv = lambda layer, h: self._conv(layer, h, batch, aggregate, bond_mix, edge_weight is None)  # noqa: E731
         last = self.shape.num_layers - 1
-        drops = training and self.shape.dropout > 0
+        masks = (_DropoutMasks(self.shape.dropout, self.shape.num_layers, batch, dropout_generators, self.dropout_draws)
+                 if training and self.shape.dropout > 0 else None)
         for layer in range(self.shape.num_layers):
             h = conv(layer, h)
             # the dropout mask is drawn before the normalisation it is applied with (no other draw in between)
-            noise = self._dropout_noise(h, batch, dropout_generators) if drops else None
+            noise = None if masks is None else masks.draw(layer, h)
             h = self._batch_norm(layer, h, batch, training, relu=layer != last, noise=noise)
         pooled = scatter_sum(h, batch.node_graph, K * G + 1)[:K * G] / batch.graph_count.clamp(min=1).unsqueeze(-1)
         return FusedOutput(node=h, graph=pooled.view(K, G, -1),
@@ -310,25 +320,47 @@ class StackedPredictors(nn.Module):
         out = F.relu(out) if relu else out
         return (out if noise is None else out * noise), mean, var
 
-    def _dropout_noise(self, h: torch.Tensor, batch: FusedBatch,
-                       generators: Sequence[torch.Generator] | torch.Generator | None) -> torch.Tensor:
-        """Inverted dropout's scaled mask for activations shaped like ``h``: 0 or ``1 / (1 - p)``.
 
-        ``generators`` is either one generator per trial (trial ``k``'s mask ``(n_k, d)`` comes from
-        ``generators[k]``, in the shape and order of its unfused run: one draw per trial) or a
-        single generator for the whole group (one ``(K*S, d)`` draw: one kernel instead of K; each
-        trial's masks then depend on the group it trains in, not on its seed alone).
-        """
-        keep = 1.0 - self.shape.dropout
-        if isinstance(generators, torch.Generator):
-            return torch.empty_like(h).bernoulli_(keep, generator=generators).div_(keep)
-        if generators is None or len(generators) != batch.num_trials:
+
+class _DropoutMasks:
+    """Inverted dropout's scaled masks (0 or ``1 / (1 - p)``) for one training forward pass.
+
+    ``generators`` is one generator for the whole group or one per trial:
+
+    * one for the group: each layer draws one ``(K*S, d)`` mask (one kernel); a trial's masks
+      then depend on the group it trains in, not on its seed alone;
+    * one per trial, ``draws="per-layer"``: at each layer trial ``k``'s mask ``(n_k, d)`` comes from
+      ``generators[k]``, in the shape and order of its unfused run (on the CPU exactly its
+      unfused masks): K draws per layer;
+    * one per trial, ``draws="per-step"``: at the first layer trial ``k``'s masks for every layer,
+      ``(L, n_k, d)``, come from ``generators[k]`` in one draw: K draws per step instead of K x L.
+      A trial's masks still depend on its own generator and mini-batch only, not on its group,
+      but they are not the masks its unfused run draws.
+    """
+
+    def __init__(self, p: float, num_layers: int, batch: FusedBatch,
+                 generators: Sequence[torch.Generator] | torch.Generator | None, draws: str):
+        if not isinstance(generators, torch.Generator) and (generators is None or len(generators) != batch.num_trials):
             raise FusionError("training a fused model needs one dropout generator per trial, or one for the group")
-        noise = torch.zeros_like(h)
-        S = batch.slots
-        for k, (rows, generator) in enumerate(zip(batch.nodes_per_trial, generators)):
-            noise[k * S:k * S + rows].bernoulli_(keep, generator=generator)
-        return noise.div_(keep)
+        self.keep, self.num_layers, self.batch, self.generators, self.draws = 1.0 - p, num_layers, batch, generators, draws
+        self.block: torch.Tensor | None = None  # per-step: every layer's masks, (L, K*S, d)
+
+    def draw(self, layer: int, h: torch.Tensor) -> torch.Tensor:
+        """Layer ``layer``'s mask for activations shaped like ``h`` ``(K*S, d)``."""
+        if isinstance(self.generators, torch.Generator):
+            return torch.empty_like(h).bernoulli_(self.keep, generator=self.generators).div_(self.keep)
+        if self.draws == "per-layer":
+            return self._per_trial(torch.zeros_like(h), dim=0)
+        if self.block is None:
+            self.block = self._per_trial(h.new_zeros((self.num_layers, *h.shape)), dim=1)
+        return self.block[layer]
+
+    def _per_trial(self, target: torch.Tensor, dim: int) -> torch.Tensor:
+        """Fill each trial's real slots of ``target`` (slot axis ``dim``) from its own generator."""
+        S = self.batch.slots
+        for k, (rows, generator) in enumerate(zip(self.batch.nodes_per_trial, self.generators)):
+            target.narrow(dim, k * S, rows).bernoulli_(self.keep, generator=generator)
+        return target.div_(self.keep)
 
 
 @dataclass

@@ -143,6 +143,20 @@ def test_an_unfused_trial_that_diverges_raises(molecules):
             torch.Generator().manual_seed(0), torch.device("cpu"))
 
 
+def test_per_step_draws_keep_a_trial_independent_of_its_group(molecules):
+    """Per-trial streams drawn once per step (every layer's masks at once; the default on an
+    accelerator): deterministic, and a trial's run does not depend on its group. (Whether the
+    masks equal the per-layer ones depends on the generator's kernel: a CPU kernel that draws
+    element by element gives the same numbers, CUDA's Philox kernel does not.)"""
+    alone = fused_run(molecules, [1], "gin", 0.5, "cpu", dropout_draws="per-step")[0]
+    grouped = fused_run(molecules, [4, 1, 7], "gin", 0.5, "cpu", dropout_draws="per-step")[1]
+    assert_same_run(alone, grouped)
+    assert_same_run(alone, fused_run(molecules, [1], "gin", 0.5, "cpu", dropout_draws="per-step")[0])
+    assert np.isfinite([e.train_loss for e in alone.history]).all()
+    with pytest.raises(FusionError, match="dropout_draws 'per-epoch'; accepted: per-layer, per-step"):
+        fused_run(molecules, [0], "gin", 0.5, "cpu", dropout_draws="per-epoch")
+
+
 def test_group_dropout_is_deterministic_and_differs_from_per_trial_streams(molecules):
     """One dropout generator per group: the same group gives the same run; the masks are not the
     per-trial ones (so the losses differ from the unfused runs'), and every member still trains."""
