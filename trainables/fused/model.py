@@ -47,8 +47,6 @@ BOND_PAIRS = NUM_BOND_TYPES * NUM_BOND_DIRECTIONS  # (bond type, direction) pair
 SELF_LOOP_PAIR = SELF_LOOP_BOND_TYPE * NUM_BOND_DIRECTIONS  # self-loops: (4, 0)
 
 
-
-
 DROPOUT_DRAWS = ("per-layer", "per-step")  # how often each trial's own generator is drawn from (see _DropoutMasks)
 
 
@@ -319,7 +317,6 @@ class StackedPredictors(nn.Module):
         out = torch.addcmul(bias, centered, torch.rsqrt(var + BN_EPS) * weight)
         out = F.relu(out) if relu else out
         return (out if noise is None else out * noise), mean, var
-
 
 
 class _DropoutMasks:
