@@ -339,7 +339,8 @@ class _DropoutMasks:
                  generators: Sequence[torch.Generator] | torch.Generator | None, draws: str):
         if not isinstance(generators, torch.Generator) and (generators is None or len(generators) != batch.num_trials):
             raise FusionError("training a fused model needs one dropout generator per trial, or one for the group")
-        self.keep, self.num_layers, self.batch, self.generators, self.draws = 1.0 - p, num_layers, batch, generators, draws
+        self.keep, self.num_layers, self.batch = 1.0 - p, num_layers, batch
+        self.generators, self.draws = generators, draws
         self.block: torch.Tensor | None = None  # per-step: every layer's masks, (L, K*S, d)
 
     def draw(self, layer: int, h: torch.Tensor) -> torch.Tensor:
