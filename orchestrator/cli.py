@@ -8,6 +8,7 @@
     roft table --store DIR              paper tables (selection protocol, formats, best marked)
     roft report --store DIR --out DIR   one HTML page: tables, significance, figures, provenance
     roft store compact --store DIR      merge per-trial files (refuses while a sweep holds the store)
+    roft store forget KEY... --store DIR  remove trials (rows, epochs, checkpoint), so a sweep runs them again
     roft bench orchestrator             Ray Tune per-trial overhead with a no-op trial
     roft bench methods                  wall time of every method relative to Full FT
     roft bench alpha                    cost of an Optuna alpha search relative to Full FT
@@ -153,6 +154,12 @@ def build_parser() -> argparse.ArgumentParser:
     _store_option(compact)
     compact.add_argument("--unlocked", action="store_true",
                          help="object storage has no lock: compact an s3:// store only after every sweep on it stopped")
+    forget = store_sub.add_parser("forget", help="remove trials (row, epochs, alpha points, checkpoint, failure "
+                                                 "record) so that the next sweep runs them again")
+    forget.add_argument("keys", nargs="+", metavar="KEY", help="trial keys (the trial_key column, 24 hex digits)")
+    _store_option(forget)
+    forget.add_argument("--unlocked", action="store_true",
+                        help="object storage has no lock: forget on an s3:// store only after every sweep stopped")
 
     bench = sub.add_parser("bench", help="benchmarks that print figures")
     bench_sub = bench.add_subparsers(dest="bench_command", required=True)
@@ -496,10 +503,14 @@ def _report(args) -> int:
 
 
 def _store(args) -> int:
+    if args.store_command == "forget":
+        from orchestrator.forget import forget
+
+        print(forget(_existing_store(args.store), args.keys, unlocked=args.unlocked))
+        return 0
     from orchestrator.compaction import compact
 
-    summary = compact(_existing_store(args.store), unlocked=args.unlocked)
-    print(summary)
+    print(compact(_existing_store(args.store), unlocked=args.unlocked))
     return 0
 
 

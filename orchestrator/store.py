@@ -353,6 +353,13 @@ class ResultStore:
         except OSError as exc:
             raise StoreError(f"cannot read {self._relative(path)} from the store at {self.location}: {exc}") from exc
 
+    def has_file(self, path: str) -> bool:
+        """Whether the file ``path`` (a path on :attr:`fs`) exists (one metadata request, no read)."""
+        try:
+            return self.fs.get_file_info(path).type == pafs.FileType.File
+        except OSError as exc:
+            raise StoreError(f"cannot look up {self._relative(path)} in the store at {self.location}: {exc}") from exc
+
     def read_file(self, path: str, schema: pa.Schema | None = None) -> pa.Table:
         """One Parquet file of the store (a path on :attr:`fs`)."""
         return pq.read_table(path, schema=schema, filesystem=self.fs)
@@ -491,8 +498,9 @@ class ResultStore:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
     @contextlib.contextmanager
-    def compaction_lock(self, unlocked: bool = False) -> Iterator[None]:
-        """Exclusive use of the store for compaction; :class:`StoreError` while a sweep holds it.
+    def compaction_lock(self, unlocked: bool = False, action: str = "compact") -> Iterator[None]:
+        """Exclusive use of the store for compaction (or another ``action`` that rewrites files);
+        :class:`StoreError` while a sweep holds it.
 
         In a folder the lock is always taken (``unlocked`` changes nothing). On object storage
         nothing can tell whether a sweep (or another compaction) is writing, so this raises unless
@@ -504,7 +512,7 @@ class ResultStore:
                     f"the store at {self.location} is on object storage, which has no lock: roft cannot tell "
                     "whether a sweep or another compaction is writing to it (a trial re-written meanwhile would "
                     "keep its older copy, two compactions at once would each merge the same files). Stop every "
-                    "sweep on the store, then compact with --unlocked")
+                    f"sweep on the store, then {action} with --unlocked")
             yield
             return
         self.root.mkdir(parents=True, exist_ok=True)
@@ -513,7 +521,7 @@ class ResultStore:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 raise StoreError(f"a sweep is running on the store at {self.location} (it holds {LOCK_NAME}); "
-                                 "compact after it finishes") from None
+                                 f"{action} after it finishes") from None
             yield
 
     def done_keys(self) -> set[str]:

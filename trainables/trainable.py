@@ -84,7 +84,8 @@ def load_parent_state(spec: TrialSpec, store: ResultStore) -> ParentCheckpoint |
     blob = store.read_artifact(key) if recorded else None
     if blob is None or not recorded:
         raise DependencyError(f"{parent.method} trial {key} has no saved checkpoint at {location} (recorded sha256: "
-                              f"{recorded or 'none'}); delete its row trials/{key}.parquet to retrain it")
+                              f"{recorded or 'none'}); `roft store forget {key}` takes it out of the store, and the next "
+                              "sweep retrains it")
     actual = hashlib.sha256(blob).hexdigest()
     if actual != recorded:
         raise DependencyError(f"{parent.method} trial {key}: checkpoint {location} has sha256 {actual}, but its row "

@@ -97,6 +97,19 @@ def test_table_reads_the_store(tmp_path, capsys):
     assert main(["table", "--store", str(tmp_path / "missing")]) == 2
 
 
+def test_store_forget_takes_trials_out_and_names_bad_keys(tmp_path, capsys):
+    store = ResultStore(tmp_path)
+    keys = ["0" * 24, "1" * 24]
+    for key in keys:
+        store.write_trial(make_row(key))
+    assert main(["store", "forget", keys[0], "--store", str(tmp_path)]) == 0
+    assert "forgot 1 trial(s): 1 trials rows" in capsys.readouterr().out
+    assert store.done_keys() == {keys[1]}
+    assert main(["store", "forget", "nope", "--store", str(tmp_path)]) == 2
+    assert "malformed trial key(s) 'nope'; accepted: 24 hex digits" in capsys.readouterr().err
+    assert store.done_keys() == {keys[1]}
+
+
 def test_module_entry_point_runs():
     result = subprocess.run([sys.executable, "-m", "orchestrator", "--help"], capture_output=True, text=True,
                             timeout=120)

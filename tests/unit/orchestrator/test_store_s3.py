@@ -204,6 +204,26 @@ def test_compaction_needs_an_explicit_unlocked_and_readers_keep_one_copy(s3_stor
     assert store.read_trials(columns=["test_metric"]).num_rows == 3
 
 
+def test_forget_on_s3_needs_unlocked_and_rewrites_the_part_in_place(s3_store_uri):
+    from orchestrator.forget import forget
+
+    store = ResultStore(s3_store_uri)
+    keys = [f"{i:024x}" for i in range(3)]
+    for key in keys:
+        store.write_trial(make_row(key), [epoch(1)])
+        store.write_artifact(key, b"w")
+    compact(store, unlocked=True)
+    before = objects(store)
+    with pytest.raises(StoreError, match=r"on object storage, which has no lock.*forget trials with --unlocked"):
+        forget(store, [keys[1]])
+    assert objects(store) == before
+    summary = forget(store, [keys[1]], unlocked=True)
+    assert summary.rows == {"trials": 1, "epochs": 1, "alpha_trials": 0} and summary.artifacts == 1
+    assert store.done_keys() == {keys[0], keys[2]} and store.read_artifact(keys[1]) is None
+    assert sorted(store.read_epochs().column("trial_key").to_pylist()) == [keys[0], keys[2]]
+    assert objects(store) == [n for n in before if keys[1] not in n]  # the same part names, no temporaries
+
+
 def test_cli_compact_of_an_s3_store_refuses_without_unlocked(s3_store_uri, capsys):
     from orchestrator.cli import main
 

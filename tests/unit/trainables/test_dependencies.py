@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from orchestrator.forget import forget
 from orchestrator.store import ResultStore
 from search_spaces.spec import SpecError, parse_spec
 from trainables.config import Runtime, TrainingRecipe, TrialSpec
@@ -58,7 +59,10 @@ def test_parent_checkpoint_is_verified_by_sha256(tmp_path):
                                               "refusing to use a mismatched checkpoint"):
         load_parent_state(spec("roft-mol"), store)
     Path(store.path("artifacts", key, "best.pt")).unlink()
-    with pytest.raises(DependencyError, match="has no saved checkpoint"):
+    with pytest.raises(DependencyError, match=f"has no saved checkpoint.*`roft store forget {key}` takes it out"):
+        load_parent_state(spec("roft-mol"), store)
+    forget(store, [key])  # as the error advises: the parent is then missing, and a sweep plans it again
+    with pytest.raises(DependencyError, match=f"needs its full-ft parent trial {key}, which is not in the store"):
         load_parent_state(spec("roft-mol"), store)
 
 
