@@ -1,8 +1,9 @@
-"""Hand-made trial rows for store, table and report tests."""
+"""Hand-made trial rows, and writers and lock holders, for store, table and report tests."""
 
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import multiprocessing
 import random
 import threading
@@ -48,3 +49,23 @@ def write_concurrently(uri: str) -> None:
             thread.join()
         for future in remote:
             future.result(timeout=120)
+
+
+@contextlib.contextmanager
+def held_by_a_sweep(store: ResultStore):
+    """A thread holds ``store``'s sweep lock, as a running ``roft sweep`` does, while the block runs."""
+    holding, release = threading.Event(), threading.Event()
+
+    def sweep():
+        with store.sweep_lock():
+            holding.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=sweep)
+    thread.start()
+    holding.wait(10)
+    try:
+        yield
+    finally:
+        release.set()
+        thread.join()

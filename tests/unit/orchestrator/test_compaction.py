@@ -1,11 +1,9 @@
-import threading
-
 import pytest
 
 from orchestrator.compaction import compact
 from orchestrator.store import PART_PREFIX, ResultStore, StoreError
 
-from tests.unit.orchestrator.rows import make_row
+from tests.unit.orchestrator.rows import held_by_a_sweep, make_row
 
 
 def epoch(n):
@@ -61,21 +59,8 @@ def test_a_trial_in_two_files_is_kept_once(tmp_path):
 def test_compaction_refuses_while_a_sweep_holds_the_store(tmp_path):
     store = ResultStore(tmp_path)
     fill(store, ["a", "b"])
-    holding, release = threading.Event(), threading.Event()
-
-    def sweep():
-        with store.sweep_lock():
-            holding.set()
-            release.wait(10)
-
-    thread = threading.Thread(target=sweep)
-    thread.start()
-    holding.wait(10)
-    try:
+    with held_by_a_sweep(store):
         with pytest.raises(StoreError, match="a sweep is running"):
             compact(store)
         assert len(list(store.trials_dir.glob("*.parquet"))) == 2  # nothing touched
-    finally:
-        release.set()
-        thread.join()
     compact(store)

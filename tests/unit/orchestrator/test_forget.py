@@ -1,12 +1,10 @@
-import threading
-
 import pytest
 
 from orchestrator.compaction import compact
 from orchestrator.forget import forget
 from orchestrator.store import PART_PREFIX, ResultStore, StoreError
 
-from tests.unit.orchestrator.rows import epoch, make_row
+from tests.unit.orchestrator.rows import epoch, held_by_a_sweep, make_row
 
 KEYS = [f"{i:024x}" for i in range(6)]
 
@@ -92,20 +90,7 @@ def test_a_forget_stopped_before_the_row_leaves_the_trial_done_and_forgetting_ag
 def test_forget_refuses_while_a_sweep_holds_the_store(tmp_path):
     store = ResultStore(tmp_path)
     fill(store)
-    holding, release = threading.Event(), threading.Event()
-
-    def sweep():
-        with store.sweep_lock():
-            holding.set()
-            release.wait(10)
-
-    thread = threading.Thread(target=sweep)
-    thread.start()
-    holding.wait(10)
-    try:
+    with held_by_a_sweep(store):
         with pytest.raises(StoreError, match="a sweep is running .* forget trials after it finishes"):
             forget(store, [KEYS[0]])
         assert KEYS[0] in store.done_keys()
-    finally:
-        release.set()
-        thread.join()
