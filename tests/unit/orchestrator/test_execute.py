@@ -20,6 +20,23 @@ def test_progress_line_counts_and_eta():
     assert stream.getvalue().count("\n") == 3
 
 
+def test_heartbeat_names_the_epochs_of_running_trials():
+    stream = io.StringIO()
+    reporter = ProgressReporter(total=300, name="s", stream=stream, min_interval_s=0, heartbeat_s=0)
+    reporter.update(running=2)
+    reporter.progress("group-a", 12)
+    assert "0/300 done, 0 failed, 2 running, at epoch 12, 298 queued" in stream.getvalue().splitlines()[-1]
+    reporter.progress("group-b", 37)
+    assert "2 running, at epochs 12-37, 298 queued" in stream.getvalue().splitlines()[-1]
+    reporter.update(running=1, finished_ok=256, unit="group-b")  # a fused group of 256 lands
+    assert "256/300 done, 0 failed, 1 running, at epoch 12, 43 queued" in stream.getvalue().splitlines()[-1]
+    quiet = ProgressReporter(total=4, name="s", stream=io.StringIO(), heartbeat_s=3600)
+    quiet.update(running=1)
+    quiet.progress("t", 1)
+    quiet.progress("t", 2)
+    assert quiet.stream.getvalue().count("\n") == 1  # the start; no heartbeat before it is due
+
+
 def test_error_line_names_the_exception_of_a_multi_line_remote_report():
     from orchestrator.execute import error_line
 
