@@ -103,8 +103,11 @@ class ProgressReporter:
             self.epochs.pop(unit, None)
         self._print(force=bool(finished_ok or finished_failed))
 
-    def progress(self, unit: str, epoch: int | None) -> None:
-        """The running ``unit`` reported ``epoch``; prints the heartbeat line when one is due."""
+    def progress(self, unit: str, epoch: int | None, running: int | None = None) -> None:
+        """The running ``unit`` reported ``epoch`` (``running`` units now); prints the heartbeat line
+        when one is due."""
+        if running is not None:
+            self.running = running
         if epoch is not None:
             self.epochs[unit] = int(epoch)
         if time.perf_counter() - self._last_print >= self.heartbeat_s:
@@ -142,21 +145,22 @@ def _tune_callback(reporter: ProgressReporter):
     from ray.tune import Callback
     from ray.tune.experiment import Trial
 
-    def running(trials) -> int:
-        return sum(t.status == Trial.RUNNING for t in trials)
+    def running(trials, finishing=None) -> int:
+        """Tune trials running now (``finishing``: one Tune still marks running as it reports its end)."""
+        return sum(t.status == Trial.RUNNING and t is not finishing for t in trials)
 
     class _Progress(Callback):
         def on_trial_start(self, iteration, trials, trial, **info):
             reporter.update(running(trials))
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
-            reporter.progress(trial.trial_id, None if result.get("done") else result.get("epoch"))
+            reporter.progress(trial.trial_id, None if result.get("done") else result.get("epoch"), running(trials))
 
         def on_trial_complete(self, iteration, trials, trial, **info):
-            reporter.update(running(trials), finished_ok=_size(trial), unit=trial.trial_id)
+            reporter.update(running(trials, trial), finished_ok=_size(trial), unit=trial.trial_id)
 
         def on_trial_error(self, iteration, trials, trial, **info):
-            reporter.update(running(trials), finished_failed=_size(trial), unit=trial.trial_id)
+            reporter.update(running(trials, trial), finished_failed=_size(trial), unit=trial.trial_id)
 
     return _Progress()
 
