@@ -9,6 +9,7 @@
     roft report --store DIR --out DIR   one HTML page: tables, significance, figures, provenance
     roft store compact --store DIR      merge per-trial files (refuses while a sweep holds the store)
     roft store forget KEY... --store DIR  remove trials (rows, epochs, checkpoint), so a sweep runs them again
+    roft store clean --store DIR        remove temporaries of interrupted writes and Tune state of killed sweeps
     roft bench orchestrator             Ray Tune per-trial overhead with a no-op trial
     roft bench methods                  wall time of every method relative to Full FT
     roft bench alpha                    cost of an Optuna alpha search relative to Full FT
@@ -160,6 +161,15 @@ def build_parser() -> argparse.ArgumentParser:
     _store_option(forget)
     forget.add_argument("--unlocked", action="store_true",
                         help="object storage has no lock: forget on an s3:// store only after every sweep stopped")
+    clean = store_sub.add_parser("clean", help="remove temporaries of interrupted writes and Tune state of killed "
+                                               "sweeps (refuses during a sweep)")
+    _store_option(clean)
+    clean.add_argument("--older-than", default="1h", metavar="AGE",
+                       help="temporaries at least this old (s, m, h, d; default 1h: a write in flight elsewhere "
+                            "is never touched)")
+    clean.add_argument("--dry-run", action="store_true", help="list what would be removed; remove nothing")
+    clean.add_argument("--unlocked", action="store_true",
+                       help="object storage has no lock: clean an s3:// store only after every sweep stopped")
 
     bench = sub.add_parser("bench", help="benchmarks that print figures")
     bench_sub = bench.add_subparsers(dest="bench_command", required=True)
@@ -503,6 +513,11 @@ def _report(args) -> int:
 
 
 def _store(args) -> int:
+    if args.store_command == "clean":
+        from orchestrator.cleanup import age_seconds, clean
+
+        print(clean(_existing_store(args.store), age_seconds(args.older_than), args.dry_run, args.unlocked))
+        return 0
     if args.store_command == "forget":
         from orchestrator.forget import forget
 

@@ -223,7 +223,8 @@ class ResultStore:
         """The path of ``parts`` below the store's root on :attr:`fs`."""
         return "/".join([self.base, *parts])
 
-    def _relative(self, path: str) -> str:
+    def relative(self, path: str) -> str:
+        """``path`` (a path on :attr:`fs`) relative to the store's root, for messages."""
         return path[len(self.base) + 1:] if path.startswith(self.base + "/") else path
 
     def exists(self) -> bool:
@@ -300,7 +301,7 @@ class ResultStore:
             else:
                 atomic_write(Path(target), lambda fh: fh.write(data))
         except OSError as exc:
-            raise StoreError(f"cannot write to the store at {self.location} ({self._relative(target)}): "
+            raise StoreError(f"cannot write to the store at {self.location} ({self.relative(target)}): "
                              f"{exc}") from exc
 
     def _upload(self, path: str, data: bytes | pa.Buffer) -> None:
@@ -332,7 +333,7 @@ class ResultStore:
         except FileNotFoundError:
             pass
         except OSError as exc:
-            raise StoreError(f"cannot delete {self._relative(path)} from the store at {self.location}: {exc}") from exc
+            raise StoreError(f"cannot delete {self.relative(path)} from the store at {self.location}: {exc}") from exc
 
     def write_spec(self, sweep: str, text: bytes) -> None:
         """Keep a sweep's spec with its results (``specs/<sweep>.yaml``)."""
@@ -351,14 +352,14 @@ class ResultStore:
         except FileNotFoundError:
             return None
         except OSError as exc:
-            raise StoreError(f"cannot read {self._relative(path)} from the store at {self.location}: {exc}") from exc
+            raise StoreError(f"cannot read {self.relative(path)} from the store at {self.location}: {exc}") from exc
 
     def has_file(self, path: str) -> bool:
         """Whether the file ``path`` (a path on :attr:`fs`) exists (one metadata request, no read)."""
         try:
             return self.fs.get_file_info(path).type == pafs.FileType.File
         except OSError as exc:
-            raise StoreError(f"cannot look up {self._relative(path)} in the store at {self.location}: {exc}") from exc
+            raise StoreError(f"cannot look up {self.relative(path)} in the store at {self.location}: {exc}") from exc
 
     def read_file(self, path: str, schema: pa.Schema | None = None) -> pa.Table:
         """One Parquet file of the store (a path on :attr:`fs`)."""
@@ -428,7 +429,7 @@ class ResultStore:
 
     def quarantine(self, path: str, reason: str) -> str:
         """Move the store file ``path`` to ``quarantine/<its folder>/`` and warn; returns the new path."""
-        relative = self._relative(path)
+        relative = self.relative(path)
         target = self.path(QUARANTINE, relative)
         try:
             if not self.remote:

@@ -110,6 +110,18 @@ def test_store_forget_takes_trials_out_and_names_bad_keys(tmp_path, capsys):
     assert store.done_keys() == {keys[1]}
 
 
+def test_store_clean_lists_then_removes_leftovers(tmp_path, capsys):
+    ResultStore(tmp_path).write_trial(make_row("a"))
+    leftover = tmp_path / "trials" / ".b.parquet.k2.tmp"
+    leftover.write_bytes(b"x")
+    assert main(["store", "clean", "--store", str(tmp_path), "--older-than", "0", "--dry-run"]) == 0
+    assert "would remove 1 temporary file(s)" in capsys.readouterr().out and leftover.exists()
+    assert main(["store", "clean", "--store", str(tmp_path), "--older-than", "0"]) == 0
+    assert "removed 1 temporary file(s)" in capsys.readouterr().out and not leftover.exists()
+    assert main(["store", "clean", "--store", str(tmp_path), "--older-than", "soon"]) == 2
+    assert "--older-than 'soon' is not accepted" in capsys.readouterr().err
+
+
 def test_module_entry_point_runs():
     result = subprocess.run([sys.executable, "-m", "orchestrator", "--help"], capture_output=True, text=True,
                             timeout=120)

@@ -224,6 +224,22 @@ def test_forget_on_s3_needs_unlocked_and_rewrites_the_part_in_place(s3_store_uri
     assert objects(store) == [n for n in before if keys[1] not in n]  # the same part names, no temporaries
 
 
+def test_clean_on_s3_removes_hidden_temporaries_with_unlocked_only(s3_store_uri):
+    from orchestrator.cleanup import clean
+
+    store = ResultStore(s3_store_uri)
+    store.write_trial(make_row("a"), [epoch(1)])
+    with store.fs.open_output_stream(store.path("artifacts", "b", ".best.pt.5f3a.tmp")) as out:
+        out.write(b"an interrupted large upload")
+    before = objects(store)
+    with pytest.raises(StoreError, match=r"on object storage, which has no lock.*clean with --unlocked"):
+        clean(store)
+    assert clean(store, unlocked=True).temporaries == []  # younger than an hour: left alone
+    summary = clean(store, older_than_s=0, unlocked=True)
+    assert summary.temporaries == ["artifacts/b/.best.pt.5f3a.tmp"]
+    assert objects(store) == [n for n in before if ".tmp" not in n] and store.done_keys() == {"a"}
+
+
 def test_cli_compact_of_an_s3_store_refuses_without_unlocked(s3_store_uri, capsys):
     from orchestrator.cli import main
 
