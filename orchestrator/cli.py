@@ -205,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     throughput.add_argument("--tf32", action="store_true", help="allow TF32 matrix products on the GPU")
     throughput.add_argument("--no-reference", action="store_true", help="skip the PyG reference loop")
     throughput.add_argument("--compile", action="store_true",
-                            help="fused engine: torch.compile the training-mode BatchNorm + ReLU")
+                            help="fused engine: torch.compile the training-mode BatchNorm + ReLU + dropout")
     throughput.add_argument("--group-dropout", action="store_true",
                             help="fused engine: one dropout generator per group instead of one per trial")
     throughput.add_argument("--bf16", action="store_true", help="fused engine: bfloat16 autocast")

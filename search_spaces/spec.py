@@ -73,7 +73,7 @@ class Execution:
     fuse_max: int = 64  # most trials in one fused group
     # speed options (they change floating-point results, not what a trial is; each row's `engine` names them)
     tf32: bool = False  # TF32 matrix products on GPUs
-    compile: bool = False  # fused groups: torch.compile the training-mode BatchNorm + ReLU
+    compile: bool = False  # fused groups: torch.compile the training-mode BatchNorm + ReLU + dropout
     dropout_streams: str = "per-trial"  # fused groups: per-trial | group (one generator per group)
     precision: str = "fp32"  # fused groups: fp32 | bf16 (bfloat16 autocast)
     aggregation: str = "scatter"  # fused GIN/GCN/GraphSAGE groups: scatter | csr (messages by sparse products)

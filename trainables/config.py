@@ -110,7 +110,7 @@ class Runtime:
     artifacts: str = "required"  # required: keep checkpoints other trials depend on | all
     optuna_storage: str | None = None  # alpha searches: None (in memory), a journal file path, or an RDB URL
     tf32: bool = False  # TF32 matrix products on GPUs
-    compile: bool = False  # fused groups: torch.compile the training-mode BatchNorm + ReLU
+    compile: bool = False  # fused groups: torch.compile the training-mode BatchNorm + ReLU + dropout
     dropout_streams: str = "per-trial"  # fused groups: one dropout generator per trial, or per group
     precision: str = "fp32"  # fused groups: fp32 | bf16
     aggregation: str = "scatter"  # fused groups of GIN, GCN, GraphSAGE: scatter | csr

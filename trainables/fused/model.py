@@ -81,7 +81,7 @@ class StackedPredictors(nn.Module):
 
     def __init__(self, models: Sequence[GraphPredictor], compile_normalisation: bool = False,
                  aggregation: str = "scatter", dropout_draws: str = "per-layer"):
-        """``compile_normalisation``: run the training-mode BatchNorm + ReLU through
+        """``compile_normalisation``: run the training-mode BatchNorm + ReLU + dropout mask through
         ``torch.compile`` (one generated kernel chain instead of about ten passes over the
         activations; the same function up to the order of floating-point sums).
 
