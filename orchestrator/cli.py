@@ -8,6 +8,7 @@
     roft table --store DIR              paper tables (selection protocol, formats, best marked)
     roft report --store DIR --out DIR   one HTML page: tables, significance, figures, provenance
     roft store compact --store DIR      merge per-trial files (refuses while a sweep holds the store)
+    roft store list --store DIR [--where C=V]  one line per trial (key, cell, seed, metrics); --keys: keys only
     roft store forget KEY... --store DIR  remove trials (rows, epochs, checkpoint), so a sweep runs them again
     roft store clean --store DIR        remove temporaries of interrupted writes and Tune state of killed sweeps
     roft bench orchestrator             Ray Tune per-trial overhead with a no-op trial
@@ -155,6 +156,12 @@ def build_parser() -> argparse.ArgumentParser:
     _store_option(compact)
     compact.add_argument("--unlocked", action="store_true",
                          help="object storage has no lock: compact an s3:// store only after every sweep on it stopped")
+    listing = store_sub.add_parser("list", help="one line per trial: key, cell, seed, metrics, engine")
+    _store_option(listing)
+    listing.add_argument("--where", action="append", default=[], metavar="COLUMN=V[,V...]",
+                         help="keep rows whose COLUMN is one of the values (repeatable), e.g. --where method=wise-ft")
+    listing.add_argument("--keys", action="store_true",
+                         help="trial keys only, one per line (for `roft store forget`)")
     forget = store_sub.add_parser("forget", help="remove trials (row, epochs, alpha points, checkpoint, failure "
                                                  "record) so that the next sweep runs them again")
     forget.add_argument("keys", nargs="+", metavar="KEY", help="trial keys (the trial_key column, 24 hex digits)")
@@ -512,7 +519,22 @@ def _report(args) -> int:
     return 0
 
 
+STORE_LIST_COLUMNS = ["trial_key", "sweep", "backbone", "method_label", "task", "split", "label_setting", "seed",
+                      "val_metric", "test_metric", "engine", "finished_at"]
+
+
 def _store(args) -> int:
+    if args.store_command == "list":
+        from orchestrator.tables import load_trials, parse_where
+
+        trials = load_trials(_existing_store(args.store), parse_where(args.where), STORE_LIST_COLUMNS)
+        trials = trials.sort_values(["task", "backbone", "method_label", "label_setting", "split", "seed"])
+        if args.keys:
+            print("\n".join(trials["trial_key"]))
+        else:
+            print(trials.to_string(index=False) if len(trials) else "no trials match")
+            print(f"{len(trials)} trial(s)", file=sys.stderr)
+        return 0
     if args.store_command == "clean":
         from orchestrator.cleanup import age_seconds, clean
 

@@ -100,8 +100,13 @@ def test_table_reads_the_store(tmp_path, capsys):
 def test_store_forget_takes_trials_out_and_names_bad_keys(tmp_path, capsys):
     store = ResultStore(tmp_path)
     keys = ["0" * 24, "1" * 24]
-    for key in keys:
-        store.write_trial(make_row(key))
+    for key, method in zip(keys, ["wise-ft", "full-ft"]):
+        store.write_trial(make_row(key, method=method, method_label=method))
+    assert main(["store", "list", "--store", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert all(key in out for key in keys) and "method_label" in out and "wise-ft" in out
+    assert main(["store", "list", "--store", str(tmp_path), "--where", "method=wise-ft", "--keys"]) == 0
+    assert capsys.readouterr().out.split() == [keys[0]]  # keys only: what `roft store forget` takes
     assert main(["store", "forget", keys[0], "--store", str(tmp_path)]) == 0
     assert "forgot 1 trial(s): 1 trials rows" in capsys.readouterr().out
     assert store.done_keys() == {keys[1]}
