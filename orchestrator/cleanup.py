@@ -20,6 +20,7 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pyarrow.fs as pafs
 
@@ -54,7 +55,7 @@ def clean(store: ResultStore, older_than_s: float = DEFAULT_AGE_S, dry_run: bool
           unlocked: bool = False) -> CleanSummary:
     """Remove (or with ``dry_run`` list) the leftovers of interrupted writes and killed sweeps."""
     if older_than_s < 0:
-        raise StoreError(f"older_than_s={older_than_s!r} is not accepted; accepted: seconds >= 0")
+        raise ValueError(f"older_than_s={older_than_s!r} is not accepted; accepted: seconds >= 0")
     summary = CleanSummary(dry_run=dry_run)
     with store.compaction_lock(unlocked, action="clean"):
         cutoff = datetime.now(timezone.utc).timestamp() - older_than_s
@@ -66,7 +67,7 @@ def clean(store: ResultStore, older_than_s: float = DEFAULT_AGE_S, dry_run: bool
         for info in infos:
             if info.type != pafs.FileType.File or not is_temporary(info.base_name):
                 continue
-            if not store.remote and _inside(info.path, tune):
+            if not store.remote and Path(info.path).is_relative_to(tune):
                 continue  # Tune's own files go with their experiment folder
             if info.mtime is not None and info.mtime.timestamp() > cutoff:
                 summary.kept_recent += 1
@@ -83,10 +84,6 @@ def clean(store: ResultStore, older_than_s: float = DEFAULT_AGE_S, dry_run: bool
     return summary
 
 
-def _inside(path: str, folder) -> bool:
-    return path.startswith(str(folder).rstrip("/") + "/")
-
-
 def age_seconds(text: str) -> float:
     """``"90m"``, ``"2h"``, ``"30s"``, ``"0"`` -> seconds (for ``--older-than``)."""
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -94,9 +91,9 @@ def age_seconds(text: str) -> float:
     try:
         seconds = float(value) * units[unit]
     except ValueError:
-        raise StoreError(f"--older-than {text!r} is not accepted; accepted: a number with s, m, h or d "
+        raise ValueError(f"--older-than {text!r} is not accepted; accepted: a number with s, m, h or d "
                          "(e.g. 30m, 2h)") from None
     if seconds < 0:
-        raise StoreError(f"--older-than {text!r} is not accepted; accepted: a duration >= 0")
+        raise ValueError(f"--older-than {text!r} is not accepted; accepted: a duration >= 0")
     return seconds
 

@@ -95,7 +95,7 @@ class ProgressReporter:
         self._last_print = 0.0
 
     def update(self, running: int, finished_ok: int = 0, finished_failed: int = 0, unit: str | None = None) -> None:
-        """Record ``running`` trials now and newly finished ones (of the finished ``unit``); print a line when due."""
+        """Record ``running`` trials now and newly finished ones (those of ``unit``); print a line when due."""
         self.running = running
         self.done += finished_ok
         self.failed += finished_failed

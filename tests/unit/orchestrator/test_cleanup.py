@@ -62,5 +62,5 @@ def test_age_seconds(text, seconds):
 
 @pytest.mark.parametrize("text", ["soon", "-1h", "h"])
 def test_bad_ages_are_refused(text):
-    with pytest.raises(StoreError, match=f"--older-than '{text}' is not accepted"):
+    with pytest.raises(ValueError, match=f"--older-than '{text}' is not accepted"):
         age_seconds(text)
