@@ -25,7 +25,7 @@ and the accepted values, and *all* errors of a spec are reported together::
                                         # each, with the resources above), false: one by one;
                                         # tf32, compile, dropout_streams (per-trial | group),
                                         # precision (fp32 | bf16), aggregation (scatter | csr):
-                                        # GPU speed options, see trainables.fused.engine.fit_fused
+                                        # GPU speed options, see trainables.training.fused.engine.fit_fused
 
 Methods that start from another trial's checkpoint (``wise-ft``, ``roft-mol``: ``full-ft``)
 make the planner add the ``full-ft`` trials they need when the spec does not list them.
@@ -42,11 +42,12 @@ from typing import Any
 
 import yaml
 
-from trainables.backbones import BACKBONES, scratch_shape
-from trainables.config import AGGREGATIONS, ARTIFACT_POLICIES, DROPOUT_STREAMS, PRECISIONS, TrainingRecipe
+from trainables.core.config import AGGREGATIONS, ARTIFACT_POLICIES, DROPOUT_STREAMS, PRECISIONS, TrainingRecipe
+from trainables.data.splits import SPLITS, parse_label_setting
+from trainables.data.tasks import TASKS
 from trainables.methods import METHODS
-from trainables.splits import SPLITS, parse_label_setting
-from trainables.tasks import TASKS
+from trainables.models.backbones import BACKBONES
+from trainables.models.shapes import scratch_shape
 
 
 class SpecError(ValueError):
@@ -69,7 +70,7 @@ class Execution:
     max_failures: int = 1
     max_concurrent: int = 0  # 0: as many as resources allow
     artifacts: str = "required"  # required | all (which trials keep their best checkpoint)
-    fuse: bool = True  # train compatible trials as fused groups (trainables.fused); false: one by one
+    fuse: bool = True  # train compatible trials as fused groups (trainables.training.fused); false: one by one
     fuse_max: int = 64  # most trials in one fused group
     # speed options (they change floating-point results, not what a trial is; each row's `engine` names them)
     tf32: bool = False  # TF32 matrix products on GPUs

@@ -1,7 +1,7 @@
 """Pre-training of a backbone encoder on a molecule corpus, three objectives, resumable checkpoints.
 
 Encoders (``arch``): the Hu et al. GNNs (``gin``, ``gcn``, ``graphsage``, ``gat``;
-:mod:`trainables.gnn`) and GraphGPS (``gps``; :mod:`trainables.gps`). Objectives, with ``h`` the
+:mod:`trainables.models.gnn`) and GraphGPS (``gps``; :mod:`trainables.models.gps`). Objectives, with ``h`` the
 encoder's node states ``(n, d)`` and ``g = mean_pool(h)`` ``(B, d)``:
 
 * ``attr-mask`` (self-supervised; the objective family of Hu et al., GraphMAE and Mole-BERT): a
@@ -12,7 +12,7 @@ encoder's node states ``(n, d)`` and ``g = mean_pool(h)`` ``(B, d)``:
 
 * ``contrastive`` (self-supervised; GraphCL, You et al. 2020): two views of every molecule, each
   one augmentation drawn from ``augmentations`` (node dropping, edge perturbation, attribute
-  masking, subgraph; :mod:`trainables.augment`) at strength ``aug_rate``; a projection MLP
+  masking, subgraph; :mod:`trainables.data.augment`) at strength ``aug_rate``; a projection MLP
   ``z = P(g)`` and the symmetric NT-Xent loss over the batch, cosine similarity at temperature
   ``tau``::
 
@@ -21,13 +21,13 @@ encoder's node states ``(n, d)`` and ``g = mean_pool(h)`` ``(B, d)``:
 
 * ``descriptors`` (supervised; the stand-in for Graphium's multitask pre-training and the GPS
   PCQM4Mv2 target): a linear head regresses the 16 standardised RDKit descriptors of
-  :mod:`trainables.descriptors` from ``g``; mean squared error over the present targets.
+  :mod:`trainables.data.descriptors` from ``g``; mean squared error over the present targets.
 
 Outputs in ``out``:
 
 * ``model.pth``: the encoder's state dict: the Hu layout for the Hu GNNs (``x_embedding1.weight``,
   ``gnns.<i>.*``, ``batch_norms.<i>.*``), loadable exactly like the published checkpoints; the
-  layout documented in :mod:`trainables.gps` for GPS;
+  layout documented in :mod:`trainables.models.gps` for GPS;
 * ``model.json``: the metadata sidecar (layout, objective, architecture and shape, corpus file and
   sha256, molecules, epochs, steps, per-epoch loss, final loss, code version; the descriptor
   names and standardisation for ``descriptors``). A GPS checkpoint needs it: the number of
@@ -56,11 +56,13 @@ import torch.nn.functional as F
 from torch import nn
 from torch_geometric.utils import scatter
 
-from trainables.augment import AUGMENTATIONS, check_rate, mask_atoms, two_views
-from trainables.backbones import ARCHITECTURES, PRETRAINING_OBJECTIVES, default_size
-from trainables.dataset import GraphBatch, GraphDataset
-from trainables.gnn import GNNShape, build_encoder
-from trainables.registry import Registry
+from trainables.core.registry import Registry
+from trainables.data.augment import AUGMENTATIONS, check_rate, mask_atoms, two_views
+from trainables.data.dataset import GraphBatch, GraphDataset
+from trainables.models.backbones import ARCHITECTURES, PRETRAINING_OBJECTIVES
+from trainables.models.gnn import GNNShape
+from trainables.models.predictor import build_encoder
+from trainables.models.shapes import default_size, shape_dict, shape_from_dict
 
 ATOM_TYPES = 119  # real atom types 0..118: the classes the attribute-masking head predicts
 LAYOUTS = {"hu": "hu2020-gnn", "gps": "roft-gps-v1"}
@@ -110,9 +112,9 @@ class PretrainConfig:
 
     @property
     def shape(self):
-        """A :class:`~trainables.gnn.GNNShape`, or a ``GPSShape`` for ``arch: gps``."""
+        """A :class:`~trainables.models.gnn.GNNShape`, or a ``GPSShape`` for ``arch: gps``."""
         if self.arch == "gps":
-            from trainables.gps import GPSShape
+            from trainables.models.gps import GPSShape
             return GPSShape(self.num_layers, self.emb_dim, self.heads, dropout=self.dropout)
         return GNNShape(self.arch, self.num_layers, self.emb_dim, self.dropout)
 
@@ -133,7 +135,7 @@ class Corpus:
 
 def read_corpus(path: str | os.PathLike, limit: int | None = None, smiles_column: str = "smiles") -> Corpus:
     """The corpus's molecules (no labels) and their SMILES."""
-    from trainables.dataset import featurize_table
+    from trainables.data.dataset import featurize_table
 
     table = pd.read_csv(path, nrows=limit)
     if smiles_column not in table.columns:
@@ -233,7 +235,7 @@ class DescriptorRegression(Objective):
     name = "descriptors"
 
     def __init__(self, config: PretrainConfig, corpus: Corpus, out: Path):
-        from trainables.descriptors import DESCRIPTORS, compute_descriptors, standardisation, standardise
+        from trainables.data.descriptors import DESCRIPTORS, compute_descriptors, standardisation, standardise
 
         super().__init__(config, corpus, out)
         self.head = nn.Linear(config.emb_dim, len(DESCRIPTORS))
@@ -241,7 +243,7 @@ class DescriptorRegression(Objective):
         if cached.is_file():
             raw = np.load(cached)
         else:
-            from trainables.sources import atomic_write
+            from trainables.data.sources import atomic_write
             raw = compute_descriptors(corpus.smiles)
             out.mkdir(parents=True, exist_ok=True)
             atomic_write(cached, lambda fh: np.save(fh, raw))
@@ -259,7 +261,7 @@ class DescriptorRegression(Objective):
         return F.mse_loss(prediction[present], target[present])
 
     def metadata(self):
-        from trainables.descriptors import DESCRIPTOR_SET_VERSION, DESCRIPTORS
+        from trainables.data.descriptors import DESCRIPTOR_SET_VERSION, DESCRIPTORS
         return {"descriptor_set": DESCRIPTOR_SET_VERSION, "descriptors": list(DESCRIPTORS),
                 "descriptor_mean": self.mean.tolist(), "descriptor_std": self.std.tolist()}
 
@@ -341,7 +343,7 @@ def _save(out: Path, config: PretrainConfig, encoder: nn.Module, objective: Obje
           epoch: int, steps: int, losses: list[float], corpus, corpus_sha256: str, molecules: int,
           code_version: str) -> None:
     """``model.pth`` + ``model.json`` + ``state.pt``, each written whole under a temporary name."""
-    from trainables.sources import atomic_write
+    from trainables.data.sources import atomic_write
 
     encoder_state = {k: v.detach().cpu() for k, v in encoder.state_dict().items()}
     atomic_write(out / "model.pth", lambda fh: torch.save(encoder_state, fh))
@@ -360,26 +362,9 @@ def _save(out: Path, config: PretrainConfig, encoder: nn.Module, objective: Obje
     atomic_write(out / "state.pt", lambda fh: torch.save(state, fh))
 
 
-def shape_dict(shape) -> dict:
-    """The sidecar's ``shape``: the shape's fields and its ``gnn_type``."""
-    return {"gnn_type": shape.gnn_type, **asdict(shape)}
-
-
-def shape_from_dict(values: dict, dropout: float | None = None):
-    """The inverse of :func:`shape_dict`, with ``dropout`` replaced when given (fine-tuning's own)."""
-    values = dict(values)
-    gnn_type = values.pop("gnn_type")
-    if dropout is not None:
-        values["dropout"] = dropout
-    if gnn_type == "gps":
-        from trainables.gps import GPSShape
-        return GPSShape(**values)
-    return GNNShape(**values)
-
-
 def load_pretrained(out: str | os.PathLike) -> tuple[nn.Module, dict]:
     """The encoder of a pre-training folder (strictly loaded) and its metadata."""
-    from trainables.backbones import load_state_strict
+    from trainables.models.backbones import load_state_strict
 
     out = Path(out)
     meta = json.loads((out / "model.json").read_text())
@@ -399,8 +384,8 @@ def install(out: str | os.PathLike) -> tuple[str, Path]:
     """Copy ``out``'s checkpoint and sidecar to where backbone ``roft-<arch>-<objective>`` finds
     them; returns ``(backbone name, path)``. A sweep names that backbone; its rows record the
     checkpoint's sha256."""
-    from trainables.backbones import BACKBONES, installed_checkpoint_path
-    from trainables.sources import atomic_write
+    from trainables.data.sources import atomic_write
+    from trainables.models.backbones import BACKBONES, installed_checkpoint_path
 
     _, meta = load_pretrained(out)
     name = backbone_name(meta["arch"], meta["objective"])

@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from orchestrator.cli import main
-from tests.unit.orchestrator.test_store import make_row
-from orchestrator.store import ResultStore
+from orchestrator.store.results import ResultStore
+from tests.unit.orchestrator.store.test_results import make_row
 
 
 def write_spec(tmp_path, **overrides):

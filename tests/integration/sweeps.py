@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator.plan import SweepPlan, plan_sweep
-from orchestrator.store import ResultStore
+from orchestrator.store.results import ResultStore
+from orchestrator.sweep.plan import SweepPlan, plan_sweep
 from search_spaces import parse_spec
 from search_spaces.spec import SweepSpec
-from trainables.config import Runtime
+from trainables.core.config import Runtime
 
 
 @dataclass

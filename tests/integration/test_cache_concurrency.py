@@ -11,7 +11,7 @@ pytestmark = pytest.mark.data
 
 LOADER = """
 import hashlib, sys, torch
-from trainables.dataset import load_graphs
+from trainables.data.dataset import load_graphs
 graphs, sha = load_graphs("moleculenet/esol.csv", "smiles")
 digest = hashlib.sha256()
 for name in ("x", "edge_index", "edge_attr", "node_ptr", "edge_ptr"):

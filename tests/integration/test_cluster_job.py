@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestrator.plan import plan_sweep
-from orchestrator.store import ResultStore
+from orchestrator.store.results import ResultStore
+from orchestrator.sweep.plan import plan_sweep
 from search_spaces import load_spec
 from tests.integration.cluster import BIN, HEAD_IP, WORKER_IP, loopback_cluster, ray_env
 

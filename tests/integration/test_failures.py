@@ -6,8 +6,8 @@ import io
 
 import pytest
 
-from orchestrator.execute import run_sweep
-from orchestrator.plan import plan_sweep
+from orchestrator.sweep.execute import run_sweep
+from orchestrator.sweep.plan import plan_sweep
 from tests.integration.sweeps import planned
 
 pytestmark = [pytest.mark.slow, pytest.mark.data]
@@ -44,8 +44,8 @@ def test_a_failing_trial_is_recorded_skipped_and_retried_on_request(corrupt_chec
     (failure,) = store.read_failures().to_pylist()
     (bad,) = [t for t in setup.plan.trials if t.backbone == "mole-bert"]
     assert failure["trial_key"] == bad.key() and failure["method"] == "full-ft"
-    assert failure["error"].startswith("trainables.backbones.CheckpointMismatchError: backbone mole-bert: cannot read")
-    assert 'trainables/trainable.py", line' in failure["traceback"]  # the remote frames
+    assert failure["error"].startswith("trainables.models.backbones.CheckpointMismatchError: backbone mole-bert: cannot read")
+    assert 'trainables/worker/trial.py", line' in failure["traceback"]  # the remote frames
     assert "\x1b[" not in failure["traceback"]
     assert store.read_trial(bad.key()) is None  # never a result
     assert [r["backbone"] for r in store.read_trials().to_pylist()] == ["scratch-gcn"]

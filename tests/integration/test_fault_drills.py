@@ -24,8 +24,8 @@ import pyarrow.dataset as ds
 import pytest
 import yaml
 
-from orchestrator.plan import plan_sweep
-from orchestrator.store import ResultStore
+from orchestrator.store.results import ResultStore
+from orchestrator.sweep.plan import plan_sweep
 from search_spaces import parse_spec
 
 pytestmark = [pytest.mark.slow, pytest.mark.data]

@@ -7,13 +7,13 @@ import io
 import numpy as np
 import pytest
 
-from orchestrator.execute import run_sweep
-from orchestrator.plan import plan_sweep
-from orchestrator.store import ResultStore
+from orchestrator.store.results import ResultStore
+from orchestrator.sweep.execute import run_sweep
+from orchestrator.sweep.plan import plan_sweep
 from search_spaces import parse_spec
 from tests.integration.sweeps import planned
-from trainables.config import Runtime
-from trainables.trainable import execute_fused_group, execute_trial
+from trainables.core.config import Runtime
+from trainables.worker.trial import execute_fused_group, execute_trial
 
 pytestmark = [pytest.mark.slow, pytest.mark.data]
 
@@ -64,16 +64,16 @@ def test_a_fused_trial_starts_as_its_unfused_run(real_env, tmp_path, aggregation
 
     (Later epochs drift apart in float32: Adam normalises gradients, so rounding noise in
     gradients that are exactly zero in exact arithmetic, such as a bias right before BatchNorm,
-    becomes steps of size lr. In float64 the engines agree to 1e-9: tests/unit/trainables/fused.)
+    becomes steps of size lr. In float64 the engines agree to 1e-9: tests/unit/trainables/training/fused.)
     """
     spec = parse_spec({**FUSED, "methods": {"full-ft": {}}, "training": {"epochs": 1, "batch_size": 16}})
     trials = plan_sweep(spec, ResultStore(tmp_path / "plan"), str(real_env)).trials
     fused_runtime = Runtime(store=str(tmp_path / "fused"), data_root=str(real_env), artifacts="all",
                             aggregation=aggregation)
     unfused_runtime = Runtime(store=str(tmp_path / "unfused"), data_root=str(real_env), artifacts="all")
-    execute_fused_group(trials, fused_runtime)
+    execute_fused_group(trials, fused_runtime, ResultStore(fused_runtime.store))
     for trial in trials:
-        execute_trial(trial, unfused_runtime)
+        execute_trial(trial, unfused_runtime, ResultStore(unfused_runtime.store))
     fused_epochs = ResultStore(tmp_path / "fused").read_epochs().to_pandas().set_index("trial_key")
     unfused_epochs = ResultStore(tmp_path / "unfused").read_epochs().to_pandas().set_index("trial_key")
     losses = [(fused_epochs.loc[t.key()].train_loss, unfused_epochs.loc[t.key()].train_loss) for t in trials]
@@ -88,8 +88,8 @@ def test_a_rerun_group_trains_only_its_missing_members(real_env, tmp_path):
     spec = parse_spec({**FUSED, "methods": {"full-ft": {}}, "seeds": [0, 1, 2], "training": {"epochs": 1}})
     trials = plan_sweep(spec, ResultStore(tmp_path / "plan"), str(real_env)).trials[:3]
     runtime = Runtime(store=str(tmp_path / "store"), data_root=str(real_env))
-    first = execute_trial(trials[0], runtime)
-    rows = execute_fused_group(trials, runtime)
+    first = execute_trial(trials[0], runtime, ResultStore(runtime.store))
+    rows = execute_fused_group(trials, runtime, ResultStore(runtime.store))
     assert sorted(r["trial_key"] for r in rows) == sorted(t.key() for t in trials)
     by_key = {r["trial_key"]: r for r in rows}
     assert by_key[trials[0].key()]["finished_at"] == first["finished_at"]  # reused, not retrained

@@ -7,11 +7,11 @@ import json
 
 import pytest
 
-from orchestrator.execute import run_sweep
-from orchestrator.plan import plan_sweep
-from orchestrator.store import ResultStore
+from orchestrator.store.results import ResultStore
+from orchestrator.sweep.execute import run_sweep
+from orchestrator.sweep.plan import plan_sweep
 from search_spaces import parse_spec
-from trainables.config import Runtime
+from trainables.core.config import Runtime
 
 pytestmark = [pytest.mark.slow, pytest.mark.data]
 

@@ -8,13 +8,13 @@ import json
 import pytest
 import torch
 
-from orchestrator.execute import run_sweep
-from orchestrator.plan import plan_sweep
-from orchestrator.store import ResultStore
+from orchestrator.store.results import ResultStore
+from orchestrator.sweep.execute import run_sweep
+from orchestrator.sweep.plan import plan_sweep
 from search_spaces import parse_spec
 from tests.integration.sweeps import planned
-from trainables.config import Runtime
-from trainables.dependencies import parent_spec
+from trainables.core.config import Runtime
+from trainables.methods.dependencies import parent_spec
 
 pytestmark = [pytest.mark.slow, pytest.mark.data]
 

@@ -31,8 +31,8 @@ import pyarrow.dataset as ds
 import pytest
 import yaml
 
-from orchestrator.plan import plan_sweep
-from orchestrator.store import ResultStore
+from orchestrator.store.results import ResultStore
+from orchestrator.sweep.plan import plan_sweep
 from search_spaces import parse_spec
 from tests.integration.cluster import BIN, HEAD_IP, WORKER_IP, LoopbackCluster, loopback_cluster, ray_env
 

@@ -6,14 +6,14 @@ import io
 
 import pytest
 
-from orchestrator.execute import run_sweep, run_trials
-from orchestrator.plan import plan_sweep
-from orchestrator.report import store_table
-from orchestrator.store import ResultStore
+from orchestrator.analysis.summary import store_table
+from orchestrator.bench.noop import noop_trainable
+from orchestrator.store.results import ResultStore
+from orchestrator.sweep.execute import run_sweep, run_trials
+from orchestrator.sweep.plan import plan_sweep
 from search_spaces import parse_spec
 from tests.integration.sweeps import planned
-from orchestrator.noop import noop_trainable
-from trainables.config import Runtime
+from trainables.core.config import Runtime
 
 pytestmark = [pytest.mark.slow, pytest.mark.data]
 

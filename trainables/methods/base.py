@@ -1,6 +1,6 @@
 """The fine-tuning method plug-in interface and its registry.
 
-The trainer (:mod:`trainables.train`) runs one loop for every method. A method decides, per
+The trainer (:mod:`trainables.training.trainer`) runs one loop for every method. A method decides, per
 *stage* (most methods have one; LP-FT has two):
 
 * which parameters train (:meth:`FineTuningMethod.trainable_parameters`), everything else
@@ -36,15 +36,15 @@ Register a new method with one decorated class::
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from trainables.gnn import GNNOutput
-from trainables.registry import Registry
+from trainables.core.registry import Registry
+from trainables.models.encoders import GNNOutput
 
 MECHANISMS = ("baseline", "partial", "weight", "representation")
 
@@ -124,7 +124,7 @@ class MethodContext:
 
     ``model``: the module the trainer trains and evaluates (a method's :meth:`~FineTuningMethod.setup`
     may replace it with a wrapper). ``pretrained_state``: theta_pre, the model's state dict when
-    fitting begins (pre-trained backbone, fresh head); :func:`trainables.train.fit` fills it when
+    fitting begins (pre-trained backbone, fresh head); :func:`trainables.training.trainer.fit` fills it when
     ``None``. ``parent_state``: the state dict of the trial named by ``requires_parent``.
     ``seed``: the trial's run seed. ``parent_key``: the parent trial's key.
     ``evaluate(part) -> Score``: scores ``model`` in eval mode on a part of the split
@@ -174,7 +174,7 @@ class FineTuningMethod:
     requires_parent: ClassVar[str | None] = None  # method whose best checkpoint this one starts from
     label_hyperparameters: ClassVar[tuple[str, ...]] = ()  # shown in the label even at their default
     # True when the method is one stage over every parameter whose loss terms :meth:`fused_terms`
-    # states: the fused engine (trainables.fused) can then train it with other trials.
+    # states: the fused engine (trainables.training.fused) can then train it with other trials.
     fusable: ClassVar[bool] = False
 
     def __init__(self, **params: Any):

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from trainables.alpha_search import check_range, open_storage, search_alphas
+from trainables.methods.alpha_search import check_range, open_storage, search_alphas
 from trainables.methods.base import FineTuningMethod, HyperParameter, MethodContext, Stage, register_method
 from trainables.methods.partial import freeze_batch_norm_statistics
 
@@ -117,7 +117,7 @@ class InterpolatingMethod(FineTuningMethod):
     """Shared behaviour of methods that interpolate between theta_pre and their Full-FT parent.
 
     With ``search: optuna`` the alphas are not the method's own (a fixed WiSE alpha, RoFt-Mol's
-    gradient training) but found by :func:`trainables.alpha_search.search_alphas`: each point
+    gradient training) but found by :func:`trainables.methods.alpha_search.search_alphas`: each point
     is loaded into the one model (no rebuild) and scored on resident validation batches; the
     best point's model is then evaluated like any post-hoc method, its alphas and study go to
     the row, and every point to the store's ``alpha_trials`` table. Subclasses implement their

@@ -20,9 +20,8 @@ import copy
 import torch
 from torch import nn
 
-from trainables.gnn import GNNOutput
-from trainables.methods.base import (FineTuningMethod, FusedTerms, HyperParameter, MethodContext, Stage,
-                                     register_method)
+from trainables.methods.base import FineTuningMethod, FusedTerms, HyperParameter, MethodContext, Stage, register_method
+from trainables.models.encoders import GNNOutput
 
 FRESH_HEAD_SEED_OFFSET = 1
 

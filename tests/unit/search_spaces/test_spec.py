@@ -22,8 +22,8 @@ def test_bundled_spec_found_by_name():
 
 
 def test_mini_spec_is_the_demo_the_readme_promises():
-    from trainables.backbones import BACKBONES
-    from trainables.tasks import TASKS, TaskType
+    from trainables.data.tasks import TASKS, TaskType
+    from trainables.models.backbones import BACKBONES
 
     spec = load_spec("mini.yaml")
     kinds = {BACKBONES.get(b).pretraining for b in spec.backbones}

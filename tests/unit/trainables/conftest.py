@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from tests.unit.trainables.hand_molecules import HAND_LABELS, HAND_SMILES, make_dataset
-from trainables.dataset import GraphDataset
+from trainables.data.dataset import GraphDataset
 
 
 @pytest.fixture(autouse=True)

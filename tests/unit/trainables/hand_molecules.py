@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from trainables.dataset import GraphDataset, featurize_table
+from trainables.data.dataset import GraphDataset, featurize_table
 
 # 20 small, valid molecules written by hand.
 HAND_SMILES = [

@@ -1,0 +1,606 @@
+"""The results store: a Parquet dataset that is the source of truth for what is done.
+
+The store lives in a local folder or on S3-compatible object storage
+(``s3://bucket/prefix``, with pyarrow's query options such as
+``?endpoint_override=HOST:PORT&scheme=http&region=...``; credentials come from the usual
+``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` / ``AWS_SESSION_TOKEN`` variables or the AWS
+configuration files). Every read, write, listing and artifact of the store goes through one
+``pyarrow.fs`` filesystem object.
+
+Layout below the store root::
+
+    trials/<trial_key>.parquet     one row per finished trial (schema: TRIAL_SCHEMA)
+    epochs/<trial_key>.parquet     per-epoch curves of that trial (schema: EPOCH_SCHEMA)
+    alpha_trials/<trial_key>.parquet  every point of an Optuna alpha search (schema: ALPHA_SCHEMA)
+    failures/<trial_key>.parquet   a trial that failed after its retries: error and traceback
+                                   (schema: FAILURE_SCHEMA); removed when the trial lands
+    artifacts/<trial_key>/best.pt  the best-validation state dict (GraphPredictor layout), kept for
+                                   trials other trials depend on (Full FT), or all with
+                                   ``execution.artifacts: all``; its sha256 is in the trial row
+    specs/<sweep>.yaml             the spec of every sweep run on the store (reports' provenance)
+    quarantine/<table>/<file>      files found unreadable (not Parquet, truncated, another
+                                   schema), moved aside by the first read that met them
+
+Readers list only final names (``*.parquet`` not starting with ``.``), so a partial file is never
+read. In a folder, every file is written under a hidden temporary name
+(``.<name>.<random>.tmp``) and renamed into place. On object storage a file is serialised in
+memory first, then uploaded: up to :data:`SINGLE_PUT_BYTES` in a single PUT, which S3 makes
+visible whole or not at all (readers see the old or the new object); a larger one (large
+checkpoints, compacted files) is uploaded under a hidden temporary name and then copied into
+place by the server, so a writer killed or failing mid-upload leaves at most an invisible
+multipart upload or a temporary object that no reader opens. The trial row is written *last*:
+its presence is the commit of the trial. Two writers of the same trial write the same file (or
+object) name, so a retried trial can never land twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import secrets
+import tempfile
+import warnings
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from trainables.data.sources import atomic_write
+
+TRIAL_SCHEMA = pa.schema([
+    ("trial_key", pa.string()),
+    ("sweep", pa.string()),
+    ("backbone", pa.string()),
+    ("backbone_sha256", pa.string()),
+    ("architecture", pa.string()),
+    ("num_layers", pa.int32()),
+    ("emb_dim", pa.int32()),
+    ("pretraining", pa.string()),
+    ("method", pa.string()),
+    ("method_label", pa.string()),
+    ("mechanism", pa.string()),
+    ("method_params", pa.string()),  # canonical JSON
+    ("task", pa.string()),
+    ("task_type", pa.string()),
+    ("metric", pa.string()),
+    ("data_sha256", pa.string()),
+    ("split", pa.string()),
+    ("label_setting", pa.string()),
+    ("subset_seed", pa.int64()),
+    ("seed", pa.int64()),
+    ("epochs", pa.int32()),
+    ("batch_size", pa.int32()),
+    ("lr", pa.float64()),
+    ("best_epoch", pa.int32()),
+    ("best_stage", pa.string()),
+    ("val_metric", pa.float64()),
+    ("test_metric", pa.float64()),
+    ("n_train", pa.int64()),
+    ("n_val", pa.int64()),
+    ("n_test", pa.int64()),
+    ("invalid_smiles_dropped", pa.int64()),
+    ("tasks_total", pa.int32()),
+    ("val_tasks_evaluated", pa.int32()),
+    ("test_tasks_evaluated", pa.int32()),
+    ("wall_seconds", pa.float64()),
+    ("device", pa.string()),
+    ("hostname", pa.string()),
+    ("code_version", pa.string()),
+    ("protocol_version", pa.string()),
+    ("trial_config", pa.string()),  # canonical JSON of the TrialSpec
+    ("finished_at", pa.timestamp("us", tz="UTC")),
+    ("artifact_path", pa.string()),  # "" when the trial's checkpoint was not kept
+    ("artifact_sha256", pa.string()),
+    ("parent_trial_key", pa.string()),  # "" for trials that depend on no other trial
+    ("parent_artifact_sha256", pa.string()),
+    ("method_results", pa.string()),  # canonical JSON of method-specific results (RoFt-Mol's alphas)
+    ("engine", pa.string()),  # "unfused", or "fused" (trained in a fused group of fused_trials trials)
+    ("fused_trials", pa.int32()),  # size of the trial's fused group (1 when unfused)
+])
+
+EPOCH_SCHEMA = pa.schema([
+    ("trial_key", pa.string()),
+    ("stage", pa.string()),
+    ("epoch", pa.int32()),
+    ("train_loss", pa.float64()),
+    ("val_metric", pa.float64()),
+    ("test_metric", pa.float64()),
+    ("val_tasks_skipped", pa.int32()),
+    ("test_tasks_skipped", pa.int32()),
+])
+
+
+ALPHA_SCHEMA = pa.schema([
+    ("trial_key", pa.string()),  # the search trial that recorded the point
+    ("study", pa.string()),
+    ("number", pa.int32()),
+    ("alphas", pa.list_(pa.float64())),
+    ("val_metric", pa.float64()),
+    ("test_metric", pa.float64()),
+])
+
+FAILURE_SCHEMA = pa.schema([
+    ("trial_key", pa.string()),
+    ("sweep", pa.string()),
+    ("method", pa.string()),
+    ("trial_config", pa.string()),  # canonical JSON of the TrialSpec
+    ("error", pa.string()),  # one line
+    ("traceback", pa.string()),  # everything Ray reported, remote traceback included
+    ("failed_at", pa.timestamp("us", tz="UTC")),
+])
+
+PART_PREFIX = "part-"  # compacted files: trials/part-<id>.parquet, epochs/part-<id>.parquet, ...
+LOCK_NAME = ".lock"
+# Objects up to this size go to object storage in one PUT (pyarrow switches to a multipart upload
+# at 10 MiB); larger ones through a temporary object and a server-side copy.
+SINGLE_PUT_BYTES = 5 * 1024 * 1024
+ACCEPTED_STORES = ("a local folder, or s3://bucket/prefix with pyarrow's S3 query options (e.g. "
+                   "?endpoint_override=HOST:PORT&scheme=http&region=REGION); S3 credentials come from "
+                   "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (/ AWS_SESSION_TOKEN) or the AWS configuration files")
+
+# Per-trial tables written before the trial row, by directory name.
+SIDE_TABLES = {"epochs": EPOCH_SCHEMA, "alpha_trials": ALPHA_SCHEMA}
+
+
+QUARANTINE = "quarantine"
+
+
+class QuarantineWarning(UserWarning):
+    """A corrupt file of the store was moved to ``quarantine/``; the rest stays readable."""
+
+
+class StoreError(RuntimeError):
+    """The store cannot be read or written."""
+
+
+class ResultStore:
+    """A results store rooted at a local folder or at an ``s3://bucket/prefix`` URI.
+
+    ``fs`` is the store's ``pyarrow.fs`` filesystem and ``path(...)`` a path on it; ``location``
+    names the store in messages (no credentials, no query options) and ``uri`` is what opens it
+    again elsewhere (Ray workers get it through :class:`trainables.core.config.Runtime`).
+    """
+
+    def __init__(self, root: str | os.PathLike):
+        text = os.fspath(root)
+        scheme = urlsplit(text).scheme.lower() if "://" in text else ""
+        if scheme == "file":
+            try:
+                text, scheme = pafs.FileSystem.from_uri(text)[1], ""
+            except (pa.ArrowException, ValueError) as exc:
+                raise StoreError(f"store {text}: {exc}; accepted: {ACCEPTED_STORES}") from None
+        if scheme == "":
+            self._root: Path | None = Path(text).expanduser().resolve()
+            self.fs: pafs.FileSystem = pafs.LocalFileSystem()
+            self.base = self._root.as_posix()
+            self.uri = self.location = str(self._root)
+            self.remote = False
+        elif scheme == "s3":
+            self._root = None
+            self.uri, self.location = text, _shown(text)
+            self.fs, self.base = _s3_filesystem(text, self.location)
+            self.remote = True
+        else:
+            raise StoreError(f"store {_shown(text)}: unknown scheme {scheme + '://'!r}; accepted: {ACCEPTED_STORES}")
+
+    def __repr__(self) -> str:
+        return f"ResultStore({self.location!r})"
+
+    # ---- places ----------------------------------------------------------------------
+    @property
+    def root(self) -> Path:
+        """The store's local folder (a store on object storage has none)."""
+        if self._root is None:
+            raise StoreError(f"the store at {self.location} is on object storage: it has no local folder")
+        return self._root
+
+    @property
+    def trials_dir(self) -> Path:
+        return self.root / "trials"
+
+    @property
+    def epochs_dir(self) -> Path:
+        return self.root / "epochs"
+
+    @property
+    def failures_dir(self) -> Path:
+        return self.root / "failures"
+
+    def path(self, *parts: str) -> str:
+        """The path of ``parts`` below the store's root on :attr:`fs`."""
+        return "/".join([self.base, *parts])
+
+    def relative(self, path: str) -> str:
+        """``path`` (a path on :attr:`fs`) relative to the store's root, for messages."""
+        return path[len(self.base) + 1:] if path.startswith(self.base + "/") else path
+
+    def exists(self) -> bool:
+        """Whether the store's folder (or prefix: anything written below it) exists."""
+        try:
+            return self.fs.get_file_info(self.base).type == pafs.FileType.Directory
+        except OSError as exc:
+            raise StoreError(f"cannot read the store at {self.location}: {exc}") from exc
+
+    def tune_dir(self) -> Path:
+        """A local folder for Ray Tune's experiment state (disposable: the store is the truth).
+
+        ``<store>/_tune`` for a store in a folder; for one on object storage, a folder named after
+        the store under the driver's temporary directory.
+        """
+        if not self.remote:
+            return self.root / "_tune"
+        return Path(tempfile.gettempdir()) / "roft-tune" / hashlib.sha256(self.location.encode()).hexdigest()[:16]
+
+    def worker_env(self) -> dict[str, str]:
+        """Environment variables that processes on other hosts need to open the store.
+
+        The ``AWS_*`` variables of this process for a store on object storage (credentials, region,
+        profile); nothing for a local folder.
+        """
+        return {k: v for k, v in os.environ.items() if k.startswith("AWS_")} if self.remote else {}
+
+    # ---- writing ---------------------------------------------------------------------
+    def artifact_location(self, trial_key: str) -> str:
+        """Where a trial's checkpoint lives: a local path, or an ``s3://`` URI without query options."""
+        path = self.path("artifacts", trial_key, "best.pt")
+        return f"s3://{path}" if self.remote else path
+
+    def write_artifact(self, trial_key: str, blob: bytes) -> str:
+        """Write a trial's checkpoint atomically; returns :meth:`artifact_location`."""
+        self.write_bytes(self.path("artifacts", trial_key, "best.pt"), blob)
+        return self.artifact_location(trial_key)
+
+    def read_artifact(self, trial_key: str) -> bytes | None:
+        """A trial's checkpoint, or ``None`` when the store holds none."""
+        return self.read_bytes(self.path("artifacts", trial_key, "best.pt"))
+
+    def write_trial(self, row: dict[str, Any], epochs: Iterable[dict[str, Any]] = (),
+                    side: dict[str, list[dict[str, Any]]] | None = None) -> Path | str:
+        """Write a trial's epochs and other side tables, then its row (the commit).
+
+        Returns the row's path (a :class:`Path` in a folder, the path on :attr:`fs` otherwise).
+        """
+        key = row["trial_key"]
+        row_table = _table([row], TRIAL_SCHEMA, "trial row")
+        tables = {"epochs": list(epochs), **(side or {})}
+        unknown = sorted(set(tables) - set(SIDE_TABLES))
+        if unknown:
+            raise StoreError(f"unknown store table(s) {unknown}; accepted: {', '.join(SIDE_TABLES)}")
+        prepared = {name: _table([dict(r, trial_key=key) for r in rows], SIDE_TABLES[name], f"{name} row")
+                    for name, rows in tables.items() if rows}
+        for name, table in prepared.items():
+            self.write_table(table, self.path(name, f"{key}.parquet"))
+        target = self.path("trials", f"{key}.parquet")
+        self.write_table(row_table, target)
+        return target if self.remote else Path(target)
+
+    def write_table(self, table: pa.Table, target: str | os.PathLike) -> None:
+        """Write ``table`` as Parquet to ``target`` (a path on :attr:`fs`) atomically."""
+        buffer = pa.BufferOutputStream()
+        pq.write_table(table, buffer)
+        self.write_bytes(os.fspath(target), buffer.getvalue())
+
+    def write_bytes(self, target: str, data: bytes | pa.Buffer) -> None:
+        """Write ``data`` to ``target`` (a path on :attr:`fs`) atomically."""
+        try:
+            if self.remote:
+                self._upload(target, data)
+            else:
+                atomic_write(Path(target), lambda fh: fh.write(data))
+        except OSError as exc:
+            raise StoreError(f"cannot write to the store at {self.location} ({self.relative(target)}): "
+                             f"{exc}") from exc
+
+    def _upload(self, path: str, data: bytes | pa.Buffer) -> None:
+        """One object, visible whole or not at all (see the module's docstring)."""
+        if len(data) <= SINGLE_PUT_BYTES:
+            self._put(path, data)
+            return
+        directory, _, name = path.rpartition("/")
+        temporary = f"{directory}/.{name}.{secrets.token_hex(8)}.tmp"
+        try:
+            self._put(temporary, data)
+            self.fs.move(temporary, path)  # a server-side copy: the final name appears complete
+        except BaseException:
+            with contextlib.suppress(OSError):
+                self.fs.delete_file(temporary)
+            raise
+
+    def _put(self, path: str, data: bytes | pa.Buffer) -> None:
+        # The bytes are complete before the stream opens: nothing can fail between its writes, so
+        # closing it never publishes a truncated object. A process killed before close publishes nothing.
+        stream = self.fs.open_output_stream(path)
+        stream.write(data)
+        stream.close()
+
+    def delete(self, path: str) -> None:
+        """Remove the file ``path`` (a path on :attr:`fs`); a missing one is no error."""
+        try:
+            self.fs.delete_file(path)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise StoreError(f"cannot delete {self.relative(path)} from the store at {self.location}: {exc}") from exc
+
+    def write_spec(self, sweep: str, text: bytes) -> None:
+        """Keep a sweep's spec with its results (``specs/<sweep>.yaml``)."""
+        self.write_bytes(self.path("specs", f"{sweep}.yaml"), text)
+
+    def read_specs(self) -> list[tuple[str, str]]:
+        """``(file name, text)`` of every saved sweep spec, by name."""
+        return [(path.rpartition("/")[2], self.read_bytes(path).decode()) for path in self.list_files("specs", ".yaml")]
+
+    # ---- reading ---------------------------------------------------------------------
+    def read_bytes(self, path: str) -> bytes | None:
+        """The content of the file ``path`` (a path on :attr:`fs`), or ``None`` when there is none."""
+        try:
+            with self.fs.open_input_file(path) as handle:
+                return handle.read()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StoreError(f"cannot read {self.relative(path)} from the store at {self.location}: {exc}") from exc
+
+    def has_file(self, path: str) -> bool:
+        """Whether the file ``path`` (a path on :attr:`fs`) exists (one metadata request, no read)."""
+        try:
+            return self.fs.get_file_info(path).type == pafs.FileType.File
+        except OSError as exc:
+            raise StoreError(f"cannot look up {self.relative(path)} in the store at {self.location}: {exc}") from exc
+
+    def read_file(self, path: str, schema: pa.Schema | None = None) -> pa.Table:
+        """One Parquet file of the store (a path on :attr:`fs`)."""
+        return pq.read_table(path, schema=schema, filesystem=self.fs)
+
+    def list_files(self, directory: str, suffix: str = ".parquet") -> list[str]:
+        """The final files of a store folder, by name: never temporary (hidden) names."""
+        try:
+            infos = self.fs.get_file_info(pafs.FileSelector(self.path(directory), allow_not_found=True))
+        except NotADirectoryError:
+            return []
+        except OSError as exc:
+            raise StoreError(f"cannot list {directory}/ in the store at {self.location}: {exc}") from exc
+        return sorted(info.path for info in infos if info.type == pafs.FileType.File
+                      and info.base_name.endswith(suffix) and not info.base_name.startswith("."))
+
+    def _dataset(self, name: str, schema: pa.Schema, files: list[str] | None = None) -> ds.Dataset | None:
+        files = self.list_files(name) if files is None else files
+        if not files:
+            return None
+        return ds.dataset(files, schema=schema, format="parquet", filesystem=self.fs)
+
+    def scan(self, name: str, columns: list[str] | None = None, filter: ds.Expression | None = None,
+             files: list[str] | None = None) -> pa.Table:
+        """Rows of table ``name`` (all its files, or ``files``), with column and filter pushdown.
+
+        A file that cannot be read as the table's Parquet (not Parquet, truncated, another schema)
+        is moved to ``quarantine/<name>/`` with a :class:`QuarantineWarning` naming it and the
+        reason, and the scan goes on without it: the rest of the store stays readable, and a
+        quarantined trial row no longer counts as done, so the next sweep runs that trial again.
+        Errors that are not about a file's content (an unreachable store) raise :class:`StoreError`.
+        """
+        schema = {"trials": TRIAL_SCHEMA, "failures": FAILURE_SCHEMA, **SIDE_TABLES}[name]
+        files = self.list_files(name) if files is None else files
+        if not files:
+            return schema.empty_table() if columns is None else schema.empty_table().select(columns)
+        try:
+            return self._dataset(name, schema, files).to_table(columns=columns, filter=filter)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OSError):
+            try:
+                corrupt = [found for found in (self._unreadable(path, schema) for path in files) if found]
+            except OSError as error:
+                corrupt, exc = [], error
+            if not corrupt:
+                raise StoreError(f"cannot read {name}/ of the store at {self.location}: {exc}") from exc
+            for path, reason in corrupt:
+                self.quarantine(path, reason)
+            kept = sorted(set(files) - {path for path, _ in corrupt})
+            return self.scan(name, columns, filter, kept)
+
+    def _unreadable(self, path: str, schema: pa.Schema) -> tuple[str, str] | None:
+        """``(path, reason)`` when the file is not a readable Parquet file of ``schema``, else None."""
+        try:
+            table = pq.read_table(path, filesystem=self.fs)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            return path, str(exc).splitlines()[0]
+        except FileNotFoundError:
+            return None  # removed meanwhile (a compaction): not corrupt
+        missing = [f.name for f in schema if f.name not in table.schema.names]
+        if missing:
+            return path, f"columns missing: {', '.join(missing)}"
+        try:
+            table.select(schema.names).cast(schema)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+            return path, f"column types differ from the store's: {str(exc).splitlines()[0]}"
+        return None
+
+    def quarantine(self, path: str, reason: str) -> str:
+        """Move the store file ``path`` to ``quarantine/<its folder>/`` and warn; returns the new path."""
+        relative = self.relative(path)
+        target = self.path(QUARANTINE, relative)
+        try:
+            if not self.remote:
+                Path(target).parent.mkdir(parents=True, exist_ok=True)
+            self.fs.move(path, target)
+            where = f"moved to {QUARANTINE}/{relative}"
+        except OSError as exc:
+            target, where = path, f"left in place (it could not be moved: {exc})"
+        warnings.warn(QuarantineWarning(f"store {self.location}: {relative} is unreadable ({reason}); {where}. "
+                                        "The rest of the store stays readable; a trial whose row was in it counts "
+                                        "as not done and runs again in the next sweep"), stacklevel=3)
+        return target
+
+    def read_trial(self, trial_key: str) -> dict[str, Any] | None:
+        """The committed row of one trial (its own file, else a compacted part file), or ``None``."""
+        path = self.path("trials", f"{trial_key}.parquet")
+        blob = self.read_bytes(path)
+        if blob is None:
+            parts = [p for p in self.list_files("trials") if _is_part(p)]
+            if not parts:
+                return None
+            rows = self.scan("trials", filter=ds.field("trial_key") == trial_key, files=parts).to_pylist()
+            return rows[-1] if rows else None
+        try:
+            rows = pq.read_table(pa.BufferReader(blob)).to_pylist()
+        except pa.ArrowInvalid as exc:
+            self.quarantine(path, str(exc).splitlines()[0])
+            return None
+        if len(rows) != 1 or rows[0].get("trial_key") != trial_key:
+            raise StoreError(f"{path} does not hold exactly the row of trial {trial_key}")
+        return rows[0]
+
+    # ---- failures --------------------------------------------------------------------
+    def write_failure(self, row: dict[str, Any]) -> None:
+        """Record a trial that failed after its retries (``failures/<key>.parquet``; never a result)."""
+        self.write_table(_table([row], FAILURE_SCHEMA, "failure row"),
+                         self.path("failures", f"{row['trial_key']}.parquet"))
+
+    def read_failures(self) -> pa.Table:
+        return self.scan("failures")
+
+    def failed_keys(self) -> set[str]:
+        return set(self.read_failures().column("trial_key").to_pylist())
+
+    def clear_failure(self, trial_key: str) -> None:
+        self.delete(self.path("failures", f"{trial_key}.parquet"))
+
+    # ---- locking ---------------------------------------------------------------------
+    @contextlib.contextmanager
+    def sweep_lock(self) -> Iterator[None]:
+        """Held (shared) by a running sweep; :meth:`compaction_lock` needs it exclusively.
+
+        In a folder: an advisory ``flock`` on ``<store>/.lock``; it guards this host (and
+        filesystems that honour ``flock`` across hosts); on a shared store, do not compact while
+        any node sweeps. Object storage has no lock: there this is a no-op, and
+        :meth:`compaction_lock` refuses unless told that no sweep is running.
+        """
+        if self.remote:
+            yield
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / LOCK_NAME, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_SH)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    @contextlib.contextmanager
+    def compaction_lock(self, unlocked: bool = False, action: str = "compact") -> Iterator[None]:
+        """Exclusive use of the store for compaction (or another ``action`` that rewrites files);
+        :class:`StoreError` while a sweep holds it.
+
+        In a folder the lock is always taken (``unlocked`` changes nothing). On object storage
+        nothing can tell whether a sweep (or another compaction) is writing, so this raises unless
+        ``unlocked``: the caller's word that nothing else writes to the store meanwhile.
+        """
+        if self.remote:
+            if not unlocked:
+                raise StoreError(
+                    f"the store at {self.location} is on object storage, which has no lock: roft cannot tell "
+                    "whether a sweep or another compaction is writing to it (a trial re-written meanwhile would "
+                    "keep its older copy, two compactions at once would each merge the same files). Stop every "
+                    f"sweep on the store, then {action} with --unlocked")
+            yield
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / LOCK_NAME, "a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise StoreError(f"a sweep is running on the store at {self.location} (it holds {LOCK_NAME}); "
+                                 f"{action} after it finishes") from None
+            yield
+
+    def done_keys(self) -> set[str]:
+        """Keys of every trial with a committed row."""
+        return set(self.scan("trials", columns=["trial_key"]).column("trial_key").to_pylist())
+
+    def read_trials(self, columns: list[str] | None = None) -> pa.Table:
+        """Every committed trial row, once per trial.
+
+        A trial is in two files only after a compaction stopped between writing its merged file
+        and deleting the files it merged; then its newest copy is kept (its own file, else the
+        newest part), as compaction itself does.
+        """
+        files = self.list_files("trials")
+        wanted = None if columns is None else list(dict.fromkeys([*columns, "trial_key"]))
+        parts = [p for p in files if _is_part(p)]
+        if not parts:  # one file per trial key
+            table = self.scan("trials", columns=wanted, files=files)
+        else:
+            singles = [p for p in files if not _is_part(p)]
+            tables, seen = [], pa.array([], pa.string())
+            for group in ([singles] if singles else []) + [[p] for p in reversed(parts)]:  # newest first
+                table = self.scan("trials", columns=wanted, files=group)
+                table = table.filter(pc.invert(pc.is_in(table.column("trial_key"), value_set=seen)))
+                seen = pa.concat_arrays([seen, table.column("trial_key").combine_chunks()])
+                tables.append(table)
+            table = pa.concat_tables(tables)
+        return table if columns is None else table.select(columns)
+
+    def read_epochs(self) -> pa.Table:
+        return self.read_side_table("epochs")
+
+    def read_side_table(self, name: str, filter=None) -> pa.Table:
+        return self.scan(name, filter=filter)
+
+    def alpha_points(self, study: str) -> list[dict[str, Any]]:
+        """Every recorded point of an alpha-search study, once per point number, by number."""
+        table = self.read_side_table("alpha_trials", filter=ds.field("study") == study)
+        by_number = {r["number"]: r for r in table.to_pylist()}
+        return [by_number[n] for n in sorted(by_number)]
+
+
+def _is_part(path: str) -> bool:
+    return path.rpartition("/")[2].startswith(PART_PREFIX)
+
+
+def _shown(uri: str) -> str:
+    """``uri`` without credentials or query options, for messages."""
+    parts = urlsplit(uri)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}".rstrip("/")
+
+
+def _s3_filesystem(uri: str, shown: str) -> tuple[pafs.FileSystem, str]:
+    """The S3 filesystem and root path of ``uri``; :class:`StoreError` unless its bucket answers."""
+    try:
+        filesystem, path = pafs.FileSystem.from_uri(uri)
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise StoreError(f"store {shown}: {exc}; accepted: {ACCEPTED_STORES}") from None
+    path = path.strip("/")
+    bucket = path.split("/", 1)[0]
+    if not bucket:
+        raise StoreError(f"store {shown} names no bucket; accepted: {ACCEPTED_STORES}")
+    try:  # one PUT per object up to pyarrow's multipart threshold, instead of a 3-request multipart upload
+        filesystem = pafs.S3FileSystem(**{**filesystem.__reduce__()[1][0], "allow_delayed_open": True})
+    except TypeError:  # a pyarrow without the option: multipart uploads, still visible only once complete
+        pass
+    try:
+        info = filesystem.get_file_info(bucket)
+    except OSError as exc:
+        raise StoreError(f"store {shown}: cannot reach bucket {bucket!r}: {exc}; accepted: {ACCEPTED_STORES}") from None
+    if info.type == pafs.FileType.NotFound:
+        raise StoreError(f"store {shown}: bucket {bucket!r} does not exist (or these credentials cannot see it); "
+                         f"create it first; accepted: {ACCEPTED_STORES}")
+    return filesystem, path
+
+
+def _table(rows: list[dict[str, Any]], schema: pa.Schema, what: str) -> pa.Table:
+    expected = set(schema.names)
+    for row in rows:
+        missing, extra = sorted(expected - set(row)), sorted(set(row) - expected)
+        if missing or extra:
+            raise StoreError(f"{what} does not match the store schema: missing {missing}, unexpected {extra}")
+    try:
+        return pa.Table.from_pylist(rows, schema=schema)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise StoreError(f"{what} has a value of the wrong type: {exc}") from exc

@@ -1,0 +1,342 @@
+"""Run a planned sweep on Ray Tune, in chunks, with live progress.
+
+Design: the store is the truth, Tune's experiment state is disposable. Pending trials are
+submitted in chunks of ``execution.chunk_size`` (one small Tune experiment each), so the
+driver's memory and Tune's experiment-state file stay bounded by the chunk, not the grid. Each
+trial runs :func:`trainables.worker.trial.tune_trainable` on a reused actor (``reuse_actors``:
+a fresh worker per trial would pay Ray's ~2 s start and ~5 s of imports every time) and
+commits its own row to the store, so a crash of the driver at any point loses only the trials
+in flight: rerunning the sweep resubmits exactly what is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from orchestrator.store.results import ResultStore, StoreError
+from orchestrator.sweep.fusion import plan_units
+from orchestrator.sweep.plan import SweepPlan
+from trainables.core.config import Runtime
+from trainables.methods.dependencies import parent_spec
+
+
+@dataclass
+class SweepOutcome:
+    submitted: int
+    succeeded: int
+    failed: dict[str, str] = field(default_factory=dict)  # trial key (or "search <experiment>") -> error
+    wall_seconds: float = 0.0
+    searches: Any = None  # orchestrator.sweep.searches.SearchOutcome when the spec has searched methods
+
+
+def init_ray(address: str | None = None, num_cpus: int | None = None, env: dict[str, str] | None = None) -> None:
+    """Connect to ``address`` (an existing cluster; ``auto``: the one Ray finds), else to
+    ``$RAY_ADDRESS`` (which ``ray job submit`` sets for its entry point), else start a private local Ray.
+
+    A local Ray is kept on the loopback interface (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``)
+    with no dashboard; Ray's own per-trial file loggers are disabled (the store keeps results).
+    The workers of a local Ray inherit this process's environment; on a cluster they get ``env``
+    (the store's :meth:`~orchestrator.store.results.ResultStore.worker_env`, e.g. S3 credentials) through
+    the job's ``runtime_env``, where whoever can read the cluster's job information can see it.
+    """
+    import logging
+
+    import ray
+
+    # Tune's per-trial JSON/CSV loggers are off (the store keeps results), so silence its
+    # warning that it cannot read them back.
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", "16")
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if address:
+        env = {k: v for k, v in (env or {}).items() if k not in _job_env_vars()}
+        ray.init(address=address, log_to_driver=True, **({"runtime_env": {"env_vars": env}} if env else {}))
+    else:
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=True,
+                 configure_logging=True, logging_level="WARNING")
+
+
+def _job_env_vars() -> set[str]:
+    """Variables that the Ray job running this driver already sets (``ray job submit --runtime-env-json``);
+    Ray refuses a ``ray.init`` runtime_env that sets any of them again."""
+    import json
+
+    config = json.loads(os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR") or "{}")
+    return set((config.get("runtime_env") or {}).get("env_vars") or {})
+
+
+class ProgressReporter:
+    """Prints ``done / failed / running / queued`` and an ETA as trials start and finish, and a
+    heartbeat with the epochs the running trials have reached when nothing else was printed for
+    ``heartbeat_s`` (a fused group of hundreds of trials finishes all at once, minutes later)."""
+
+    def __init__(self, total: int, name: str, stream: TextIO | None = None, min_interval_s: float = 2.0,
+                 heartbeat_s: float = 30.0):
+        # stream None: whatever sys.stderr is when printing (the reporter must stay picklable
+        # for Tune's experiment state, and sys.stderr may be swapped, e.g. by a test harness).
+        self.total, self.name, self.stream, self.min_interval_s = total, name, stream, min_interval_s
+        self.heartbeat_s = heartbeat_s
+        self.done = self.failed = self.running = 0
+        self.epochs: dict[str, int] = {}  # running unit (a Tune trial: one trial or a fused group) -> last epoch
+        self.started_at = time.perf_counter()
+        self._last_print = 0.0
+
+    def update(self, running: int, finished_ok: int = 0, finished_failed: int = 0, unit: str | None = None) -> None:
+        """Record ``running`` trials now and newly finished ones (those of ``unit``); print a line when due."""
+        self.running = running
+        self.done += finished_ok
+        self.failed += finished_failed
+        if unit is not None:
+            self.epochs.pop(unit, None)
+        self._print(force=bool(finished_ok or finished_failed))
+
+    def progress(self, unit: str, epoch: int | None, running: int | None = None) -> None:
+        """The running ``unit`` reported ``epoch`` (``running`` units now); prints the heartbeat line
+        when one is due."""
+        if running is not None:
+            self.running = running
+        if epoch is not None:
+            self.epochs[unit] = int(epoch)
+        if time.perf_counter() - self._last_print >= self.heartbeat_s:
+            self._print(force=True)
+
+    def line(self) -> str:
+        elapsed = time.perf_counter() - self.started_at
+        finished = self.done + self.failed
+        remaining = self.total - finished
+        eta = _fmt(elapsed / finished * remaining) if finished else "?"
+        epochs = sorted(self.epochs.values())
+        at = "" if not epochs else (f", at epoch {epochs[0]}" if epochs[0] == epochs[-1]
+                                    else f", at epochs {epochs[0]}-{epochs[-1]}")
+        return (f"[{self.name}] {self.done}/{self.total} done, {self.failed} failed, {self.running} running{at}, "
+                f"{max(0, remaining - self.running)} queued | elapsed {_fmt(elapsed)}, ETA {eta}")
+
+    def _print(self, force: bool = False) -> None:
+        now = time.perf_counter()
+        if force or now - self._last_print >= self.min_interval_s:
+            self._last_print = now
+            print(self.line(), file=self.stream or sys.stderr, flush=True)
+
+
+def _fmt(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+def _size(tune_trial) -> int:
+    """Logical trials in a Tune trial (a fused group holds several)."""
+    return len(tune_trial.config["trial"].get("members", [None]))
+
+
+def _tune_callback(reporter: ProgressReporter):
+    from ray.tune import Callback
+    from ray.tune.experiment import Trial
+
+    def running(trials, finishing=None) -> int:
+        """Tune trials running now (``finishing``: one Tune still marks running as it reports its end)."""
+        return sum(t.status == Trial.RUNNING and t is not finishing for t in trials)
+
+    class _Progress(Callback):
+        def on_trial_start(self, iteration, trials, trial, **info):
+            reporter.update(running(trials))
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            reporter.progress(trial.trial_id, None if result.get("done") else result.get("epoch"), running(trials))
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            reporter.update(running(trials, trial), finished_ok=_size(trial), unit=trial.trial_id)
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            reporter.update(running(trials, trial), finished_failed=_size(trial), unit=trial.trial_id)
+
+    return _Progress()
+
+
+def run_trials(trials: list[dict[str, Any]], runtime: Runtime, trainable: Callable[[dict], None], *,
+               name: str, resources: dict[str, float], chunk_size: int, max_failures: int = 1,
+               max_concurrent: int = 0, tune_root: Path, reporter: ProgressReporter | None = None) -> dict[str, str]:
+    """Run ``trials`` (each a unit's config: ``{"key": ..., "spec": TrialSpec dict}`` or a fused
+    group's ``{"key": ..., "group": [...], "members": [trial keys]}``) through Tune in chunks.
+
+    Returns the errors of trials that failed after their retries, by trial key (every member of a
+    failed group gets the group's error).
+    """
+    from ray import tune
+
+    errors: dict[str, str] = {}
+    resourced = tune.with_resources(trainable, resources)
+    for start in range(0, len(trials), chunk_size):
+        chunk = trials[start:start + chunk_size]
+        experiment = f"{name}-{int(time.time())}-{start // chunk_size}"
+        callbacks = [_tune_callback(reporter)] if reporter is not None else []
+        tuner = tune.Tuner(
+            resourced,
+            param_space={"trial": tune.grid_search(chunk), "runtime": runtime.to_dict()},
+            tune_config=tune.TuneConfig(reuse_actors=True, max_concurrent_trials=max_concurrent or None),
+            run_config=tune.RunConfig(name=experiment, storage_path=str(tune_root), verbose=0, callbacks=callbacks,
+                                      failure_config=tune.FailureConfig(max_failures=max_failures),
+                                      checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
+        )
+        try:
+            grid = tuner.fit()
+        except (OSError, EOFError) as exc:  # Tune's experiment state under tune_root: a full or unwritable disk
+            # (EOFError: Tune reading back a trial's error file that the full disk truncated)
+            raise StoreError(f"Tune could not write its experiment state under {tune_root} "
+                             f"({type(exc).__name__}: {exc}{_free_space(tune_root)}); the sweep "
+                             f"stopped in units {start + 1}-{start + len(chunk)} of {len(trials)}. Rows already in "
+                             "the store are untouched: free space or fix the permissions, then rerun the same "
+                             "command") from exc
+        unfinished = 0
+        for i in range(len(grid)):
+            result = grid[i]
+            if result.error is not None:
+                unit = result.config["trial"]
+                message = f"{type(result.error).__name__}: {result.error}"
+                if "members" in unit:
+                    message = f"its fused group {unit['key']} failed: {message}"
+                errors.update({key: message for key in unit.get("members", [unit["key"]])})
+            elif not (result.metrics or {}).get("done"):
+                unfinished += 1
+        if unfinished:
+            # Tune returns normally after Ctrl-C / SIGTERM: stop here instead of starting the next chunk.
+            raise KeyboardInterrupt(f"{unfinished} trials of {experiment} did not finish")
+        unwritable = [message for message in errors.values() if "StoreError" in message]
+        if unwritable:
+            # every later trial would fail the same way: stop (what landed stays as it is)
+            raise StoreError(f"the results store could not be written ({error_line(unwritable[0])}); the sweep "
+                             f"stopped after {min(start + chunk_size, len(trials))} of {len(trials)} units, "
+                             f"{len(trials) - start - len(chunk)} not started. Rows already in the store are "
+                             "untouched: free space or fix the store's permissions, then rerun the same command")
+        if not errors:
+            shutil.rmtree(tune_root / experiment, ignore_errors=True)
+    return errors
+
+
+def _free_space(path: Path) -> str:
+    """``", N bytes free on its disk"`` for the nearest existing folder of ``path`` ('' if unknown)."""
+    for folder in [Path(path), *Path(path).parents]:
+        if folder.exists():
+            try:
+                return f"; {shutil.disk_usage(folder).free:,} bytes free on its disk"
+            except OSError:
+                return ""
+    return ""
+
+
+def run_sweep(plan: SweepPlan, store: ResultStore, runtime: Runtime, address: str | None = None,
+              stream: TextIO | None = None) -> SweepOutcome:
+    """Run every pending trial of ``plan``, wave by wave, and report what landed in the store.
+
+    A dependant whose parent failed is not submitted; it is reported failed with the reason.
+    """
+    started = time.perf_counter()
+    if not plan.pending and not plan.spec.searches:
+        return SweepOutcome(0, 0)
+    with store.sweep_lock():  # `roft store compact` waits for no sweep
+        outcome = _run_sweep(plan, store, runtime, address, stream)
+    outcome.wall_seconds = time.perf_counter() - started
+    return outcome
+
+
+def _run_sweep(plan: SweepPlan, store: ResultStore, runtime: Runtime, address: str | None,
+               stream: TextIO | None) -> SweepOutcome:
+    pending = plan.pending
+    spec = plan.spec
+    _save_spec(plan, store)
+    _prefeaturize(plan, runtime)
+    init_ray(address, env=store.worker_env())
+    reporter = ProgressReporter(len(pending), spec.name, stream)
+    errors: dict[str, str] = {}
+    for wave in plan.waves():
+        landed = store.done_keys()
+        runnable = []
+        for trial in wave:
+            parent = parent_spec(trial)
+            if parent is not None and parent.key() not in landed:
+                errors[trial.key()] = (f"not run: its {parent.method} parent trial {parent.key()} did not land "
+                                       f"({errors.get(parent.key(), 'see the failures above')})")
+                reporter.update(reporter.running, finished_failed=1)
+            else:
+                runnable.append(trial)
+        if runnable:
+            units = plan_units(runnable, spec.execution.fuse, spec.execution.fuse_max, runtime.data_root)
+            errors.update(run_trials(
+                [unit.to_config() for unit in units], runtime, _trainable(), name=spec.name,
+                resources={"cpu": spec.resources.cpu, "gpu": spec.resources.gpu},
+                chunk_size=spec.execution.chunk_size, max_failures=spec.execution.max_failures,
+                max_concurrent=spec.execution.max_concurrent, tune_root=store.tune_dir(), reporter=reporter))
+    landed = store.done_keys()
+    failed = {t.key(): errors.get(t.key(), "finished without committing a row to the store")
+              for t in pending if t.key() not in landed}
+    recorded = store.failed_keys()
+    _record_failures(store, runtime, [t for t in pending if t.key() in failed], failed)
+    for trial in pending:
+        if trial.key() in landed and trial.key() in recorded:
+            store.clear_failure(trial.key())
+    succeeded = len(pending) - len(failed)
+    searches = None
+    if spec.searches:
+        from orchestrator.sweep.searches import run_searches
+        searches = run_searches(spec, runtime, runtime.data_root)
+        failed.update({f"search {name}": error for name, error in searches.failed.items()})
+    return SweepOutcome(len(pending), succeeded, failed, searches=searches)
+
+
+_EXCEPTION_LINE = re.compile(r"^[\w.]*(Error|Exception)\b.*")
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def error_line(report: str) -> str:
+    """The line of a (possibly remote, multi-line) error report that names the exception, else its last line."""
+    lines = [line.strip() for line in report.splitlines() if line.strip()]
+    named = [line for line in lines if _EXCEPTION_LINE.match(line)]
+    return named[-1] if named else (lines[-1] if lines else report)
+
+
+def _record_failures(store: ResultStore, runtime: Runtime, trials: list, errors: dict[str, str]) -> None:
+    """One failures/ row per trial that did not land: the exception's line and the whole report."""
+    from datetime import datetime, timezone
+
+    for trial in trials:
+        report = _ANSI_ESCAPE.sub("", errors[trial.key()])  # Ray colours its remote reports
+        store.write_failure({"trial_key": trial.key(), "sweep": runtime.sweep, "method": trial.method,
+                             "trial_config": trial.canonical_json(), "error": error_line(report),
+                             "traceback": report, "failed_at": datetime.now(timezone.utc)})
+
+
+def _save_spec(plan: SweepPlan, store: ResultStore) -> None:
+    """Keep the spec file with the results (``specs/<sweep>.yaml``), for reports' provenance."""
+    source = Path(plan.spec.source)
+    if source.is_file():
+        store.write_spec(plan.spec.name, source.read_bytes())
+
+
+def _trainable():
+    """The worker's trainable with the store opener bound (``trainables`` never imports the store)."""
+    from ray import tune
+
+    from trainables.worker.trial import tune_trainable
+    return tune.with_parameters(tune_trainable, open_store=ResultStore)
+
+
+def _prefeaturize(plan: SweepPlan, runtime: Runtime) -> None:
+    """Featurize each task once on the driver, so concurrent trials find the cache ready."""
+    from trainables.data.dataset import load_graphs
+    from trainables.data.tasks import TASKS
+
+    for task in sorted({t.task for t in plan.pending}):
+        spec = TASKS.get(task)
+        load_graphs(spec.file, spec.smiles_column, runtime.data_root)

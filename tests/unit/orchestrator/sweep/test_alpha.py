@@ -1,0 +1,72 @@
+"""Planning alpha searches from the Full-FT trials of a store."""
+
+from __future__ import annotations
+
+import pytest
+
+from orchestrator.store.results import ResultStore
+from orchestrator.sweep.alpha import plan_alpha_searches, search_points
+from tests.unit.orchestrator.store.test_results import make_row
+from trainables.core.config import TrainingRecipe, TrialSpec
+from trainables.methods.dependencies import parent_spec
+
+
+def full_ft(seed: int, task: str = "bbbp") -> TrialSpec:
+    return TrialSpec(backbone="scratch-gcn", method="full-ft", task=task, split="scaffold", label_setting="full",
+                     seed=seed, subset_seed=42, recipe=TrainingRecipe(epochs=3), num_layers=5, emb_dim=8)
+
+
+def commit(store: ResultStore, spec: TrialSpec, artifact_sha256: str = "ab" * 32) -> None:
+    store.write_trial(make_row(spec.key(), method=spec.method, task=spec.task, seed=spec.seed,
+                               backbone=spec.backbone, split=spec.split, label_setting=spec.label_setting,
+                               trial_config=spec.canonical_json(), artifact_sha256=artifact_sha256))
+
+
+def test_search_points_cover_methods_and_groups():
+    points = search_points(["wise-ft", "roft-mol"], [1, 6], n_trials=50, search_seed=2)
+    assert [(m, p.get("groups")) for m, p in points] == [("wise-ft", None), ("roft-mol", 1), ("roft-mol", 6)]
+    assert all(p["search"] == "optuna" and p["n_trials"] == 50 and p["search_seed"] == 2 for _, p in points)
+
+
+@pytest.mark.parametrize("args, message", [
+    ((["lp"], [1], 10, 0), r"--method 'lp' is not accepted; accepted: wise-ft, roft-mol"),
+    ((["roft-mol"], [1], 0, 0), r"roft-mol.n_trials=0 is not accepted; accepted: an int >= 1"),
+    ((["roft-mol"], [0], 10, 0), r"roft-mol.groups=0 is not accepted"),
+    ((["wise-ft"], [1], 10, 0, 0.5, 0.2), r"alpha range \[0.5, 0.2\] is not accepted"),
+])
+def test_search_point_errors_name_the_value(args, message):
+    with pytest.raises(ValueError, match=message):
+        search_points(*args)
+
+
+def test_one_search_per_full_ft_checkpoint_and_filters(tmp_path):
+    store = ResultStore(tmp_path)
+    for seed in (0, 1):
+        commit(store, full_ft(seed))
+    commit(store, full_ft(0, task="esol"))
+    commit(store, full_ft(5), artifact_sha256="")  # no kept checkpoint: not searchable
+    lp = TrialSpec(**{**full_ft(0).to_dict(), "method": "lp", "recipe": TrainingRecipe(epochs=3)})
+    commit(store, lp)
+    points = search_points(["wise-ft", "roft-mol"], [1, 6], n_trials=20, search_seed=0)
+    plan = plan_alpha_searches(store, points)
+    assert len(plan.trials) == 3 * 3 and len(plan.pending) == 9
+    parents = {parent_spec(t).key() for t in plan.trials}
+    assert parents == {full_ft(0).key(), full_ft(1).key(), full_ft(0, task="esol").key()}
+    assert all(t.method_params["search"] == "optuna" for t in plan.trials)
+    assert plan.waves() == [plan.pending]  # parents are all in the store: one wave
+
+    only = plan_alpha_searches(store, points, {"task": {"bbbp"}, "seed": {1}})
+    assert {parent_spec(t).key() for t in only.trials} == {full_ft(1).key()}
+    with pytest.raises(ValueError, match=r"unknown filter\(s\) \['method'\]"):
+        plan_alpha_searches(store, points, {"method": {"x"}})
+
+
+def test_done_searches_are_not_pending(tmp_path):
+    store = ResultStore(tmp_path)
+    commit(store, full_ft(0))
+    points = search_points(["wise-ft"], [1], n_trials=20, search_seed=0)
+    first = plan_alpha_searches(store, points)
+    store.write_trial(make_row(first.trials[0].key()))
+    assert plan_alpha_searches(store, points).pending == []
+    # A larger budget is a new trial (it continues the same study).
+    assert len(plan_alpha_searches(store, search_points(["wise-ft"], [1], 40, 0)).pending) == 1

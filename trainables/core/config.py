@@ -1,0 +1,153 @@
+"""The canonical configuration of one trial, and its key.
+
+A :class:`TrialSpec` holds everything that determines a trial's result. Its
+:meth:`~TrialSpec.key` is the sha256 of its canonical JSON (sorted keys; numbers typed by
+:class:`TrainingRecipe` and by each method's hyper-parameter declarations, so ``0`` and ``0.0``
+never both occur; floats in Python's shortest round-trip form),
+so two specs with the same content have the same key on every machine; the results store is
+deduplicated on it. The key covers the data file's and the checkpoint's sha256 and the
+protocol version, so a changed file or protocol yields new trials instead of stale matches.
+Sweep name, resources and store location are *not* part of it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+PROTOCOL_VERSION = "roft-protocol-1"
+ARTIFACT_POLICIES = ("required", "all")
+DROPOUT_STREAMS = ("per-trial", "group")  # fused groups: one dropout generator per trial, or one per group
+PRECISIONS = ("fp32", "bf16")  # fused groups: float32 (TF32 where allowed), or bfloat16 autocast
+AGGREGATIONS = ("scatter", "csr")  # fused groups: messages summed by gather + index_add, or by CSR products
+CSR_GNN_TYPES = ("gin", "gcn", "graphsage")  # where csr applies (GAT's message weights are new in every layer)
+
+
+@dataclass(frozen=True)
+class TrainingRecipe:
+    """The shared recipe of PROTOCOL section 3 (defaults are the paper's)."""
+
+    epochs: int = 100
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    dropout: float = 0.5
+
+    def __post_init__(self):
+        # Equal recipes must serialise equally (0 and 0.0 would give different trial keys).
+        for name in ("epochs", "batch_size"):
+            object.__setattr__(self, name, int(getattr(self, name)))
+        for name in ("lr", "weight_decay", "dropout"):
+            object.__setattr__(self, name, float(getattr(self, name)))
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    backbone: str
+    method: str
+    task: str
+    split: str
+    label_setting: str
+    seed: int
+    subset_seed: int
+    recipe: TrainingRecipe = field(default_factory=TrainingRecipe)
+    method_params: dict[str, Any] = field(default_factory=dict)
+    # Architecture of scratch backbones (None for pre-trained ones: the checkpoint decides).
+    num_layers: int | None = None
+    emb_dim: int | None = None
+    backbone_sha256: str = ""
+    data_sha256: str = ""
+    protocol_version: str = PROTOCOL_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict (hand-rolled: ``dataclasses.asdict`` deep-copies and costs ~10x more)."""
+        out = {name: getattr(self, name) for name in _SPEC_FIELDS}
+        out["recipe"] = dict(self.recipe.__dict__)
+        out["method_params"] = dict(self.method_params)
+        return out
+
+    def cell(self) -> tuple:
+        """Every field except the method and its hyper-parameters (hashable)."""
+        return tuple(getattr(self, name) for name in _SPEC_FIELDS if name not in ("method", "method_params"))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrialSpec:
+        data = dict(data)
+        data["recipe"] = TrainingRecipe(**data.get("recipe", {}))
+        return cls(**data)
+
+    def canonical_json(self) -> str:
+        return canonical_json(self.to_dict())
+
+    def key(self) -> str:
+        """First 24 hex digits of sha256(canonical JSON) (memoised: the spec is immutable)."""
+        cached = self.__dict__.get("_key")
+        if cached is None:
+            cached = hashlib.sha256(self.canonical_json().encode()).hexdigest()[:24]
+            object.__setattr__(self, "_key", cached)
+        return cached
+
+
+_SPEC_FIELDS = tuple(f.name for f in fields(TrialSpec))
+
+
+def canonical_json(value: Any) -> str:
+    """``value`` as JSON with sorted keys and no spaces: equal values give equal text on every machine
+    (trial keys, and the ``method_params`` / ``method_results`` columns of the store)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=_json_default)
+
+
+def _json_default(value: Any) -> Any:
+    raise TypeError(f"value {value!r} of type {type(value).__name__} is not JSON-serialisable")
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Where and how a trial runs; not part of the trial key."""
+
+    store: str
+    sweep: str = "adhoc"
+    data_root: str | None = None
+    threads: int = 1
+    device: str = "auto"  # auto | cpu | cuda
+    code_version: str = "unknown"
+    artifacts: str = "required"  # required: keep checkpoints other trials depend on | all
+    optuna_storage: str | None = None  # alpha searches: None (in memory), a journal file path, or an RDB URL
+    tf32: bool = False  # TF32 matrix products on GPUs
+    compile: bool = False  # fused groups: torch.compile the training-mode BatchNorm + ReLU + dropout
+    dropout_streams: str = "per-trial"  # fused groups: one dropout generator per trial, or per group
+    precision: str = "fp32"  # fused groups: fp32 | bf16
+    aggregation: str = "scatter"  # fused groups of GIN, GCN, GraphSAGE: scatter | csr
+
+    def __post_init__(self):
+        if self.artifacts not in ARTIFACT_POLICIES:
+            raise ValueError(f"artifacts={self.artifacts!r} is not accepted; accepted: {', '.join(ARTIFACT_POLICIES)}")
+        if self.dropout_streams not in DROPOUT_STREAMS:
+            raise ValueError(f"dropout_streams={self.dropout_streams!r} is not accepted; accepted: "
+                             f"{', '.join(DROPOUT_STREAMS)}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision={self.precision!r} is not accepted; accepted: {', '.join(PRECISIONS)}")
+        if self.aggregation not in AGGREGATIONS:
+            raise ValueError(f"aggregation={self.aggregation!r} is not accepted; accepted: {', '.join(AGGREGATIONS)}")
+
+    def aggregation_for(self, gnn_type: str) -> str:
+        """The message aggregation a fused group of ``gnn_type`` uses: ``csr`` where asked for and it
+        applies (GIN, GCN, GraphSAGE), else ``scatter``."""
+        return self.aggregation if gnn_type in CSR_GNN_TYPES else "scatter"
+
+    def engine(self, fused_trials: int, device_type: str, gnn_type: str = "gin") -> str:
+        """The row's ``engine``: ``unfused`` or ``fused``, then ``+`` each speed option in effect
+        (``tf32`` on a CUDA device; ``compile`` for fused groups on a CUDA device; ``group-dropout``,
+        ``bf16`` for fused groups; ``csr`` for fused groups whose ``gnn_type`` it applies to)."""
+        fused = fused_trials > 1
+        options = [name for name, on in (("tf32", self.tf32 and device_type == "cuda"),
+                                         ("compile", fused and self.compile and device_type == "cuda"),
+                                         ("group-dropout", fused and self.dropout_streams == "group"),
+                                         ("bf16", fused and self.precision == "bf16"),
+                                         ("csr", fused and self.aggregation_for(gnn_type) == "csr")) if on]
+        return "+".join(["fused" if fused else "unfused", *options])
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
