@@ -42,7 +42,8 @@ from typing import Any
 
 import yaml
 
-from trainables.core.config import AGGREGATIONS, ARTIFACT_POLICIES, DROPOUT_STREAMS, PRECISIONS, TrainingRecipe
+from trainables.core.config import ARTIFACT_POLICIES, TrainingRecipe
+from trainables.core.engine import EngineOptions
 from trainables.data.splits import SPLITS, parse_label_setting
 from trainables.data.tasks import TASKS
 from trainables.methods import METHODS
@@ -72,12 +73,8 @@ class Execution:
     artifacts: str = "required"  # required | all (which trials keep their best checkpoint)
     fuse: bool = True  # train compatible trials as fused groups (trainables.training.fused); false: one by one
     fuse_max: int = 64  # most trials in one fused group
-    # speed options (they change floating-point results, not what a trial is; each row's `engine` names them)
-    tf32: bool = False  # TF32 matrix products on GPUs
-    compile: bool = False  # fused groups: torch.compile the training-mode BatchNorm + ReLU + dropout
-    dropout_streams: str = "per-trial"  # fused groups: per-trial | group (one generator per group)
-    precision: str = "fp32"  # fused groups: fp32 | bf16 (bfloat16 autocast)
-    aggregation: str = "scatter"  # fused GIN/GCN/GraphSAGE groups: scatter | csr (messages by sparse products)
+    # speed options, written flat under `execution:` (tf32, compile, ...; see trainables.core.engine)
+    engine: EngineOptions = field(default_factory=EngineOptions)
 
 
 DISTRIBUTIONS = ("uniform", "log_uniform", "int", "choice")
@@ -134,9 +131,7 @@ _SECTIONS = {
     "model": {"num_layers": (int, 1), "emb_dim": (int, 1)},
     "resources": {"cpu": (float, 0.0), "gpu": (float, 0.0)},
     "execution": {"chunk_size": (int, 1), "max_failures": (int, 0), "max_concurrent": (int, 0),
-                  "artifacts": ARTIFACT_POLICIES, "fuse": bool, "fuse_max": (int, 1), "tf32": bool,
-                  "compile": bool, "dropout_streams": DROPOUT_STREAMS, "precision": PRECISIONS,
-                  "aggregation": AGGREGATIONS},
+                  "artifacts": ARTIFACT_POLICIES, "fuse": bool, "fuse_max": (int, 1), **EngineOptions.schema()},
 }
 
 
@@ -379,8 +374,15 @@ def parse_spec(raw: Any, source: str = "<spec>") -> SweepSpec:
         name=name, backbones=backbones, methods=methods, tasks=tasks, splits=splits,
         label_settings=label_settings, seeds=seeds, subset_seed=subset_seed, recipe=TrainingRecipe(**training),
         num_layers=model.get("num_layers"), emb_dim=model.get("emb_dim"),
-        resources=Resources(**resources), execution=Execution(**execution), source=source,
+        resources=Resources(**resources), execution=_execution(execution), source=source,
         searches=tuple(v.searches))
+
+
+def _execution(values: dict[str, Any]) -> Execution:
+    """The validated ``execution`` mapping: its engine keys become one :class:`EngineOptions`."""
+    engine_keys = EngineOptions.schema()
+    engine = EngineOptions(**{k: v for k, v in values.items() if k in engine_keys})
+    return Execution(**{k: v for k, v in values.items() if k not in engine_keys}, engine=engine)
 
 
 def load_spec(path: str | Path) -> SweepSpec:

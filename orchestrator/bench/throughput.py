@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from trainables.core.config import TrainingRecipe
+from trainables.core.engine import EngineOptions
 from trainables.data.dataset import GraphDataset
 from trainables.data.tasks import TaskType
 from trainables.methods import MethodContext, make_method
@@ -159,22 +160,8 @@ def unfused_run(data: GraphDataset, split: SplitIndices, shape: GNNShape, task_t
     return run
 
 
-@dataclass(frozen=True)
-class FusedOptions:
-    """The fused engine's speed options (see :func:`fit_fused`)."""
-
-    compile_normalisation: bool = False
-    dropout_streams: str = "per-trial"
-    precision: str = "fp32"
-    aggregation: str = "scatter"
-
-    def describe(self) -> str:
-        return (f"compiled normalisation {self.compile_normalisation}, dropout streams {self.dropout_streams}, "
-                f"precision {self.precision}, aggregation {self.aggregation}")
-
-
 def fused_run(data: GraphDataset, split: SplitIndices, shape: GNNShape, task_type: TaskType, recipe: TrainingRecipe,
-              device: torch.device, trials: int, options: FusedOptions = FusedOptions()) -> Callable[[int], float]:
+              device: torch.device, trials: int, options: EngineOptions = EngineOptions()) -> Callable[[int], float]:
     """``run(epochs) -> seconds``: builds ``trials`` fresh members (untimed), times their fused fit
     (stacking the models and assembling the resident evaluation batches included)."""
     def run(n_epochs: int) -> float:
@@ -184,9 +171,7 @@ def fused_run(data: GraphDataset, split: SplitIndices, shape: GNNShape, task_typ
             members.append(FusedMember(model, make_method("full-ft"), split, torch.Generator().manual_seed(seed),
                                        dropout_generator_after_init(device, seed), seed))
         return _timed(lambda: fit_fused(members, data, task_type, True, _with_epochs(recipe, n_epochs), device,
-                                        compile_normalisation=options.compile_normalisation,
-                                        dropout_streams=options.dropout_streams, precision=options.precision,
-                                        aggregation=options.aggregation),
+                                        options=options),
                       1, device)
 
     return run
@@ -207,7 +192,7 @@ def _peak_memory(device: torch.device) -> float | None:
 def bench_throughput(data: GraphDataset, task_type: TaskType, shape: GNNShape, fused_sizes: Sequence[int],
                      device: torch.device, epochs: int = 2, batch_size: int = 32, split: SplitIndices | None = None,
                      skip_reference: bool = False, skip_unfused: bool = False,
-                     variants: Sequence[FusedOptions] = (FusedOptions(),)) -> list[EpochTiming]:
+                     variants: Sequence[EngineOptions] = (EngineOptions(),)) -> list[EpochTiming]:
     """Measure every engine (the fused one under each of ``variants``) and print one table."""
     split = index_split(len(data)) if split is None else split
     recipe = TrainingRecipe(epochs=epochs, batch_size=batch_size)
@@ -228,7 +213,7 @@ def bench_throughput(data: GraphDataset, task_type: TaskType, shape: GNNShape, f
                                                              epochs)))
     for v, options in enumerate(variants):
         if len(variants) > 1:
-            print(f"fused variant {chr(ord('a') + v)}: {options.describe()}", flush=True)
+            print(f"fused variant {chr(ord('a') + v)}: {options.as_words()}", flush=True)
         tag = f" {chr(ord('a') + v)}" if len(variants) > 1 else ""
         for k in fused_sizes:
             runs.append((f"fused{tag} K={k}", k, lambda k=k, options=options: setup_and_epoch(
@@ -253,7 +238,7 @@ def bench_throughput(data: GraphDataset, task_type: TaskType, shape: GNNShape, f
 
 
 def profile_fused(data: GraphDataset, split: SplitIndices, shape: GNNShape, task_type: TaskType, device: torch.device,
-                  trials: int, batch_size: int = 32, options: FusedOptions = FusedOptions(), rows: int = 15) -> None:
+                  trials: int, batch_size: int = 32, options: EngineOptions = EngineOptions(), rows: int = 15) -> None:
     """Print where one fused epoch of ``trials`` trials spends its time (torch.profiler, top ``rows`` ops)."""
     from torch.profiler import ProfilerActivity, profile
 
@@ -264,7 +249,7 @@ def profile_fused(data: GraphDataset, split: SplitIndices, shape: GNNShape, task
     with profile(activities=activities) as profiler:
         run(1)
     sort = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
-    print(f"profile of one fused epoch, K={trials}, {options.describe()} (after a warm-up run), by {sort}:")
+    print(f"profile of one fused epoch, K={trials}, {options.as_words()} (after a warm-up run), by {sort}:")
     print(profiler.key_averages().table(sort_by=sort, row_limit=rows, max_name_column_width=48))
 
 

@@ -12,6 +12,7 @@ from orchestrator.sweep.execute import run_sweep
 from orchestrator.sweep.plan import plan_sweep
 from search_spaces import parse_spec
 from tests.integration.sweeps import planned
+from trainables.core.engine import EngineOptions
 from trainables.core.config import Runtime
 from trainables.worker.trial import execute_fused_group, execute_trial
 
@@ -69,7 +70,7 @@ def test_a_fused_trial_starts_as_its_unfused_run(real_env, tmp_path, aggregation
     spec = parse_spec({**FUSED, "methods": {"full-ft": {}}, "training": {"epochs": 1, "batch_size": 16}})
     trials = plan_sweep(spec, ResultStore(tmp_path / "plan"), str(real_env)).trials
     fused_runtime = Runtime(store=str(tmp_path / "fused"), data_root=str(real_env), artifacts="all",
-                            aggregation=aggregation)
+                            engine=EngineOptions(aggregation=aggregation))
     unfused_runtime = Runtime(store=str(tmp_path / "unfused"), data_root=str(real_env), artifacts="all")
     execute_fused_group(trials, fused_runtime, ResultStore(fused_runtime.store))
     for trial in trials:

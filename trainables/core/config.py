@@ -17,12 +17,10 @@ import json
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from trainables.core.engine import EngineOptions
+
 PROTOCOL_VERSION = "roft-protocol-1"
 ARTIFACT_POLICIES = ("required", "all")
-DROPOUT_STREAMS = ("per-trial", "group")  # fused groups: one dropout generator per trial, or one per group
-PRECISIONS = ("fp32", "bf16")  # fused groups: float32 (TF32 where allowed), or bfloat16 autocast
-AGGREGATIONS = ("scatter", "csr")  # fused groups: messages summed by gather + index_add, or by CSR products
-CSR_GNN_TYPES = ("gin", "gcn", "graphsage")  # where csr applies (GAT's message weights are new in every layer)
 
 
 @dataclass(frozen=True)
@@ -115,39 +113,13 @@ class Runtime:
     code_version: str = "unknown"
     artifacts: str = "required"  # required: keep checkpoints other trials depend on | all
     optuna_storage: str | None = None  # alpha searches: None (in memory), a journal file path, or an RDB URL
-    tf32: bool = False  # TF32 matrix products on GPUs
-    compile: bool = False  # fused groups: torch.compile the training-mode BatchNorm + ReLU + dropout
-    dropout_streams: str = "per-trial"  # fused groups: one dropout generator per trial, or per group
-    precision: str = "fp32"  # fused groups: fp32 | bf16
-    aggregation: str = "scatter"  # fused groups of GIN, GCN, GraphSAGE: scatter | csr
+    engine: EngineOptions = field(default_factory=EngineOptions)  # speed options (see trainables.core.engine)
 
     def __post_init__(self):
         if self.artifacts not in ARTIFACT_POLICIES:
             raise ValueError(f"artifacts={self.artifacts!r} is not accepted; accepted: {', '.join(ARTIFACT_POLICIES)}")
-        if self.dropout_streams not in DROPOUT_STREAMS:
-            raise ValueError(f"dropout_streams={self.dropout_streams!r} is not accepted; accepted: "
-                             f"{', '.join(DROPOUT_STREAMS)}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision={self.precision!r} is not accepted; accepted: {', '.join(PRECISIONS)}")
-        if self.aggregation not in AGGREGATIONS:
-            raise ValueError(f"aggregation={self.aggregation!r} is not accepted; accepted: {', '.join(AGGREGATIONS)}")
-
-    def aggregation_for(self, gnn_type: str) -> str:
-        """The message aggregation a fused group of ``gnn_type`` uses: ``csr`` where asked for and it
-        applies (GIN, GCN, GraphSAGE), else ``scatter``."""
-        return self.aggregation if gnn_type in CSR_GNN_TYPES else "scatter"
-
-    def engine(self, fused_trials: int, device_type: str, gnn_type: str = "gin") -> str:
-        """The row's ``engine``: ``unfused`` or ``fused``, then ``+`` each speed option in effect
-        (``tf32`` on a CUDA device; ``compile`` for fused groups on a CUDA device; ``group-dropout``,
-        ``bf16`` for fused groups; ``csr`` for fused groups whose ``gnn_type`` it applies to)."""
-        fused = fused_trials > 1
-        options = [name for name, on in (("tf32", self.tf32 and device_type == "cuda"),
-                                         ("compile", fused and self.compile and device_type == "cuda"),
-                                         ("group-dropout", fused and self.dropout_streams == "group"),
-                                         ("bf16", fused and self.precision == "bf16"),
-                                         ("csr", fused and self.aggregation_for(gnn_type) == "csr")) if on]
-        return "+".join(["fused" if fused else "unfused", *options])
+        if isinstance(self.engine, dict):  # from to_dict(), through Ray's config
+            object.__setattr__(self, "engine", EngineOptions(**self.engine))
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return {**self.__dict__, "engine": self.engine.to_dict()}

@@ -194,7 +194,7 @@ def commit_trial(trial: PreparedTrial, result: FitResult, runtime: Runtime, fuse
         "parent_trial_key": "" if parent is None else parent.key,
         "parent_artifact_sha256": "" if parent is None else parent.sha256,
         "method_results": canonical_json(result.summary),
-        "engine": runtime.engine(fused_trials, trial.device.type, shape.gnn_type), "fused_trials": fused_trials,
+        "engine": runtime.engine.label(fused_trials, trial.device.type, shape.gnn_type), "fused_trials": fused_trials,
     }
     epochs = [{"stage": e.stage, "epoch": e.epoch, "train_loss": e.train_loss, "val_metric": e.val,
                "test_metric": e.test, "val_tasks_skipped": e.val_tasks_skipped,
@@ -206,8 +206,8 @@ def commit_trial(trial: PreparedTrial, result: FitResult, runtime: Runtime, fuse
 def apply_matmul_precision(runtime: Runtime) -> None:
     """TF32 matrix products on CUDA devices where the sweep asks for them (a process-wide switch:
     every trial of a sweep runs under the same setting)."""
-    torch.backends.cuda.matmul.allow_tf32 = runtime.tf32
-    torch.backends.cudnn.allow_tf32 = runtime.tf32
+    torch.backends.cuda.matmul.allow_tf32 = runtime.engine.tf32
+    torch.backends.cudnn.allow_tf32 = runtime.engine.tf32
 
 
 def execute_trial(spec: TrialSpec, runtime: Runtime, store: TrialStore,
@@ -253,9 +253,7 @@ def execute_fused_group(specs: list[TrialSpec], runtime: Runtime, store: TrialSt
                                                                      first.spec.recipe):
             raise ValueError("a fused group's trials must share task, split and recipe")
     results = fit_fused(members, first.data, first.task.task_type, first.task.higher_is_better, first.spec.recipe,
-                        device, on_epoch, compile_normalisation=runtime.compile and device.type == "cuda",
-                        dropout_streams=runtime.dropout_streams, precision=runtime.precision,
-                        aggregation=runtime.aggregation_for(first.model.gnn.shape.gnn_type))
+                        device, on_epoch, runtime.engine.in_effect(True, device.type, first.model.gnn.shape.gnn_type))
     share = (time.perf_counter() - started) / len(specs)
     rows = [commit_trial(trial, result, runtime, fused_trials=len(specs), wall_seconds=share)
             for trial, result in zip(trials, results) if not isinstance(result, DivergedError)]

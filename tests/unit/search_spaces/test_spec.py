@@ -151,10 +151,12 @@ def test_only_optuna_searches():
 def test_gpu_speed_options_of_execution():
     spec = parse_spec({**VALID, "execution": {"tf32": True, "compile": True, "dropout_streams": "group",
                                               "precision": "bf16", "aggregation": "csr"}})
-    assert (spec.execution.tf32, spec.execution.compile) == (True, True)
-    assert (spec.execution.dropout_streams, spec.execution.precision) == ("group", "bf16")
-    assert spec.execution.aggregation == "csr"
-    assert (parse_spec(VALID).execution.precision, parse_spec(VALID).execution.aggregation) == ("fp32", "scatter")
+    engine = spec.execution.engine
+    assert (engine.tf32, engine.compile) == (True, True)
+    assert (engine.dropout_streams, engine.precision) == ("group", "bf16")
+    assert engine.aggregation == "csr"
+    assert (parse_spec(VALID).execution.engine.precision, parse_spec(VALID).execution.engine.aggregation) == (
+        "fp32", "scatter")
     errors = errors_of({**VALID, "execution": {"precision": "fp16", "dropout_streams": "shared",
                                                "aggregation": "coo"}})
     assert any("execution.precision" in e and "fp16" in e and "fp32, bf16" in e for e in errors)

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from trainables.core.config import DROPOUT_STREAMS, PRECISIONS, TrainingRecipe
+from trainables.core.config import TrainingRecipe
+from trainables.core.engine import EngineOptions
 from trainables.data.dataset import GraphDataset
 from trainables.data.tasks import TaskType
 from trainables.methods.base import FineTuningMethod
@@ -182,16 +183,18 @@ class _Best:
 def fit_fused(members: Sequence[FusedMember], data: GraphDataset, task_type: TaskType, higher_is_better: bool,
               recipe: TrainingRecipe, device: torch.device,
               on_epoch: Callable[[int, EpochRecord], None] | None = None,
-              compile_normalisation: bool = False, dropout_streams: str = "per-trial",
-              precision: str = "fp32", aggregation: str = "scatter",
-              dropout_draws: str | None = None) -> list[FitResult | DivergedError]:
+              options: EngineOptions = EngineOptions(), dropout_draws: str | None = None) -> list[FitResult | DivergedError]:
     """Train every member; returns one :class:`FitResult` per member, in order.
 
     A member whose loss turns NaN or infinite gets a :class:`DivergedError` instead (its NaNs stay
     in its own slices: members share no parameter and no node), and the others train on.
 
-    ``compile_normalisation``: see :class:`StackedPredictors` (off by default: compiling costs
-    tens of seconds once per process, worth it for long groups on a GPU).
+    ``options`` (:class:`~trainables.core.engine.EngineOptions`) are applied as given (the worker
+    passes those in effect for the group's device and architecture; ``tf32`` is process-wide and
+    set by the caller):
+
+    ``compile``: see ``compile_normalisation`` of :class:`StackedPredictors` (off by default:
+    compiling costs tens of seconds once per process, worth it for long groups on a GPU).
 
     ``dropout_streams``: ``"per-trial"`` (each member's masks from its own dropout generator, as
     its unfused run: the default, exact on the CPU) or ``"group"`` (one generator for the group,
@@ -212,16 +215,13 @@ def fit_fused(members: Sequence[FusedMember], data: GraphDataset, task_type: Tas
     in bfloat16, about 3 significant digits; reductions, losses and the Adam state stay float32).
     """
     check_group(members, recipe)
-    if dropout_streams not in DROPOUT_STREAMS:
-        raise ValueError(f"dropout_streams {dropout_streams!r}; accepted: {', '.join(DROPOUT_STREAMS)}")
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision {precision!r}; accepted: {', '.join(PRECISIONS)}")
     device = torch.device(device)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=options.precision == "bf16")
     graphs = DeviceGraphs(data, device)
     if dropout_draws is None:
         dropout_draws = "per-layer" if device.type == "cpu" else "per-step"
-    model = StackedPredictors([m.model for m in members], compile_normalisation, aggregation, dropout_draws).to(device)
+    model = StackedPredictors([m.model for m in members], options.compile, options.aggregation,
+                              dropout_draws).to(device)
     terms = StackedTerms(members, model, device)
     K = model.num_trials
     # Adam is elementwise, so over stacked weights it is K independent Adams (one fused kernel on a GPU)
@@ -236,7 +236,7 @@ def fit_fused(members: Sequence[FusedMember], data: GraphDataset, task_type: Tas
     histories: list[list[EpochRecord]] = [[] for _ in members]
     train_index = [m.split.train for m in members]
     steps = -(-len(train_index[0]) // recipe.batch_size)
-    dropout = ([m.dropout_generator for m in members] if dropout_streams == "per-trial"
+    dropout = ([m.dropout_generator for m in members] if options.dropout_streams == "per-trial"
                else group_dropout_generator(device, [m.seed for m in members]))
     for epoch in range(1, recipe.epochs + 1):
         model.train()

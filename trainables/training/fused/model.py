@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch_geometric.utils import softmax
 
-from trainables.core.config import AGGREGATIONS, CSR_GNN_TYPES
+from trainables.core.engine import CSR_GNN_TYPES, EngineOptions
 from trainables.data.vocabulary import NUM_BOND_DIRECTIONS, NUM_BOND_TYPES, SELF_LOOP_BOND_TYPE
 from trainables.models.gnn import GNNShape, scatter_sum
 from trainables.models.predictor import GraphPredictor
@@ -96,8 +96,8 @@ class StackedPredictors(nn.Module):
         drawn as the unfused run draws it) or ``"per-step"`` (all layers' masks in one draw per
         trial and step); see :class:`_DropoutMasks`."""
         super().__init__()
-        if aggregation not in AGGREGATIONS:
-            raise FusionError(f"aggregation {aggregation!r}; accepted: {', '.join(AGGREGATIONS)}")
+        if aggregation not in EngineOptions.choices("aggregation"):
+            raise FusionError(f"aggregation {aggregation!r}; accepted: {', '.join(EngineOptions.choices('aggregation'))}")
         if dropout_draws not in DROPOUT_DRAWS:
             raise FusionError(f"dropout_draws {dropout_draws!r}; accepted: {', '.join(DROPOUT_DRAWS)}")
         self.aggregation, self.dropout_draws = aggregation, dropout_draws

@@ -107,31 +107,8 @@ def test_runtime_is_not_part_of_the_key():
     runtime = Runtime(store="/tmp/s", sweep="x", threads=2)
     assert runtime.to_dict() == {"store": "/tmp/s", "sweep": "x", "data_root": None, "threads": 2,
                                  "device": "auto", "code_version": "unknown", "artifacts": "required",
-                                 "optuna_storage": None, "tf32": False, "compile": False,
-                                 "dropout_streams": "per-trial", "precision": "fp32", "aggregation": "scatter"}
+                                 "optuna_storage": None,
+                                 "engine": {"tf32": False, "compile": False, "dropout_streams": "per-trial",
+                                            "precision": "fp32", "aggregation": "scatter"}}
     assert Runtime(**runtime.to_dict()) == runtime
     assert "store" not in base_spec().to_dict() and "sweep" not in base_spec().to_dict()
-
-
-def test_runtime_names_its_engine_and_checks_speed_options():
-    plain = Runtime(store="s")
-    assert plain.engine(1, "cpu") == "unfused" and plain.engine(8, "cpu") == "fused"
-    fast = Runtime(store="s", tf32=True, compile=True, dropout_streams="group", precision="bf16")
-    assert fast.engine(8, "cuda") == "fused+tf32+compile+group-dropout+bf16"
-    assert fast.engine(1, "cuda") == "unfused+tf32"  # the fused-only options do not apply alone
-    assert fast.engine(8, "cpu") == "fused+group-dropout+bf16"  # TF32 and compiling apply on CUDA only
-    with pytest.raises(ValueError, match="precision='fp16' is not accepted; accepted: fp32, bf16"):
-        Runtime(store="s", precision="fp16")
-    with pytest.raises(ValueError, match="dropout_streams='x' is not accepted"):
-        Runtime(store="s", dropout_streams="x")
-
-
-def test_csr_aggregation_applies_to_fused_gin_gcn_graphsage_only():
-    csr = Runtime(store="s", aggregation="csr")
-    assert [csr.aggregation_for(g) for g in ("gin", "gcn", "graphsage", "gat", "gps")] == [
-        "csr", "csr", "csr", "scatter", "scatter"]
-    assert csr.engine(8, "cuda", "gcn") == "fused+csr"
-    assert csr.engine(8, "cuda", "gat") == "fused"  # GAT groups sum by scatter; the row says so
-    assert csr.engine(1, "cuda", "gin") == "unfused"
-    with pytest.raises(ValueError, match="aggregation='coo' is not accepted; accepted: scatter, csr"):
-        Runtime(store="s", aggregation="coo")

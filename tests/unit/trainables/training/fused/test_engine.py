@@ -3,13 +3,16 @@ import pytest
 import torch
 
 from tests.unit.trainables.training.fused.conftest import DEVICES
-from trainables.core.config import AGGREGATIONS, TrainingRecipe
+from trainables.core.config import TrainingRecipe
+from trainables.core.engine import EngineOptions
+
+AGGREGATIONS = EngineOptions.choices("aggregation")
 from trainables.data.tasks import TaskType
 from trainables.methods import MethodContext, make_method
 from trainables.models.gnn import GNNShape
 from trainables.models.predictor import GraphPredictor
 from trainables.training.fused.engine import FusedMember, dropout_generator_after_init, fit_fused
-from trainables.training.fused.model import FUSABLE_GNN_TYPES, FusionError
+from trainables.training.fused.model import StackedPredictors, FUSABLE_GNN_TYPES, FusionError
 from trainables.training.trainer import DivergedError, SplitIndices, fit
 
 SEEDS = (0, 1, 2)
@@ -42,7 +45,11 @@ def fused_run(data, seeds, gnn_type, dropout, device, method=("full-ft", {}), sp
                                    split_for(seed) if splits is None else splits[i],
                                    torch.Generator().manual_seed(seed),
                                    dropout_generator_after_init(torch.device(device), seed), seed))
-    return fit_fused(members, data, TaskType.CLASSIFICATION, True, recipe, torch.device(device), **options)
+    draws = options.pop("dropout_draws", None)
+    if "compile_normalisation" in options:
+        options["compile"] = options.pop("compile_normalisation")
+    return fit_fused(members, data, TaskType.CLASSIFICATION, True, recipe, torch.device(device),
+                     options=EngineOptions(**options), dropout_draws=draws)
 
 
 def assert_same_run(a, b):
@@ -185,9 +192,9 @@ def test_bf16_autocast_trains_close_to_float32(molecules):
 
 
 def test_unknown_speed_options_are_refused(molecules):
-    with pytest.raises(ValueError, match="dropout_streams 'shared'; accepted: per-trial, group"):
+    with pytest.raises(ValueError, match="dropout_streams='shared' is not accepted; accepted: per-trial, group"):
         fused_run(molecules, [0], "gin", 0.5, "cpu", dropout_streams="shared")
-    with pytest.raises(ValueError, match="precision 'fp16'; accepted: fp32, bf16"):
+    with pytest.raises(ValueError, match="precision='fp16' is not accepted; accepted: fp32, bf16"):
         fused_run(molecules, [0], "gin", 0.5, "cpu", precision="fp16")
 
 
@@ -197,8 +204,10 @@ def test_csr_aggregation_with_bf16_and_bad_names(molecules):
     full = fused_run(molecules, [0, 1], "gcn", 0.0, "cpu", dtype=torch.float32)
     for a, b in zip(full, narrow):
         np.testing.assert_allclose(b.history[0].train_loss, a.history[0].train_loss, rtol=0.05)
-    with pytest.raises(FusionError, match="aggregation 'coo'; accepted: scatter, csr"):
+    with pytest.raises(ValueError, match="aggregation='coo' is not accepted; accepted: scatter, csr"):
         fused_run(molecules, [0], "gin", 0.0, "cpu", aggregation="coo")
+    with pytest.raises(FusionError, match="aggregation 'coo'; accepted: scatter, csr"):
+        StackedPredictors([build(0, "gin", 0.0, "cpu", torch.float64)], aggregation="coo")
 
 
 @pytest.mark.slow
