@@ -339,4 +339,4 @@ def _prefeaturize(plan: SweepPlan, runtime: Runtime) -> None:
 
     for task in sorted({t.task for t in plan.pending}):
         spec = TASKS.get(task)
-        load_graphs(spec.file, spec.smiles_column, runtime.data_root)
+        load_graphs(spec.file, spec.smiles_column, runtime.data_root, spec.scaffold_source)

@@ -113,7 +113,7 @@ def _segment_gather_index(starts: torch.Tensor, counts: torch.Tensor) -> torch.T
 
 # --------------------------------------------------------------------------- featurization
 
-def featurize_table(smiles: list[object]) -> dict:
+def featurize_table(smiles: list[object], scaffold_source: str = "raw") -> dict:
     """Featurize a column of SMILES into the collated graph part of a dataset.
 
     Returns a dict with ``x, edge_index, edge_attr, node_ptr, edge_ptr, source_rows`` tensors,
@@ -130,7 +130,7 @@ def featurize_table(smiles: list[object]) -> dict:
     n_nodes, n_edges = [0], [0]
     with quiet_rdkit():
         for row, smi in enumerate(smiles):
-            graph = featurize_smiles(smi, stats)
+            graph = featurize_smiles(smi, stats, scaffold_source)
             if graph is None:
                 continue
             xs.append(graph.x)
@@ -154,22 +154,26 @@ def featurize_table(smiles: list[object]) -> dict:
 
 # --------------------------------------------------------------------------- cache
 
-def featurized_cache_path(file_sha256: str) -> Path:
-    return sources.cache_dir() / "featurized" / f"{file_sha256[:24]}-{FEATURIZER_VERSION}.pt"
+def featurized_cache_path(file_sha256: str, scaffold_source: str = "raw") -> Path:
+    """The featurized cache of a file: keyed by its sha256, the featurizer version and (where not
+    the file's own SMILES) the SMILES its scaffolds come from."""
+    suffix = "" if scaffold_source == "raw" else f"-{scaffold_source}-scaffolds"
+    return sources.cache_dir() / "featurized" / f"{file_sha256[:24]}-{FEATURIZER_VERSION}{suffix}.pt"
 
 
 def read_table(path: Path) -> pd.DataFrame:
     return pd.read_csv(path, low_memory=False)
 
 
-def load_graphs(relpath: str, smiles_column: str, data_root: str | None = None) -> tuple[dict, str]:
+def load_graphs(relpath: str, smiles_column: str, data_root: str | None = None,
+                scaffold_source: str = "raw") -> tuple[dict, str]:
     """The collated graph part of a file, from the cache or freshly featurized.
 
     Returns ``(graphs, file_sha256)``. The file's sha256 is checked against the registry.
     """
     path = sources.resolve(relpath, data_root)
     sha = checked_sha256(relpath, path)
-    cache = featurized_cache_path(sha)
+    cache = featurized_cache_path(sha, scaffold_source)
     if cache.is_file():
         return _load_cache(cache), sha
     cache.parent.mkdir(parents=True, exist_ok=True)
@@ -178,7 +182,7 @@ def load_graphs(relpath: str, smiles_column: str, data_root: str | None = None) 
         if cache.is_file():
             return _load_cache(cache), sha
         smiles = read_table(path)[smiles_column].tolist()
-        graphs = featurize_table(smiles)
+        graphs = featurize_table(smiles, scaffold_source)
         graphs["smiles_column"] = smiles_column
         sources.atomic_write(cache, lambda fh: torch.save(graphs, fh))
     return graphs, sha
@@ -213,7 +217,7 @@ def load_task(name: str | Task, data_root: str | None = None) -> GraphDataset:
     accepted too) and missing labels to ``NaN``.
     """
     task = TASKS.get(name) if isinstance(name, str) else name
-    graphs, sha = load_graphs(task.file, task.smiles_column, data_root)
+    graphs, sha = load_graphs(task.file, task.smiles_column, data_root, task.scaffold_source)
     if len(graphs["source_rows"]) == 0:
         raise ValueError(f"task {task.name}: none of the SMILES in column {task.smiles_column!r} of {task.file} "
                          f"could be read by RDKit ({graphs['stats'].get('dropped', 0)} dropped); nothing to train on")
@@ -240,5 +244,5 @@ def is_cached(task: Task, data_root: str | None = None) -> bool:
         path = sources.resolve(task.file, data_root, download=False)
     except sources.DataUnavailableError:
         return False
-    return featurized_cache_path(checked_sha256(task.file, path)).is_file()
+    return featurized_cache_path(checked_sha256(task.file, path), task.scaffold_source).is_file()
 

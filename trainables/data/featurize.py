@@ -21,7 +21,12 @@ deliberately and counts each mapping (:class:`FeaturizationStats`):
   (atomic number 0, which has no row in the embedding), are dropped and counted.
 
 The Bemis-Murcko scaffold (chirality included, as in the reference splitter) and the atom
-count of each molecule are computed here too, so that splitting never re-parses SMILES.
+count of each molecule are computed here too, so that splitting never re-parses SMILES. The
+scaffold is taken from the parsed molecule (``scaffold_source="raw"``), or, where the reference
+loader hands its splitter RDKit's canonical SMILES instead of the file's (BBBP and ClinTox), from
+the molecule re-parsed from ``MolToSmiles(mol)`` (``"canonical"``): E/Z marks of some ring-adjacent
+double bonds survive one route and not the other, which moves a few molecules between scaffold
+sets (docs/protocol.md, quirks).
 """
 
 from __future__ import annotations
@@ -104,12 +109,21 @@ def quiet_rdkit() -> Iterator[None]:
         RDLogger.EnableLog("rdApp.*")
 
 
-def murcko_scaffold(mol: Chem.Mol) -> str:
-    """Bemis-Murcko scaffold SMILES, chirality included (as the reference splitter)."""
+SCAFFOLD_SOURCES = ("raw", "canonical")
+
+
+def murcko_scaffold(mol: Chem.Mol, source: str = "raw") -> str:
+    """Bemis-Murcko scaffold SMILES, chirality included (as the reference splitter), of ``mol``
+    (``source="raw"``) or of the molecule its canonical SMILES parses to (``"canonical"``)."""
+    if source == "canonical":
+        return MurckoScaffold.MurckoScaffoldSmiles(smiles=Chem.MolToSmiles(mol), includeChirality=True)
+    if source != "raw":
+        raise ValueError(f"scaffold source {source!r} is not accepted; accepted: {', '.join(SCAFFOLD_SOURCES)}")
     return MurckoScaffold.MurckoScaffoldSmiles(mol=mol, includeChirality=True)
 
 
-def featurize_mol(mol: Chem.Mol, stats: FeaturizationStats | None = None) -> MoleculeGraph | None:
+def featurize_mol(mol: Chem.Mol, stats: FeaturizationStats | None = None,
+                  scaffold_source: str = "raw") -> MoleculeGraph | None:
     """Featurize an RDKit molecule; ``None`` when it holds an atom outside the vocabulary."""
     stats = stats if stats is not None else FeaturizationStats()
     other_chirality = other_dirs = dative = other_bonds = 0
@@ -149,10 +163,12 @@ def featurize_mol(mol: Chem.Mol, stats: FeaturizationStats | None = None) -> Mol
     stats.dative_bonds_as_single += dative
     stats.other_bonds_as_single += other_bonds
     stats.other_bond_dirs_as_none += other_dirs
-    return MoleculeGraph(x=x, edge_index=edge_index, edge_attr=edge_attr, scaffold=murcko_scaffold(mol), stats=stats)
+    return MoleculeGraph(x=x, edge_index=edge_index, edge_attr=edge_attr, scaffold=murcko_scaffold(mol, scaffold_source),
+                         stats=stats)
 
 
-def featurize_smiles(smiles: object, stats: FeaturizationStats | None = None) -> MoleculeGraph | None:
+def featurize_smiles(smiles: object, stats: FeaturizationStats | None = None,
+                     scaffold_source: str = "raw") -> MoleculeGraph | None:
     """Parse and featurize one SMILES; ``None`` (and a count in ``stats``) when dropped."""
     stats = stats if stats is not None else FeaturizationStats()
     stats.molecules += 1
@@ -160,4 +176,4 @@ def featurize_smiles(smiles: object, stats: FeaturizationStats | None = None) ->
     if mol is None:
         stats.invalid_smiles += 1
         return None
-    return featurize_mol(mol, stats)
+    return featurize_mol(mol, stats, scaffold_source)

@@ -73,6 +73,69 @@ def test_bbbp_scaffold_split_matches_hu(real_env):
     assert not (sets[0] & sets[1]) and not (sets[0] & sets[2]) and not (sets[1] & sets[2])
 
 
+def reference_scaffold_split(smiles_list: list[str]) -> tuple[set[int], set[int], set[int]]:
+    """The pretrain-gnns ``scaffold_split``, written as that code works: it takes SMILES strings,
+    re-parses each to compute its Murcko scaffold (chirality included), sorts the scaffold sets by
+    (size, first index) descending and fills train (cutoff 0.8 n), then valid (0.9 n), then test."""
+    from rdkit.Chem.Scaffolds import MurckoScaffold
+
+    scaffolds: dict[str, list[int]] = {}
+    for i, smiles in enumerate(smiles_list):
+        scaffold = MurckoScaffold.MurckoScaffoldSmiles(smiles=smiles, includeChirality=True)
+        scaffolds.setdefault(scaffold, []).append(i)
+    ordered = [sorted(s) for _, s in sorted(scaffolds.items(), key=lambda x: (len(x[1]), x[1][0]), reverse=True)]
+    train_cutoff, valid_cutoff = 0.8 * len(smiles_list), 0.9 * len(smiles_list)
+    train: list[int] = []
+    valid: list[int] = []
+    test: list[int] = []
+    for group in ordered:
+        if len(train) + len(group) > train_cutoff:
+            if len(train) + len(valid) + len(group) > valid_cutoff:
+                test.extend(group)
+            else:
+                valid.extend(group)
+        else:
+            train.extend(group)
+    return set(train), set(valid), set(test)
+
+
+@pytest.mark.data
+@pytest.mark.parametrize("task, canonical, moved", [("bbbp", True, 4), ("clintox", True, 2), ("bace", False, 0),
+                                                    ("sider", False, 0)])
+def test_scaffold_split_membership_equals_the_reference_loaders(real_env, task, canonical, moved):
+    """Membership, molecule by molecule, against the reference loaders: BBBP's and ClinTox's hand the
+    splitter ``MolToSmiles(mol)``, the others the file's SMILES. With canonical SMILES, E/Z marks in
+    some scaffolds differ from the raw route's, which moves ``moved`` molecules between train and
+    valid (the test sets agree either way)."""
+    from rdkit import Chem
+
+    from trainables.data import sources
+    from trainables.data.dataset import load_task, read_table
+    from trainables.data.tasks import TASKS
+
+    spec = TASKS.get(task)
+    assert (spec.scaffold_source == "canonical") == canonical
+    table = read_table(sources.resolve(spec.file))
+    parsed = {row: Chem.MolFromSmiles(s) for row, s in enumerate(table[spec.smiles_column].tolist())
+              if isinstance(s, str)}
+    parsed = {row: mol for row, mol in parsed.items() if mol is not None}  # what the reference loader keeps
+    data = load_task(task)
+    rows = data.source_rows.tolist()
+    dropped = sorted(set(parsed) - set(rows))  # roft also drops molecules with a dummy atom (a documented departure)
+    assert rows == sorted(rows) and set(rows) <= set(parsed)
+    assert len(dropped) == data.stats["dummy_atom_molecules"]
+    assert all(any(atom.GetAtomicNum() == 0 for atom in parsed[row].GetAtoms()) for row in dropped)
+    raw = [table[spec.smiles_column][row] for row in rows]
+    canonical_smiles = [Chem.MolToSmiles(parsed[row]) for row in rows]
+    reference = reference_scaffold_split(canonical_smiles if canonical else raw)
+    split = make_split("scaffold", data.scaffolds, data.num_atoms)
+    ours = tuple(set(part.tolist()) for part in (split.train, split.valid, split.test))
+    assert ours == reference
+    other_route = reference_scaffold_split(raw if canonical else canonical_smiles)
+    assert other_route[2] == reference[2]
+    assert len(other_route[0] ^ reference[0]) == moved and len(other_route[1] ^ reference[1]) == moved
+
+
 # ----------------------------------------------------------------------------- size
 
 def test_size_split_by_hand():
