@@ -234,27 +234,10 @@ def fit_fused(members: Sequence[FusedMember], data: GraphDataset, task_type: Tas
     best = _Best(model)
     diverged: list[DivergedError | None] = [None] * len(members)
     histories: list[list[EpochRecord]] = [[] for _ in members]
-    train_index = [m.split.train for m in members]
-    steps = -(-len(train_index[0]) // recipe.batch_size)
     dropout = ([m.dropout_generator for m in members] if options.dropout_streams == "per-trial"
                else group_dropout_generator(device, [m.seed for m in members]))
     for epoch in range(1, recipe.epochs + 1):
-        model.train()
-        orders = [index[torch.randperm(len(index), generator=m.shuffle_generator)].numpy()
-                  for index, m in zip(train_index, members)]
-        loss_sum = torch.zeros(K, dtype=model.stacked("graph_pred_linear.weight").dtype, device=device)
-        for step in range(steps):
-            window = slice(step * recipe.batch_size, (step + 1) * recipe.batch_size)
-            batch = graphs.assemble([order[window] for order in orders])
-            with autocast:
-                output = model(batch, training=True, dropout_generators=dropout)
-                losses = task_loss(task_type, widened(output.logits), batch.y) + terms(model, batch, output)  # (K,)
-            optimizer.zero_grad(set_to_none=True)
-            losses.sum().backward()
-            terms.clip_gradients(model)
-            optimizer.step()
-            loss_sum += losses.detach()
-        train_loss = (loss_sum / max(steps, 1)).tolist()
+        train_loss = _train_epoch(model, graphs, members, recipe, task_type, terms, optimizer, dropout, autocast)
         for k, loss in enumerate(train_loss):
             if diverged[k] is None:
                 try:
@@ -277,6 +260,36 @@ def fit_fused(members: Sequence[FusedMember], data: GraphDataset, task_type: Tas
                                             histories[k], {})
                 improved.append(k)
         best.update(model, improved)
+    return _results(model, best, diverged)
+
+
+def _train_epoch(model: StackedPredictors, graphs: DeviceGraphs, members: Sequence[FusedMember],
+                 recipe: TrainingRecipe, task_type: TaskType, terms: StackedTerms, optimizer: torch.optim.Optimizer,
+                 dropout, autocast) -> list[float]:
+    """One epoch of every member: each shuffles its own training molecules with its own generator;
+    step ``s`` trains member ``k`` on its ``s``-th mini-batch. Returns each member's mean step loss."""
+    model.train()
+    orders = [m.split.train[torch.randperm(len(m.split.train), generator=m.shuffle_generator)].numpy()
+              for m in members]
+    steps = -(-len(orders[0]) // recipe.batch_size)
+    loss_sum = torch.zeros(model.num_trials, dtype=model.stacked("graph_pred_linear.weight").dtype,
+                           device=graphs.device)
+    for step in range(steps):
+        window = slice(step * recipe.batch_size, (step + 1) * recipe.batch_size)
+        batch = graphs.assemble([order[window] for order in orders])
+        with autocast:
+            output = model(batch, training=True, dropout_generators=dropout)
+            losses = task_loss(task_type, widened(output.logits), batch.y) + terms(model, batch, output)  # (K,)
+        optimizer.zero_grad(set_to_none=True)
+        losses.sum().backward()
+        terms.clip_gradients(model)
+        optimizer.step()
+        loss_sum += losses.detach()
+    return (loss_sum / max(steps, 1)).tolist()
+
+
+def _results(model: StackedPredictors, best: _Best, diverged: list[DivergedError | None]) -> list[FitResult | DivergedError]:
+    """Each member's best epoch with its weights, or its divergence."""
     results: list[FitResult | DivergedError] = []
     for k, result in enumerate(best.results):
         if diverged[k] is not None:
