@@ -1,6 +1,6 @@
 """GPU-hours of a sweep plan: an estimate scaled from throughput measured on one H100.
 
-The measured figures (``roft bench throughput`` on one H100, README "Speed") are 100-epoch
+The measured figures (``roft bench throughput`` on one H100; docs/engine.md, "Measured speed") are 100-epoch
 trials of a 5x300 GIN, batch 32, on BBBP-sized molecules (2,039, split 80/10/10, validation
 and test scored every epoch), per GPU-hour:
 

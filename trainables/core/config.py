@@ -25,7 +25,7 @@ ARTIFACT_POLICIES = ("required", "all")
 
 @dataclass(frozen=True)
 class TrainingRecipe:
-    """The shared recipe of PROTOCOL section 3 (defaults are the paper's)."""
+    """The shared recipe of docs/protocol.md, Recipe (defaults are the paper's)."""
 
     epochs: int = 100
     batch_size: int = 32

@@ -8,18 +8,18 @@ setting and seeds (``requires_parent``); the trainable hands its saved state to 
 
 with ``alpha`` a 0-d float tensor (the same expression in both methods, so RoFt-Mol with frozen
 alphas reproduces WiSE-FT bit for bit). Integer buffers (``num_batches_tracked``) and the head
-come from theta_ft (PROTOCOL section 5, quirk 9). BatchNorm running statistics are
+come from theta_ft (docs/protocol.md, quirk Q9). BatchNorm running statistics are
 interpolated (``bn_stats: interpolate``) or taken from theta_ft (``bn_stats: ft``).
 
-* ``wise-ft``: one global alpha, evaluation only (PROTOCOL grid 0.1, 0.3, 0.5, 0.7, 0.9).
+* ``wise-ft``: one global alpha, evaluation only (paper grid 0.1, 0.3, 0.5, 0.7, 0.9).
 * ``roft-mol``: one alpha per group, learned. Groups of an L-layer GNN: 0 = atom embeddings,
   1..L = GNN layer (its weights, edge embeddings and BatchNorm); of an L-layer GPS encoder:
   0 = its input encoders (atom, random-walk and bond), 1..L = GPS layer (local MPNN, attention,
   feed-forward and their norms). ``groups`` values tie them as
-  in PROTOCOL section 4 (for L = 5): 1 -> one alpha; 2 -> [a0,a0,a0,a0,a1,a1];
+  in docs/protocol.md, RoFt-Mol (for L = 5): 1 -> one alpha; 2 -> [a0,a0,a0,a0,a1,a1];
   3 -> [a0,a0,a0,a1,a1,a2]; 6 -> one per group. Only the alphas train (Adam, ``alpha_lr``),
   on the validation split with the task loss, the FT head frozen, BatchNorm in eval mode; the
-  best epoch is picked on validation (reference behaviour, quirk 6) or, with
+  best epoch is picked on validation (reference behaviour, docs/protocol.md, quirk Q6) or, with
   ``fit_split: val_half``, alphas fit on one half of validation and the other half selects.
   Alphas are not clamped. The best epoch's alphas are recorded in the trial's row.
 """

@@ -1,11 +1,11 @@
-"""Partial fine-tuning: only part of the model trains (PROTOCOL section 4, "partial" mechanism).
+"""Partial fine-tuning: only part of the model trains (docs/protocol.md, Methods, "partial" mechanism).
 
 * ``lp``: linear probing, the head only.
 * ``surgical-ft``: one unit of the encoder and the head: a GNN layer (its convolution, edge
   embeddings and BatchNorm), or a third of a GPS encoder's layers; input encoders never train.
 * ``lp-ft``: linear probing, then full fine-tuning from the best-validation LP head.
 
-As in the reference code (PROTOCOL section 5, quirk 4), frozen layers stay in train mode:
+As in the reference code (docs/protocol.md, quirk Q4), frozen layers stay in train mode:
 dropout stays on and their BatchNorm running statistics still move. ``freeze_bn_stats: true``
 keeps the frozen layers' BatchNorm statistics fixed instead.
 """
@@ -93,7 +93,7 @@ class LinearProbeThenFineTune(FineTuningMethod):
 
     The FT stage starts from the best-validation LP head (deep-copied from that epoch's
     snapshot); ``copy_best_head: false`` reproduces the reference code, which continues from
-    the *last* LP head (PROTOCOL section 5, quirk 5). Only the FT stage's epochs can be
+    the *last* LP head (docs/protocol.md, quirk Q5). Only the FT stage's epochs can be
     reported as the trial's best.
     """
 

@@ -60,7 +60,7 @@ class RegularizedFineTuning(FineTuningMethod):
 class L2SP(RegularizedFineTuning):
     """L2-SP: pull the backbone toward theta_pre.
 
-    ``l2sp_scope: all`` reproduces the reference code (PROTOCOL section 5, quirk 3): the penalty
+    ``l2sp_scope: all`` reproduces the reference code (docs/protocol.md, quirk Q3): the penalty
     covers every parameter including the head, whose "pre-trained" value is a second randomly
     initialised head (``nn.Linear``'s initialisation, generator seeded with run seed + 1); the
     separate head L2 term is then not added.

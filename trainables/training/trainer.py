@@ -1,4 +1,4 @@
-"""The shared fine-tuning loop (PROTOCOL section 3), identical for every method.
+"""The shared fine-tuning loop (docs/protocol.md, Recipe), identical for every method.
 
 ``method.setup`` runs first (theta_pre is the model's state at that moment). Per stage of the
 method: Adam(stage lr or recipe lr, weight_decay) over the method's trainable parameters; each

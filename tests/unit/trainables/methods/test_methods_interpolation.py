@@ -306,7 +306,7 @@ def test_roft_mol_string_choices_are_validated():
     (6, (0, 1, 2, 3, 4, 5)),
 ])
 def test_tying_of_a_five_layer_gnn_follows_the_protocol(groups, expected):
-    """The PROTOCOL's tying of the 6 layer groups of a 5-layer GNN."""
+    """The tying of the 6 layer groups of a 5-layer GNN (docs/protocol.md, RoFt-Mol)."""
     assert tying(groups, 5) == expected
 
 
