@@ -396,7 +396,12 @@ def load_spec(path: str | Path) -> SweepSpec:
             raise FileNotFoundError(f"sweep spec {str(path)!r} not found (bundled specs: "
                                     f"{', '.join(p.name for p in sorted(Path(__file__).parent.glob('*.yaml')))})")
     try:
-        raw = yaml.safe_load(path.read_text())
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"sweep spec {str(path)!r} is not a UTF-8 text file ({exc.reason} at offset {exc.start}); "
+                         "accepted: a YAML file") from None
+    try:
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise SpecError(str(path), [f"not valid YAML: {exc}"]) from exc
     return parse_spec(raw, str(path))

@@ -269,3 +269,13 @@ def load_bench_data(task: str | None, molecules: int, data_root: str | None, see
     split = make_split("scaffold", data.scaffolds, data.num_atoms)
     indices = SplitIndices(*(torch.from_numpy(np.asarray(i)) for i in (split.train, split.valid, split.test)))
     return data, TASKS.get(task).task_type, indices
+
+
+def set_torch_backend(threads: int | None = None, tf32: bool = False) -> None:
+    """Process-wide torch switches for a bench run: ``threads`` CPU threads (``None``: torch's default) and,
+    with ``tf32``, TF32 matrix products and convolutions on CUDA devices (left as they are otherwise)."""
+    if threads:
+        torch.set_num_threads(threads)
+    if tf32:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True

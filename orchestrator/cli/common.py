@@ -1,0 +1,70 @@
+"""What the command modules share: the ``--store`` and ``--data-root`` options, the table printer, stores."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+DEFAULT_STORE = "results"
+STORE_ENV = "ROFT_STORE"  # the store's default location (cluster images set it to shared storage)
+STORE_HELP = (f"results store: a folder, or s3://bucket/prefix[?endpoint_override=HOST:PORT&scheme=http] with "
+              f"credentials in AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (default: ${STORE_ENV}, else ./{DEFAULT_STORE})")
+DATA_ROOT_HELP = "folder laid out like shared/data (default: $ROFT_DATA, else download into the cache)"
+OPTUNA_STORAGE_HELP = ("where alpha-search studies live: a JournalStorage file path (safe on a shared filesystem; "
+                       "optuna-dashboard opens it) or an RDB URL such as sqlite:///studies.db (default: in memory, "
+                       "continued from the store's alpha_trials table)")
+WHERE_HELP = "keep rows whose COLUMN is one of the values (repeatable), e.g. --where {example}"
+SELECT_HELP = "pick each cell's hyper-parameters by seed-mean val (default) or test (optimistic)"
+DDOF_HELP = "degrees of freedom of the std over seeds (default 0)"
+
+
+def add_data_root(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-root", default=None, metavar="DIR", help=DATA_ROOT_HELP)
+
+
+def add_store(parser: argparse.ArgumentParser) -> None:
+    """``--store``, defaulting to ``$ROFT_STORE`` (set by the cluster images), else ``./results``."""
+    parser.add_argument("--store", default=os.environ.get(STORE_ENV) or DEFAULT_STORE, help=STORE_HELP)
+
+
+def add_where(parser: argparse.ArgumentParser, example: str) -> None:
+    parser.add_argument("--where", action="append", default=[], metavar="COLUMN=V[,V...]",
+                        help=WHERE_HELP.format(example=example))
+
+
+def data_root(args: argparse.Namespace) -> str | None:
+    """``--data-root``, else ``$ROFT_DATA``, checked to be a folder; ``None`` for the download cache."""
+    from trainables.data.sources import data_root as configured
+
+    root = configured(args.data_root)
+    return None if root is None else str(root)
+
+
+def print_rows(header: list[str], rows: list[list[object]]) -> None:
+    """Left-aligned columns under a header and a rule of dashes."""
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    for row in [header, ["-" * w for w in widths], *rows]:
+        print("  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip())
+
+
+def open_store(location: str):
+    """The :class:`ResultStore` at ``location`` (it may not exist yet); a local path that is, or lies
+    below, something other than a folder is refused, naming it and what is accepted."""
+    from orchestrator.store.results import ACCEPTED_STORES, ResultStore, StoreError
+
+    store = ResultStore(location)
+    if not store.remote:
+        nearest = next(path for path in (store.root, *store.root.parents) if path.exists())  # at worst "/"
+        if not nearest.is_dir():
+            where = "" if nearest == store.root else f": {str(nearest)!r}"
+            raise StoreError(f"store {location!r}{where} is a file, not a folder; accepted: {ACCEPTED_STORES}")
+    return store
+
+
+def existing_store(location: str):
+    """The :class:`ResultStore` at ``location``, which must exist."""
+    store = open_store(location)
+    if not store.exists():
+        raise FileNotFoundError(f"store {store.location!r} does not exist")
+    return store
+

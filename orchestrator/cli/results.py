@@ -1,0 +1,62 @@
+"""``roft table`` (paper tables from the store) and ``roft report`` (one static HTML page)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from orchestrator.cli.common import DDOF_HELP, SELECT_HELP, add_store, add_where, existing_store
+
+
+def register(sub) -> None:
+    from orchestrator.analysis.tables import CELL, FORMATS, SELECTIONS
+
+    dimensions = ", ".join(CELL)
+    table = sub.add_parser("table", help="paper tables: per-cell hyper-parameter selection, mean +- std over seeds")
+    add_store(table)
+    add_where(table, "backbone=hu-gcn-contextpred")
+    table.add_argument("--rows", default="method",
+                       help=f"comma-separated row dimensions, of: {dimensions} (default: method)")
+    table.add_argument("--cols", default="task",
+                       help=f"comma-separated column dimensions, of: {dimensions} (default: task)")
+    table.add_argument("--select", default="val", choices=list(SELECTIONS), help=SELECT_HELP)
+    table.add_argument("--ddof", type=int, default=0, choices=[0, 1], help=DDOF_HELP)
+    table.add_argument("--format", default="markdown", choices=list(FORMATS), help="output format (default markdown)")
+    table.add_argument("--all-points", action="store_true",
+                       help="every grid point as its own row (no selection), as the sweep prints")
+    table.set_defaults(handler=print_table)
+
+    report = sub.add_parser("report", help="one static HTML page: tables, significance, figures, provenance")
+    add_store(report)
+    report.add_argument("--out", required=True, help="folder for index.html, figures/ and selected.csv")
+    add_where(report, "task=bbbp,tox21")
+    report.add_argument("--select", default="val", choices=list(SELECTIONS), help=SELECT_HELP)
+    report.add_argument("--ddof", type=int, default=0, choices=[0, 1], help=DDOF_HELP)
+    report.add_argument("--test", default="ttest", choices=["ttest", "wilcoxon"],
+                        help="paired test against Full FT (default: paired t-test)")
+    report.set_defaults(handler=write_report)
+
+
+def print_table(args) -> int:
+    from orchestrator.analysis.summary import store_table
+    from orchestrator.analysis.tables import load_trials, parse_where, render, select
+
+    store = existing_store(args.store)
+    if args.all_points:
+        print(store_table(store, ddof=args.ddof))
+        return 0
+    trials = load_trials(store, parse_where(args.where))
+    print(render(select(trials, args.select, args.ddof), rows=args.rows.split(","), cols=args.cols.split(","),
+                 fmt=args.format))
+    return 0
+
+
+def write_report(args) -> int:
+    from orchestrator.analysis.report import build_report
+    from orchestrator.analysis.tables import parse_where
+
+    started = time.perf_counter()
+    page = build_report(existing_store(args.store), Path(args.out), parse_where(args.where), args.select, args.ddof,
+                        args.test)
+    print(f"wrote {page} in {time.perf_counter() - started:.1f} s")
+    return 0

@@ -1,0 +1,172 @@
+"""``roft sweep`` (plan, dedup against the store, run on Ray Tune, print the table) and ``roft alpha``
+(Optuna searches of WiSE-FT / RoFt-Mol alphas over stored Full-FT checkpoints)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from orchestrator.cli.common import (
+    OPTUNA_STORAGE_HELP,
+    STORE_ENV,
+    add_data_root,
+    add_store,
+    data_root,
+    existing_store,
+    open_store,
+)
+
+DEVICE_HELP = "where trials train: auto (cuda where available, else cpu), cpu or cuda (default auto)"
+
+
+def register(sub) -> None:
+    _register_sweep(sub)
+    _register_alpha(sub)
+
+
+def _register_sweep(sub) -> None:
+    sweep = sub.add_parser("sweep", help="run a sweep spec")
+    sweep.add_argument("spec", help="YAML sweep spec (a path, or the name of a bundled spec such as mini.yaml)")
+    add_store(sweep)
+    sweep.add_argument("--address", default=None,
+                       help="Ray cluster address, or auto (default: $RAY_ADDRESS, as set inside `ray job submit`, "
+                            "else start a local Ray)")
+    sweep.add_argument("--dry-run", action="store_true",
+                       help="print the plan, missing files and an estimate of GPU-hours; run nothing")
+    sweep.add_argument("--trials-per-gpu-hour", type=float, default=None, metavar="N",
+                       help="for the GPU-hour estimate: fused 100-epoch BBBP-sized trials per GPU-hour "
+                            "(default: 2064, measured on one H100)")
+    sweep.add_argument("--unfused-trials-per-gpu-hour", type=float, default=None, metavar="N",
+                       help="for the GPU-hour estimate: unfused trials per GPU-hour (default: 46, measured on one H100)")
+    sweep.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help=DEVICE_HELP)
+    sweep.add_argument("--optuna-storage", default=None, help=OPTUNA_STORAGE_HELP)
+    sweep.add_argument("--retry-failed", action="store_true",
+                       help="also run the trials that failed in earlier runs (recorded in the store's failures/)")
+    add_data_root(sweep)
+    sweep.set_defaults(handler=run_sweep_spec)
+
+
+def _register_alpha(sub) -> None:
+    alpha = sub.add_parser("alpha", help="Optuna search of WiSE-FT / RoFt-Mol alphas over the store's Full-FT checkpoints")
+    add_store(alpha)
+    alpha.add_argument("--method", nargs="+", default=["wise-ft", "roft-mol"], help="wise-ft and/or roft-mol")
+    alpha.add_argument("--groups", type=int, nargs="+", default=[1, 2, 3, 6], help="RoFt-Mol alpha groups")
+    alpha.add_argument("--n-trials", type=int, default=100, help="points per study (raising it continues studies)")
+    alpha.add_argument("--search-seed", type=int, default=0, help="TPE sampler seed")
+    alpha.add_argument("--alpha-range", type=float, nargs=2, default=[0.0, 1.0], metavar=("LOW", "HIGH"),
+                       help="range every alpha is searched in (default 0 1)")
+    for column in ("backbone", "task", "split", "label-setting"):
+        alpha.add_argument(f"--{column}", nargs="+", default=None, help=f"only Full-FT trials with this {column}")
+    alpha.add_argument("--seed", type=int, nargs="+", default=None, help="only Full-FT trials with this run seed")
+    alpha.add_argument("--optuna-storage", default=None, help=OPTUNA_STORAGE_HELP)
+    alpha.add_argument("--address", default=None,
+                       help="Ray cluster address, or auto (default: $RAY_ADDRESS, else start a local Ray)")
+    alpha.add_argument("--cpus", type=float, default=1.0, help="CPUs per search trial")
+    alpha.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help=DEVICE_HELP)
+    alpha.add_argument("--dry-run", action="store_true", help="print the plan; run nothing")
+    add_data_root(alpha)
+    alpha.set_defaults(handler=run_alpha_searches)
+
+
+def run_sweep_spec(args) -> int:
+    from orchestrator import code_version
+    from orchestrator.sweep.plan import plan_sweep
+    from search_spaces import load_spec
+    from trainables.core.config import Runtime
+    from trainables.data.sources import cache_dir
+
+    spec = load_spec(args.spec)
+    root = data_root(args)
+    store = open_store(args.store)
+    print(f"data root: {root or '(none: files come from the download cache ' + str(cache_dir()) + ')'}",
+          file=sys.stderr)
+    print(f"store: {store.location}", file=sys.stderr)
+    if not store.remote and not Path(args.store).expanduser().is_absolute() and (args.address or _ray_address()):
+        print(f"roft: warning: the store {args.store!r} is relative to this process's working directory "
+              f"({Path.cwd()}); on a cluster (or in a Ray job, whose working directory is temporary) put it on "
+              f"storage every node reaches: --store /shared/path, s3://..., or ${STORE_ENV}", file=sys.stderr)
+    plan = plan_sweep(spec, store, root, retry_failed=args.retry_failed)
+    print(plan.summary(), file=sys.stderr)
+    if args.dry_run:
+        print(_gpu_hours(plan, args), file=sys.stderr)
+        return 1 if plan.missing_files else 0
+    if plan.missing_files:
+        print("roft: error: files are missing (listed above); nothing was run", file=sys.stderr)
+        return 2
+    runtime = Runtime(store=store.uri, sweep=spec.name, data_root=root, threads=max(1, int(spec.resources.cpu)),
+                      device=args.device, code_version=code_version(), artifacts=spec.execution.artifacts,
+                      optuna_storage=optuna_storage(args.optuna_storage), engine=spec.execution.engine)
+    return run_and_report(plan, store, runtime, args.address)
+
+
+def run_alpha_searches(args) -> int:
+    from orchestrator import code_version
+    from orchestrator.sweep.alpha import plan_alpha_searches, search_points
+    from search_spaces.spec import Resources
+    from trainables.core.config import Runtime
+
+    store = existing_store(args.store)
+    points = search_points(args.method, args.groups, args.n_trials, args.search_seed, *args.alpha_range)
+    filters = {"backbone": args.backbone, "task": args.task, "split": args.split,
+               "label_setting": args.label_setting, "seed": args.seed}
+    plan = plan_alpha_searches(store, points, {k: set(v) for k, v in filters.items() if v},
+                               resources=Resources(cpu=args.cpus))
+    print(plan.summary(), file=sys.stderr)
+    if not plan.trials:
+        print("roft: no Full-FT trial with a kept checkpoint matches; run a sweep with full-ft first",
+              file=sys.stderr)
+        return 1
+    if args.dry_run:
+        return 0
+    runtime = Runtime(store=store.uri, sweep="alpha", data_root=data_root(args),
+                      threads=max(1, int(args.cpus)), device=args.device, code_version=code_version(),
+                      optuna_storage=optuna_storage(args.optuna_storage))
+    return run_and_report(plan, store, runtime, args.address)
+
+
+def run_and_report(plan, store, runtime, address: str | None) -> int:
+    """Run a plan on Ray Tune, then print what landed, the best searched points, the table and the failures."""
+    from orchestrator.analysis.summary import store_table
+    from orchestrator.sweep.execute import error_line, run_sweep
+
+    outcome = run_sweep(plan, store, runtime, address=address)
+    print(f"ran {outcome.submitted} trials in {outcome.wall_seconds:.1f} s: {outcome.succeeded} landed, "
+          f"{len(outcome.failed)} failed", file=sys.stderr)
+    if outcome.searches is not None:
+        print(f"hyper-parameter searches: {outcome.searches.points} points scored", file=sys.stderr)
+        for best in outcome.searches.best:
+            print(f"  best {best['method']} on {best['backbone']} / {best['task']} / {best['split']} / "
+                  f"{best['label_setting']}: {best['point']} (seed-mean val {best['objective']:.4f})", file=sys.stderr)
+    print(store_table(store))
+    if outcome.failed:
+        print("failed trials (tracebacks in the store's failures/ table; roft sweep --retry-failed runs them "
+              "again):", file=sys.stderr)
+        for key, error in outcome.failed.items():
+            print(f"  {key}: {error_line(error)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def optuna_storage(location: str | None) -> str | None:
+    """``--optuna-storage``: journal paths made absolute (trials run in other working directories); URLs unchanged."""
+    if location is None or "://" in location:
+        return location
+    path = Path(location).expanduser().resolve()
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"--optuna-storage {location!r}: folder {path.parent} does not exist")
+    return str(path)
+
+
+def _ray_address() -> str | None:
+    return os.environ.get("RAY_ADDRESS") or None
+
+
+def _gpu_hours(plan, args) -> str:
+    from orchestrator.sweep.estimate import TrialRates, estimate_gpu_hours
+
+    defaults = TrialRates()
+    throughput = TrialRates(fused=defaults.fused if args.trials_per_gpu_hour is None else args.trials_per_gpu_hour,
+                            unfused=defaults.unfused if args.unfused_trials_per_gpu_hour is None
+                            else args.unfused_trials_per_gpu_hour)
+    return estimate_gpu_hours(plan, throughput).summary()
