@@ -1,4 +1,6 @@
-# Two commands matter: `make demo` (the main job) and `make test`. Both run `make setup` first.
+# Three commands matter: `make demo` (the main job), `make test` (the unit tests and the fast
+# integration tests: a few minutes) and `make test-all` (every test: the slow ones, the fault
+# drills and the two-node cluster tests too; what CI runs). All run `make setup` first.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -8,7 +10,7 @@ ROFT_DATA ?= $(if $(wildcard ../shared/data/SOURCES.md),$(abspath ../shared/data
 export ROFT_DATA
 STORE ?= results
 
-.PHONY: setup demo test clean
+.PHONY: setup demo test test-all clean
 
 setup: $(VENV)/.roft-installed
 
@@ -21,7 +23,11 @@ $(VENV)/.roft-installed: pyproject.toml
 demo: setup
 	$(BIN)/roft sweep search_spaces/mini.yaml --store $(STORE)
 
+# The markers (pyproject.toml): slow (longer tests), drill (fault drills), cluster (multi-node Ray).
 test: setup
+	$(BIN)/python -m pytest -m "not slow and not drill and not cluster"
+
+test-all: setup
 	$(BIN)/python -m pytest
 
 clean:

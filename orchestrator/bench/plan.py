@@ -20,13 +20,14 @@ import pyarrow as pa
 from orchestrator.store.results import PART_PREFIX, TRIAL_SCHEMA, ResultStore
 from orchestrator.sweep.plan import plan_sweep
 from search_spaces import load_spec
+from trainables.core.data_root import DataRoot
 
 
 def _peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def bench_plan(spec_name: str = "paper.yaml", data_root: str | None = None, seeds: int | None = None
+def bench_plan(spec_name: str = "paper.yaml", data_root: DataRoot = DataRoot(), seeds: int | None = None
                ) -> dict[str, float]:
     """``seeds``: replace the spec's seeds by ``0 .. seeds-1`` (to plan a grid of another size)."""
     spec = load_spec(spec_name)

@@ -16,6 +16,7 @@ from orchestrator.bench.noop import noop_trainable
 from orchestrator.store.results import ResultStore
 from orchestrator.sweep.execute import init_ray, run_trials
 from trainables.core.config import Runtime
+from trainables.core.data_root import DataRoot
 
 
 def bench_orchestrator(sizes: list[int], num_cpus: int | None = None, chunk_size: int = 256) -> list[dict]:
@@ -52,7 +53,7 @@ def _paper_configuration(epochs: int) -> list[tuple[str, dict]]:
 
 
 def bench_methods(backbone: str, task: str, label_setting: str, epochs: int, repeats: int = 2,
-                  data_root: str | None = None, threads: int = 1) -> list[dict]:
+                  data_root: DataRoot = DataRoot(), threads: int = 1) -> list[dict]:
     """Wall time of one trial of every method, in-process on this machine, relative to Full FT.
 
     Every method runs its paper configuration (see ``_paper_configuration``) on the same
@@ -95,7 +96,7 @@ def bench_methods(backbone: str, task: str, label_setting: str, epochs: int, rep
 
 
 def bench_alpha(backbone: str, task: str, label_setting: str, ft_epochs: int, n_trials: int,
-                data_root: str | None = None, threads: int = 1) -> dict:
+                data_root: DataRoot = DataRoot(), threads: int = 1) -> dict:
     """Cost of an ``n_trials``-point Optuna alpha search relative to one Full-FT trial, same task.
 
     Runs one Full-FT trial of ``ft_epochs`` epochs (timed), then a WiSE-FT and a 6-group

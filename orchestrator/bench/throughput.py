@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from trainables.core.config import TrainingRecipe
+from trainables.core.data_root import DataRoot
 from trainables.core.engine import EngineOptions
 from trainables.data.dataset import GraphDataset
 from trainables.data.tasks import TaskType
@@ -253,7 +254,7 @@ def profile_fused(data: GraphDataset, split: SplitIndices, shape: GNNShape, task
     print(profiler.key_averages().table(sort_by=sort, row_limit=rows, max_name_column_width=48))
 
 
-def load_bench_data(task: str | None, molecules: int, data_root: str | None, seed: int = 0
+def load_bench_data(task: str | None, molecules: int, data_root: DataRoot, seed: int = 0
                     ) -> tuple[GraphDataset, TaskType, SplitIndices]:
     """The benchmark's task: synthetic (``task`` None) or a registered task with its scaffold split."""
     if task is None:

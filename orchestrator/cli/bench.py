@@ -130,7 +130,7 @@ def bench_throughput(args) -> int:
 
     set_torch_backend(args.threads, tf32=args.tf32)
     variants = engine_variants(args)
-    data, task_type, split = load_bench_data(args.task, args.molecules, data_root(args) if args.task else None)
+    data, task_type, split = load_bench_data(args.task, args.molecules, data_root(args))
     shape, device = GNNShape(args.gnn, args.layers, args.width, 0.5), resolve_device(args.device)
     run(data, task_type, shape, args.fused, device, epochs=args.epochs, split=split, skip_reference=args.no_reference,
         skip_unfused=args.no_unfused, variants=variants)

@@ -32,12 +32,12 @@ def add_where(parser: argparse.ArgumentParser, example: str) -> None:
                         help=WHERE_HELP.format(example=example))
 
 
-def data_root(args: argparse.Namespace) -> str | None:
-    """``--data-root``, else ``$ROFT_DATA``, checked to be a folder; ``None`` for the download cache."""
-    from trainables.data.sources import data_root as configured
+def data_root(args: argparse.Namespace):
+    """The run's :class:`~trainables.core.data_root.DataRoot`, resolved once here: ``--data-root``,
+    else ``$ROFT_DATA`` (checked to be a folder), else none (the download cache)."""
+    from trainables.core.data_root import DataRoot
 
-    root = configured(args.data_root)
-    return None if root is None else str(root)
+    return DataRoot.from_setting(args.data_root)
 
 
 def print_rows(header: list[str], rows: list[list[object]]) -> None:

@@ -57,7 +57,7 @@ def run_pretraining(args) -> int:
                             mask_rate=args.mask_rate, aug_rate=args.aug_rate, temperature=args.temperature,
                             augmentations=tuple(a.strip() for a in args.augmentations.split(",") if a.strip()),
                             seed=args.seed, limit=args.limit)
-    corpus, sha = pretraining_corpus(args.corpus, data_root(args) if args.corpus is None else None)
+    corpus, sha = pretraining_corpus(args.corpus, data_root(args))
     started = time.perf_counter()
     progress = ProgressLine(sys.stderr)
 

@@ -74,13 +74,11 @@ def run_sweep_spec(args) -> int:
     from orchestrator.sweep.plan import plan_sweep
     from search_spaces import load_spec
     from trainables.core.config import Runtime
-    from trainables.data.sources import cache_dir
 
     spec = load_spec(args.spec)
     root = data_root(args)
     store = open_store(args.store)
-    print(f"data root: {root or '(none: files come from the download cache ' + str(cache_dir()) + ')'}",
-          file=sys.stderr)
+    print(f"data root: {root}", file=sys.stderr)
     print(f"store: {store.location}", file=sys.stderr)
     if not store.remote and not Path(args.store).expanduser().is_absolute() and (args.address or _ray_address()):
         print(f"roft: warning: the store {args.store!r} is relative to this process's working directory "

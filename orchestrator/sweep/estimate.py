@@ -35,6 +35,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from trainables.core.data_root import DataRoot
 from trainables.data import sources
 from trainables.data.splits import FRACTIONS, parse_label_setting
 from trainables.data.tasks import TASKS
@@ -94,7 +95,7 @@ def reference_passes() -> float:
 
 
 @lru_cache(maxsize=None)
-def task_molecules(task: str, data_root: str | None) -> int | None:
+def task_molecules(task: str, data_root: DataRoot) -> int | None:
     """Rows of the task's file (``None`` when the file is not available locally)."""
     import pandas as pd
 

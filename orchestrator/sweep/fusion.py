@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from trainables.core.config import TrialSpec
+from trainables.core.data_root import DataRoot
 from trainables.methods import METHODS
 from trainables.models.backbones import BACKBONES, read_checkpoint
 from trainables.models.shapes import default_size, infer_shape
@@ -45,7 +46,7 @@ class Unit:
 
 
 @lru_cache(maxsize=None)
-def _checkpoint_shape(backbone: str, data_root: str | None) -> tuple[int, int] | None:
+def _checkpoint_shape(backbone: str, data_root: DataRoot) -> tuple[int, int] | None:
     """(layers, width) of a pre-trained backbone's checkpoint, read once per planning process."""
     weights = read_checkpoint(BACKBONES.get(backbone), data_root)
     if weights is None:
@@ -54,7 +55,7 @@ def _checkpoint_shape(backbone: str, data_root: str | None) -> tuple[int, int] |
     return shape.num_layers, shape.emb_dim
 
 
-def fusion_key(spec: TrialSpec, data_root: str | None = None) -> tuple | None:
+def fusion_key(spec: TrialSpec, data_root: DataRoot = DataRoot()) -> tuple | None:
     """What a trial must share with its group (``None``: it trains alone)."""
     backbone = BACKBONES.get(spec.backbone)
     if not METHODS.get(spec.method).fusable or backbone.gnn_type not in FUSABLE_GNN_TYPES:
@@ -72,7 +73,7 @@ def fusion_key(spec: TrialSpec, data_root: str | None = None) -> tuple | None:
 
 
 def plan_units(trials: list[TrialSpec], fuse: bool = True, max_size: int = 64,
-               data_root: str | None = None) -> list[Unit]:
+               data_root: DataRoot = DataRoot()) -> list[Unit]:
     """``trials`` as Ray Tune units: fused groups of compatible trials (in first-seen order), then singles."""
     if max_size < 1:
         raise ValueError(f"fuse_max={max_size} is not accepted; accepted: an integer >= 1")

@@ -23,6 +23,7 @@ from orchestrator.store.results import ResultStore
 from orchestrator.sweep.fusion import plan_units
 from search_spaces.spec import SweepSpec
 from trainables.core.config import TrialSpec
+from trainables.core.data_root import DataRoot
 from trainables.data import sources
 from trainables.data.dataset import checked_sha256
 from trainables.data.tasks import TASKS
@@ -39,7 +40,7 @@ class SweepPlan:
     done: set[str] = field(default_factory=set)
     missing_files: dict[str, str] = field(default_factory=dict)  # what -> why
     added_parents: int = 0  # parent trials added because dependants need them
-    data_root: str | None = None
+    data_root: DataRoot = field(default_factory=DataRoot)
 
     failed: set[str] = field(default_factory=set)  # keys with a failure record that this run skips
 
@@ -100,7 +101,7 @@ class SweepPlan:
         return "\n".join(lines)
 
 
-def _file_sha(relpath: str, data_root: str | None, missing: dict[str, str], what: str) -> str:
+def _file_sha(relpath: str, data_root: DataRoot, missing: dict[str, str], what: str) -> str:
     try:
         path = sources.resolve(relpath, data_root)
         return checked_sha256(relpath, path)
@@ -118,7 +119,7 @@ class FileHashes:
     missing: dict[str, str]
 
 
-def file_hashes(spec: SweepSpec, data_root: str | None = None) -> FileHashes:
+def file_hashes(spec: SweepSpec, data_root: DataRoot) -> FileHashes:
     missing: dict[str, str] = {}
     data_sha = {t: _file_sha(TASKS.get(t).file, data_root, missing, f"task {t}") for t in spec.tasks}
     backbone_sha: dict[str, str] = {}
@@ -157,7 +158,7 @@ def cells(spec: SweepSpec) -> list[tuple[str, str, str, str]]:
     return list(itertools.product(spec.backbones, spec.tasks, spec.splits, spec.label_settings))
 
 
-def expand(spec: SweepSpec, data_root: str | None = None) -> tuple[list[TrialSpec], dict[str, str]]:
+def expand(spec: SweepSpec, data_root: DataRoot) -> tuple[list[TrialSpec], dict[str, str]]:
     """Every trial of the grid, and the files that could not be resolved.
 
     Searched methods contribute no trials (their points are sampled while the sweep runs), but
@@ -171,7 +172,7 @@ def expand(spec: SweepSpec, data_root: str | None = None) -> tuple[list[TrialSpe
     return trials, hashes.missing
 
 
-def search_parents(spec: SweepSpec, data_root: str | None = None) -> list[TrialSpec]:
+def search_parents(spec: SweepSpec, data_root: DataRoot) -> list[TrialSpec]:
     """Parent trials (Full FT) that the searched methods' trials will start from."""
     hashes = file_hashes(spec, data_root)
     parents = {}
@@ -196,7 +197,7 @@ def with_parents(trials: list[TrialSpec]) -> tuple[list[TrialSpec], int]:
     return [*added.values(), *trials], len(added)
 
 
-def plan_sweep(spec: SweepSpec, store: ResultStore, data_root: str | None = None,
+def plan_sweep(spec: SweepSpec, store: ResultStore, data_root: DataRoot,
                retry_failed: bool = False) -> SweepPlan:
     """The sweep's trials, what the store already holds, and (unless ``retry_failed``) the known failures skipped."""
     trials, missing = expand(spec, data_root)

@@ -21,6 +21,7 @@ from orchestrator.store.results import ResultStore
 from orchestrator.sweep.plan import cells, file_hashes, make_trial
 from search_spaces.spec import HyperparameterSearch, SweepSpec
 from trainables.core.config import Runtime
+from trainables.core.data_root import DataRoot
 from trainables.data.tasks import TASKS
 
 
@@ -40,7 +41,7 @@ def tune_space(search: HyperparameterSearch) -> dict[str, Any]:
     return {name: domains[kind](*args) for name, kind, args in search.space}
 
 
-def run_searches(spec: SweepSpec, runtime: Runtime, data_root: str | None = None) -> SearchOutcome:
+def run_searches(spec: SweepSpec, runtime: Runtime) -> SearchOutcome:
     """Run every searched method of ``spec`` in every cell (Ray must be initialised)."""
     from ray import tune
     from ray.tune.search import ConcurrencyLimiter
@@ -49,7 +50,7 @@ def run_searches(spec: SweepSpec, runtime: Runtime, data_root: str | None = None
     from trainables.worker.point import tune_point_trainable
 
     outcome = SearchOutcome()
-    hashes = file_hashes(spec, data_root)
+    hashes = file_hashes(spec, runtime.data_root)
     tune_root = ResultStore(runtime.store).tune_dir()
     resources = {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
     for search in spec.searches:

@@ -10,6 +10,7 @@ import pytest
 from orchestrator.cli import main
 from orchestrator.store.results import ResultStore
 from trainables.core.config import Runtime, TrainingRecipe, TrialSpec
+from trainables.core.data_root import DataRoot
 from trainables.worker.trial import execute_trial
 
 pytestmark = [pytest.mark.slow, pytest.mark.data]
@@ -24,7 +25,7 @@ def full_ft(seed: int) -> TrialSpec:
 def test_alpha_searches_land_dedup_and_continue(ray_session, real_env, tmp_path, capsys):
     store = ResultStore(tmp_path / "store")
     for seed in (0, 1):
-        execute_trial(full_ft(seed), Runtime(store=str(store.root), data_root=str(real_env)), store)
+        execute_trial(full_ft(seed), Runtime(store=str(store.root), data_root=DataRoot(real_env)), store)
     base = ["alpha", "--store", str(store.root), "--method", "wise-ft", "roft-mol", "--groups", "2",
             "--n-trials", "6", "--seed", "0"]
     assert main(base) == 0

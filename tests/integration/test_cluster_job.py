@@ -23,8 +23,9 @@ from orchestrator.store.results import ResultStore
 from orchestrator.sweep.plan import plan_sweep
 from search_spaces import load_spec
 from tests.integration.cluster import BIN, HEAD_IP, WORKER_IP, loopback_cluster, ray_env
+from trainables.core.data_root import DataRoot
 
-pytestmark = [pytest.mark.slow, pytest.mark.data]
+pytestmark = [pytest.mark.slow, pytest.mark.data, pytest.mark.cluster]
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -78,7 +79,7 @@ def test_ray_job_submit_runs_a_sweep_on_a_two_node_cluster(real_env, session_cac
 
     store = ResultStore(store_dir)
     rows = store.read_trials().to_pandas()
-    planned = plan_sweep(load_spec(str(spec_path)), store, str(real_env))
+    planned = plan_sweep(load_spec(str(spec_path)), store, DataRoot(real_env))
     assert sorted(rows.trial_key) == sorted(t.key() for t in planned.trials) and planned.pending == []
     assert set(rows.seed) == {0, 1} and (rows.epochs == 2).all() and (rows.n_train == 16).all()
     assert (rows.sweep == "cluster-job").all() and (rows.device == "cpu").all()  # Ray's GPU was only counted

@@ -9,8 +9,9 @@ import pytest
 from orchestrator.sweep.execute import run_sweep
 from orchestrator.sweep.plan import plan_sweep
 from tests.integration.sweeps import planned
+from trainables.core.data_root import DataRoot
 
-pytestmark = [pytest.mark.slow, pytest.mark.data]
+pytestmark = [pytest.mark.data]
 
 SPEC = {
     "name": "failing",
@@ -36,6 +37,7 @@ def corrupt_checkpoint(ray_session, session_cache):
     path.unlink()
 
 
+@pytest.mark.slow
 def test_a_failing_trial_is_recorded_skipped_and_retried_on_request(corrupt_checkpoint, real_env, tmp_path):
     setup = planned(SPEC, real_env, tmp_path)
     store, runtime = setup.store, setup.runtime
@@ -50,11 +52,11 @@ def test_a_failing_trial_is_recorded_skipped_and_retried_on_request(corrupt_chec
     assert store.read_trial(bad.key()) is None  # never a result
     assert [r["backbone"] for r in store.read_trials().to_pylist()] == ["scratch-gcn"]
 
-    again = plan_sweep(setup.spec, store, str(real_env))  # a plain rerun skips the known failure
+    again = plan_sweep(setup.spec, store, DataRoot(real_env))  # a plain rerun skips the known failure
     assert again.pending == [] and again.failed == {bad.key()}
     assert "skipped 1 trials that failed before" in again.summary()
 
-    retry = plan_sweep(setup.spec, store, str(real_env), retry_failed=True)
+    retry = plan_sweep(setup.spec, store, DataRoot(real_env), retry_failed=True)
     assert [t.key() for t in retry.pending] == [bad.key()]
     outcome = run_sweep(retry, store, runtime, stream=io.StringIO())
     assert list(outcome.failed) == [bad.key()] and store.failed_keys() == {bad.key()}  # still failing, still recorded
@@ -65,6 +67,6 @@ def test_a_trial_that_lands_clears_its_failure_record(ray_session, real_env, tmp
     (trial,) = setup.plan.trials
     setup.store.write_failure({"trial_key": trial.key(), "sweep": "old", "method": "full-ft", "trial_config": "{}",
                                "error": "an earlier failure", "traceback": "", "failed_at": None})
-    retry = plan_sweep(setup.spec, setup.store, str(real_env), retry_failed=True)
+    retry = plan_sweep(setup.spec, setup.store, DataRoot(real_env), retry_failed=True)
     assert run_sweep(retry, setup.store, setup.runtime, stream=io.StringIO()).succeeded == 1
     assert setup.store.failed_keys() == set() and setup.store.read_trial(trial.key()) is not None

@@ -27,8 +27,9 @@ import yaml
 from orchestrator.store.results import ResultStore
 from orchestrator.sweep.plan import plan_sweep
 from search_spaces import parse_spec
+from trainables.core.data_root import DataRoot
 
-pytestmark = [pytest.mark.slow, pytest.mark.data]
+pytestmark = [pytest.mark.slow, pytest.mark.data, pytest.mark.drill]
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -89,7 +90,7 @@ def write_spec(raw: dict, tmp_path: Path) -> Path:
 def test_killing_the_driver_five_times_loses_and_duplicates_nothing(real_env, tmp_path):
     raw = drill_spec(seeds=12, epochs=3)
     spec_path, store = write_spec(raw, tmp_path), tmp_path / "store"
-    expected = {t.key() for t in plan_sweep(parse_spec(raw), ResultStore(store), str(real_env)).trials}
+    expected = {t.key() for t in plan_sweep(parse_spec(raw), ResultStore(store), DataRoot(real_env)).trials}
     rng = random.Random(7)
     landed_before = 0
     for run in range(5):
@@ -128,7 +129,7 @@ def ray_trial_workers(session: int) -> list[int]:
 def test_a_worker_killed_mid_trial_is_retried_and_lands_once(real_env, tmp_path):
     raw = drill_spec(seeds=1, epochs=200, max_failures=2)
     spec_path, store = write_spec(raw, tmp_path), tmp_path / "store"
-    expected = {t.key() for t in plan_sweep(parse_spec(raw), ResultStore(store), str(real_env)).trials}
+    expected = {t.key() for t in plan_sweep(parse_spec(raw), ResultStore(store), DataRoot(real_env)).trials}
     process = start_sweep(spec_path, store, tmp_path, 0)
     try:
         deadline, victims = time.time() + 180, []
@@ -173,7 +174,7 @@ def test_a_full_disk_stops_the_sweep_with_a_clear_error_and_damages_nothing(real
         raw = drill_spec(seeds=6, epochs=3, max_failures=0)
         raw["execution"]["chunk_size"] = 2
         spec_path, store = write_spec(raw, tmp_path), disk / "store"
-        expected = {t.key() for t in plan_sweep(parse_spec(raw), ResultStore(store), str(real_env)).trials}
+        expected = {t.key() for t in plan_sweep(parse_spec(raw), ResultStore(store), DataRoot(real_env)).trials}
         process = start_sweep(spec_path, store, tmp_path, 0)
         try:
             deadline = time.time() + 240
@@ -195,7 +196,7 @@ def test_a_full_disk_stops_the_sweep_with_a_clear_error_and_damages_nothing(real
             (disk / name).unlink(missing_ok=True)
         done = ResultStore(store).read_trials()  # what landed before the disk filled is whole and readable
         assert set(done.column("trial_key").to_pylist()) == set(landed)
-        again = plan_sweep(parse_spec(raw), ResultStore(store), str(real_env))  # a rerun runs exactly the rest
+        again = plan_sweep(parse_spec(raw), ResultStore(store), DataRoot(real_env))  # a rerun runs exactly the rest
         assert {t.key() for t in again.pending} == expected - set(landed)
     finally:
         subprocess.run(["umount", "-l", str(disk)], capture_output=True)

@@ -12,8 +12,9 @@ from orchestrator.sweep.execute import run_sweep
 from orchestrator.sweep.plan import plan_sweep
 from search_spaces import parse_spec
 from tests.integration.sweeps import planned
-from trainables.core.engine import EngineOptions
 from trainables.core.config import Runtime
+from trainables.core.data_root import DataRoot
+from trainables.core.engine import EngineOptions
 from trainables.worker.trial import execute_fused_group, execute_trial
 
 pytestmark = [pytest.mark.slow, pytest.mark.data]
@@ -52,7 +53,7 @@ def test_fused_groups_land_one_row_per_trial_and_resume(ray_session, real_env, t
 
     # a lost member row: the rerun trains exactly that trial again, alone
     (store.trials_dir / f"{fused_keys[2]}.parquet").unlink()
-    again = plan_sweep(spec, store, str(real_env))
+    again = plan_sweep(spec, store, DataRoot(real_env))
     assert [t.key() for t in again.pending] == [fused_keys[2]]
     assert run_sweep(again, store, runtime, stream=io.StringIO()).succeeded == 1
     assert store.read_trial(fused_keys[2])["engine"] == "unfused"
@@ -68,10 +69,10 @@ def test_a_fused_trial_starts_as_its_unfused_run(real_env, tmp_path, aggregation
     becomes steps of size lr. In float64 the engines agree to 1e-9: tests/unit/trainables/training/fused.)
     """
     spec = parse_spec({**FUSED, "methods": {"full-ft": {}}, "training": {"epochs": 1, "batch_size": 16}})
-    trials = plan_sweep(spec, ResultStore(tmp_path / "plan"), str(real_env)).trials
-    fused_runtime = Runtime(store=str(tmp_path / "fused"), data_root=str(real_env), artifacts="all",
+    trials = plan_sweep(spec, ResultStore(tmp_path / "plan"), DataRoot(real_env)).trials
+    fused_runtime = Runtime(store=str(tmp_path / "fused"), data_root=DataRoot(real_env), artifacts="all",
                             engine=EngineOptions(aggregation=aggregation))
-    unfused_runtime = Runtime(store=str(tmp_path / "unfused"), data_root=str(real_env), artifacts="all")
+    unfused_runtime = Runtime(store=str(tmp_path / "unfused"), data_root=DataRoot(real_env), artifacts="all")
     execute_fused_group(trials, fused_runtime, ResultStore(fused_runtime.store))
     for trial in trials:
         execute_trial(trial, unfused_runtime, ResultStore(unfused_runtime.store))
@@ -87,8 +88,8 @@ def test_a_fused_trial_starts_as_its_unfused_run(real_env, tmp_path, aggregation
 
 def test_a_rerun_group_trains_only_its_missing_members(real_env, tmp_path):
     spec = parse_spec({**FUSED, "methods": {"full-ft": {}}, "seeds": [0, 1, 2], "training": {"epochs": 1}})
-    trials = plan_sweep(spec, ResultStore(tmp_path / "plan"), str(real_env)).trials[:3]
-    runtime = Runtime(store=str(tmp_path / "store"), data_root=str(real_env))
+    trials = plan_sweep(spec, ResultStore(tmp_path / "plan"), DataRoot(real_env)).trials[:3]
+    runtime = Runtime(store=str(tmp_path / "store"), data_root=DataRoot(real_env))
     first = execute_trial(trials[0], runtime, ResultStore(runtime.store))
     rows = execute_fused_group(trials, runtime, ResultStore(runtime.store))
     assert sorted(r["trial_key"] for r in rows) == sorted(t.key() for t in trials)

@@ -12,6 +12,7 @@ from orchestrator.sweep.execute import run_sweep
 from orchestrator.sweep.plan import plan_sweep
 from search_spaces import parse_spec
 from trainables.core.config import Runtime
+from trainables.core.data_root import DataRoot
 
 pytestmark = [pytest.mark.slow, pytest.mark.data]
 
@@ -34,11 +35,11 @@ def searched(num_samples: int) -> dict:
 
 def test_optuna_search_lands_rows_and_continues_where_it_stopped(ray_session, real_env, tmp_path):
     store = ResultStore(tmp_path / "store")
-    runtime = Runtime(store=str(store.root), sweep="search", data_root=str(real_env), code_version="test")
+    runtime = Runtime(store=str(store.root), sweep="search", data_root=DataRoot(real_env), code_version="test")
 
     def run(num_samples: int):
         spec = parse_spec(searched(num_samples))
-        outcome = run_sweep(plan_sweep(spec, store, str(real_env)), store, runtime, stream=io.StringIO())
+        outcome = run_sweep(plan_sweep(spec, store, DataRoot(real_env)), store, runtime, stream=io.StringIO())
         assert outcome.failed == {}
         return outcome
 

@@ -35,8 +35,9 @@ from orchestrator.store.results import ResultStore
 from orchestrator.sweep.plan import plan_sweep
 from search_spaces import parse_spec
 from tests.integration.cluster import BIN, HEAD_IP, WORKER_IP, LoopbackCluster, loopback_cluster, ray_env
+from trainables.core.data_root import DataRoot
 
-pytestmark = [pytest.mark.slow, pytest.mark.data]
+pytestmark = [pytest.mark.slow, pytest.mark.data, pytest.mark.drill, pytest.mark.cluster]
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -123,7 +124,7 @@ def rows_per_key(store: Path) -> Counter:
 def test_killing_the_worker_node_mid_sweep_finishes_the_sweep_on_the_head(real_env, session_cache, tmp_path):
     spec_path, store = tmp_path / "node-failure.yaml", tmp_path / "store"
     spec_path.write_text(yaml.safe_dump(SPEC))
-    expected = {t.key() for t in plan_sweep(parse_spec(SPEC), ResultStore(store), str(real_env)).trials}
+    expected = {t.key() for t in plan_sweep(parse_spec(SPEC), ResultStore(store), DataRoot(real_env)).trials}
     assert len(expected) == 6
     runtime_env = {"env_vars": {"ROFT_DATA": str(real_env), "ROFT_CACHE": str(session_cache)}}
     log_path = tmp_path / "job.log"

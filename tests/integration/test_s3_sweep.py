@@ -17,6 +17,7 @@ from pyarrow import fs
 from orchestrator.store.results import ResultStore
 from orchestrator.sweep.plan import plan_sweep
 from search_spaces import parse_spec
+from trainables.core.data_root import DataRoot
 
 pytestmark = [pytest.mark.slow, pytest.mark.data]
 
@@ -65,5 +66,5 @@ def test_a_sweep_writes_its_trials_and_checkpoints_to_s3(s3_store_uri, s3_bucket
     listed = store.fs.get_file_info(fs.FileSelector(store.base, recursive=True))
     assert not [info.path for info in listed if "/_tune" in info.path]  # Tune's state stays on the driver's disk
 
-    again = plan_sweep(parse_spec(SPEC), store, str(real_env))  # a rerun finds both trials done
+    again = plan_sweep(parse_spec(SPEC), store, DataRoot(real_env))  # a rerun finds both trials done
     assert again.pending == [] and len(again.done) == 2

@@ -17,6 +17,7 @@ import json
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from trainables.core.data_root import DataRoot
 from trainables.core.engine import EngineOptions
 
 PROTOCOL_VERSION = "roft-protocol-1"
@@ -107,7 +108,7 @@ class Runtime:
 
     store: str
     sweep: str = "adhoc"
-    data_root: str | None = None
+    data_root: DataRoot = field(default_factory=DataRoot)  # resolved once, where the run starts
     threads: int = 1
     device: str = "auto"  # auto | cpu | cuda
     code_version: str = "unknown"
@@ -118,6 +119,9 @@ class Runtime:
     def __post_init__(self):
         if self.artifacts not in ARTIFACT_POLICIES:
             raise ValueError(f"artifacts={self.artifacts!r} is not accepted; accepted: {', '.join(ARTIFACT_POLICIES)}")
+        if not isinstance(self.data_root, DataRoot):
+            raise TypeError(f"Runtime.data_root must be a DataRoot (resolved once from --data-root / ROFT_DATA), "
+                            f"not {type(self.data_root).__name__}")
         if isinstance(self.engine, dict):  # from to_dict(), through Ray's config
             object.__setattr__(self, "engine", EngineOptions(**self.engine))
 

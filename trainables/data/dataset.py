@@ -165,13 +165,13 @@ def read_table(path: Path) -> pd.DataFrame:
     return pd.read_csv(path, low_memory=False)
 
 
-def load_graphs(relpath: str, smiles_column: str, data_root: str | None = None,
+def load_graphs(relpath: str, smiles_column: str, data_root: sources.DataRoot | None = None,
                 scaffold_source: str = "raw") -> tuple[dict, str]:
     """The collated graph part of a file, from the cache or freshly featurized.
 
     Returns ``(graphs, file_sha256)``. The file's sha256 is checked against the registry.
     """
-    path = sources.resolve(relpath, data_root)
+    path = sources.resolve(relpath, data_root or sources.DataRoot.from_setting())
     sha = checked_sha256(relpath, path)
     cache = featurized_cache_path(sha, scaffold_source)
     if cache.is_file():
@@ -210,13 +210,14 @@ def checked_sha256(relpath: str, path: Path) -> str:
     return actual
 
 
-def load_task(name: str | Task, data_root: str | None = None) -> GraphDataset:
+def load_task(name: str | Task, data_root: sources.DataRoot | None = None) -> GraphDataset:
     """Featurized molecules and labels of a registered task.
 
     Classification labels are mapped to {0, 1} (the reference files use {0, 1}; {-1, +1} is
     accepted too) and missing labels to ``NaN``.
     """
     task = TASKS.get(name) if isinstance(name, str) else name
+    data_root = data_root or sources.DataRoot.from_setting()
     graphs, sha = load_graphs(task.file, task.smiles_column, data_root, task.scaffold_source)
     if len(graphs["source_rows"]) == 0:
         raise ValueError(f"task {task.name}: none of the SMILES in column {task.smiles_column!r} of {task.file} "
@@ -238,7 +239,7 @@ def load_task(name: str | Task, data_root: str | None = None) -> GraphDataset:
     )
 
 
-def is_cached(task: Task, data_root: str | None = None) -> bool:
+def is_cached(task: Task, data_root: sources.DataRoot) -> bool:
     """Whether the featurized cache of ``task``'s file exists (without featurizing)."""
     try:
         path = sources.resolve(task.file, data_root, download=False)

@@ -27,7 +27,7 @@ class FileCheck:
     actual_sha256: str | None = None  # set when the file was read
 
 
-def verify_files(data_root: str | None = None) -> list[FileCheck]:
+def verify_files(data_root: sources.DataRoot) -> list[FileCheck]:
     """Every registered file's sha256 against the registry (the served digest is accepted too)."""
     checks = []
     for relpath, spec in sources.FILES.items():
@@ -42,7 +42,7 @@ def verify_files(data_root: str | None = None) -> list[FileCheck]:
     return checks
 
 
-def pretraining_corpus(corpus: str | None, data_root: str | None = None) -> tuple[Path, str]:
+def pretraining_corpus(corpus: str | None, data_root: sources.DataRoot) -> tuple[Path, str]:
     """The pre-training corpus and its sha256: ``corpus`` (any CSV, its digest recorded) or, for
     ``None``, the data root's ``pretrain/zinc250k.csv.gz`` (its digest checked against the registry)."""
     if corpus is None:
@@ -75,7 +75,7 @@ class Featurized:
         return self.molecules / self.seconds if self.seconds > 0 else float("inf")
 
 
-def featurize_tasks(names: Iterable[str] | None = None, data_root: str | None = None) -> Iterator[Featurized]:
+def featurize_tasks(names: Iterable[str] | None, data_root: sources.DataRoot) -> Iterator[Featurized]:
     """Build (or load) the featurized cache of each task (default: every registered task), one at a time."""
     from trainables.data.dataset import checked_sha256, featurized_cache_path, load_graphs
     from trainables.data.tasks import TASKS
@@ -107,7 +107,7 @@ class TaskRow:
     cached: bool
 
 
-def task_inventory(data_root: str | None = None) -> list[TaskRow]:
+def task_inventory(data_root: sources.DataRoot) -> list[TaskRow]:
     """Every registered task: its file's rows and label columns, and RDKit-valid rows where cached."""
     from trainables.data.dataset import is_cached, load_graphs, read_table
     from trainables.data.tasks import TASKS
@@ -125,7 +125,7 @@ def task_inventory(data_root: str | None = None) -> list[TaskRow]:
         valid = dropped = None
         cached = is_cached(task, data_root)
         if cached:
-            graphs, _ = load_graphs(task.file, task.smiles_column, data_root)
+            graphs, _ = load_graphs(task.file, task.smiles_column, data_root, task.scaffold_source)
             valid, dropped = len(graphs["scaffolds"]), graphs["stats"]["dropped"]
         rows.append(TaskRow(**common, rows=len(table), valid=valid, dropped=dropped,
                             label_columns=len(task.resolve_label_columns(list(table.columns))), cached=cached))

@@ -27,18 +27,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from trainables.core.data_root import (  # noqa: F401 (re-exported: the data layer's vocabulary)
+    CACHE_ENV,
+    DATA_ROOT_ENV,
+    DataRoot,
+    DataUnavailableError,
+    cache_dir,
+)
 from trainables.core.registry import Registry
 
-DATA_ROOT_ENV = "ROFT_DATA"
-CACHE_ENV = "ROFT_CACHE"
 DOWNLOAD_TIMEOUT_S = 30
-
-
-class DataUnavailableError(FileNotFoundError):
-    """A benchmark file could not be found or downloaded."""
-
-    def __str__(self) -> str:
-        return self.args[0]
 
 
 class ChecksumError(ValueError):
@@ -140,25 +138,6 @@ for _name, _sha in _HU_SHA.items():
                    DataFile(f"weights/pretrain_gnns_chem/{_name}.pth", _sha, f"{_HU}/{_name}.pth"))
 
 
-def data_root(explicit: str | os.PathLike | None = None) -> Path | None:
-    """The configured data root: ``explicit`` if given, else ``$ROFT_DATA``, else ``None``."""
-    value = explicit if explicit is not None else os.environ.get(DATA_ROOT_ENV) or None
-    if value is None:
-        return None
-    root = Path(value).expanduser().resolve()
-    if not root.is_dir():
-        raise DataUnavailableError(
-            f"data root {str(root)!r} (from {'--data-root' if explicit is not None else DATA_ROOT_ENV}) "
-            "is not a directory; point it at a folder laid out like shared/data "
-            "(moleculenet/, regression_extra/, weights/, ...)")
-    return root
-
-
-def cache_dir() -> Path:
-    """Download and featurization cache: ``$ROFT_CACHE`` or ``~/.cache/roft``."""
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "roft").expanduser()
-
-
 def sha256_of(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -168,17 +147,21 @@ def sha256_of(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 
 
 _HOW_TO = (f"set {DATA_ROOT_ENV}=/path/to/data (or pass --data-root) to a folder laid out like "
-           "shared/data, e.g. moleculenet/bbbp.csv")
+           "the benchmark's data, e.g. holding moleculenet/bbbp.csv")
 
 
-def resolve(relpath: str, root: str | os.PathLike | None = None, download: bool = True) -> Path:
-    """Return a local path to the registered file ``relpath``.
+def resolve(relpath: str, root: DataRoot, download: bool = True) -> Path:
+    """Return a local path to the registered file ``relpath``: in ``root``'s folder, else in the
+    download cache (downloaded there when missing and ``download``).
 
     Raises :class:`DataUnavailableError` when the file is neither in the data root nor in the
     cache and cannot be downloaded.
     """
+    if not isinstance(root, DataRoot):
+        raise TypeError(f"root must be a DataRoot (resolved once from --data-root / {DATA_ROOT_ENV}), "
+                        f"not {type(root).__name__}")
     spec = FILES.get(relpath)
-    base = data_root(root)
+    base = root.folder
     if base is not None:
         path = base / spec.relpath
         if not path.is_file():

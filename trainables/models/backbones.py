@@ -52,14 +52,14 @@ class Backbone:
     def is_pretrained(self) -> bool:
         return self.pretraining != "none"
 
-    def checkpoint_path(self, data_root: str | None = None, download: bool = True) -> Path | None:
+    def checkpoint_path(self, data_root: sources.DataRoot, download: bool = True) -> Path | None:
         """Local path of the pre-trained weights (``None`` for scratch backbones)."""
         if self.data_file is not None:
             return sources.resolve(self.data_file, data_root, download=download)
         if self.user_file_env is None:
             return None
         explicit = os.environ.get(self.user_file_env)
-        root = sources.data_root(data_root)
+        root = data_root.folder
         candidates = [Path(explicit).expanduser()] if explicit else []
         if root is not None:
             candidates.append(root / "weights" / "user" / f"{self.name}.pth")
@@ -82,7 +82,7 @@ class Backbone:
         return (f"a {self.gnn_type.upper()} state dict in the Hu et al. layout: x_embedding1, x_embedding2, {layers}, "
                 f"gnns.i.edge_embedding*, batch_norms.i.*")
 
-    def is_available(self, data_root: str | None = None) -> bool:
+    def is_available(self, data_root: sources.DataRoot) -> bool:
         if not self.is_pretrained:
             return True
         try:
@@ -169,7 +169,7 @@ class PretrainedWeights:
     path: Path
 
 
-def read_checkpoint(backbone: Backbone, data_root: str | None = None) -> PretrainedWeights | None:
+def read_checkpoint(backbone: Backbone, data_root: sources.DataRoot) -> PretrainedWeights | None:
     """The backbone's pre-trained state dict with its verified sha256 (``None`` for scratch)."""
     path = backbone.checkpoint_path(data_root)
     if path is None:

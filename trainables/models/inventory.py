@@ -34,7 +34,7 @@ class BackboneRow:
         return self.checkpoint in ("verified", "recorded", "-")
 
 
-def checkpoint_state(backbone, data_root: str | None = None) -> tuple[str, Path | None]:
+def checkpoint_state(backbone, data_root: sources.DataRoot) -> tuple[str, Path | None]:
     """(state, path) of ``backbone``'s checkpoint; the state is a key of :data:`CHECKPOINT_STATES`."""
     if not backbone.is_pretrained:
         return "-", None
@@ -51,7 +51,7 @@ def checkpoint_state(backbone, data_root: str | None = None) -> tuple[str, Path 
     return "verified", path
 
 
-def backbone_inventory(data_root: str | None = None) -> list[BackboneRow]:
+def backbone_inventory(data_root: sources.DataRoot) -> list[BackboneRow]:
     """Every registered backbone with the state of its checkpoint (registered files are hashed)."""
     rows = []
     for name, backbone in BACKBONES.items():

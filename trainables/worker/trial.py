@@ -25,6 +25,7 @@ import torch
 
 from trainables.core.config import Runtime, TrialSpec, canonical_json
 from trainables.data.dataset import GraphDataset, load_task
+from trainables.data.sources import DataRoot
 from trainables.data.splits import make_split, parse_label_setting
 from trainables.data.tasks import TASKS
 from trainables.methods import FineTuningMethod, MethodContext, make_method
@@ -35,11 +36,11 @@ from trainables.models.shapes import scratch_shape
 from trainables.training.trainer import DivergedError, EpochRecord, FitResult, SplitIndices, fit
 from trainables.worker.store import StoreOpener, TrialStore
 
-_DATASETS: dict[tuple[str, str | None], GraphDataset] = {}
-_CHECKPOINTS: dict[tuple[str, str | None], PretrainedWeights | None] = {}
+_DATASETS: dict[tuple[str, DataRoot], GraphDataset] = {}
+_CHECKPOINTS: dict[tuple[str, DataRoot], PretrainedWeights | None] = {}
 
 
-def cached_task(task: str, data_root: str | None) -> GraphDataset:
+def cached_task(task: str, data_root: DataRoot) -> GraphDataset:
     if (task, data_root) not in _DATASETS:
         if len(_DATASETS) >= 4:
             _DATASETS.pop(next(iter(_DATASETS)))
@@ -47,7 +48,7 @@ def cached_task(task: str, data_root: str | None) -> GraphDataset:
     return _DATASETS[(task, data_root)]
 
 
-def cached_checkpoint(backbone: str, data_root: str | None) -> PretrainedWeights | None:
+def cached_checkpoint(backbone: str, data_root: DataRoot) -> PretrainedWeights | None:
     if (backbone, data_root) not in _CHECKPOINTS:
         _CHECKPOINTS[(backbone, data_root)] = read_checkpoint(BACKBONES.get(backbone), data_root)
     return _CHECKPOINTS[(backbone, data_root)]

@@ -17,6 +17,7 @@ from orchestrator.sweep.estimate import (
     task_molecules,
 )
 from tests.integration.sweeps import planned
+from trainables.core.data_root import DataRoot
 
 
 def test_split_sizes_apply_the_label_setting_to_the_training_part():
@@ -60,7 +61,7 @@ def test_estimate_of_a_plan_splits_fused_groups_from_trials_alone(real_env, tmp_
            "splits": ["scaffold"], "label_settings": ["full"], "seeds": [0, 1], "training": {"epochs": 100},
            "resources": {"cpu": 1, "gpu": 0.5}}
     plan = planned(raw, real_env, tmp_path).plan
-    molecules = task_molecules("esol", str(real_env))
+    molecules = task_molecules("esol", DataRoot(real_env))
     assert molecules == 1128
     share = molecule_passes("full-ft", {}, 100, molecules, "full") / reference_passes()
     lp_share = molecule_passes("lp", {}, 100, molecules, "full") / reference_passes()

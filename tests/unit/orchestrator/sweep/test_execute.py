@@ -3,6 +3,8 @@ from __future__ import annotations
 import io
 import os
 
+import pytest
+
 from orchestrator.sweep.execute import ProgressReporter
 
 
@@ -104,3 +106,140 @@ def test_init_ray_joins_the_cluster_of_ray_address(monkeypatch):
     monkeypatch.delenv("RAY_ADDRESS")
     init_ray(num_cpus=2)
     assert "address" not in calls[-1] and calls[-1]["num_cpus"] == 2 and calls[-1]["include_dashboard"] is False
+
+
+TINY = {"name": "tiny", "backbones": ["scratch-gin"], "methods": {"full-ft": {}}, "tasks": ["esol"],
+        "splits": ["scaffold"], "label_settings": ["fewshot:16"], "seeds": [0], "training": {"epochs": 1},
+        "model": {"num_layers": 1, "emb_dim": 8}, "resources": {"cpu": 1},
+        "execution": {"fuse": False, "max_failures": 0}}
+
+
+def _no_ray(*args, **kwargs):
+    raise AssertionError("Ray must not start for an unwritable store")
+
+
+def test_an_unwritable_store_stops_the_sweep_in_one_line_before_ray_starts(real_env, tmp_path, monkeypatch):
+    import orchestrator.sweep.execute as execute
+    from orchestrator.store.results import StoreError
+    from tests.integration.sweeps import planned
+    from tests.unit.orchestrator.store.rows import immutable
+
+    setup = planned(TINY, real_env, tmp_path)
+    setup.store.root.mkdir()
+    monkeypatch.setattr(execute, "init_ray", _no_ray)
+    monkeypatch.setattr(execute, "_prefeaturize", _no_ray)
+    with immutable(setup.store.root):
+        with pytest.raises(StoreError) as caught:
+            execute.run_sweep(setup.plan, setup.store, setup.runtime, stream=io.StringIO())
+    message = str(caught.value)
+    assert message.startswith("the results store could not be written: cannot create a file in ")
+    assert "Operation not permitted" in message and "nothing was run" in message and "\n" not in message
+    assert isinstance(caught.value, RuntimeError)  # the CLI's `roft: error: ...`, exit 2
+    assert list(setup.store.root.iterdir()) == []
+
+
+def test_a_store_that_refuses_writes_stops_the_sweep_before_ray_starts(real_env, tmp_path, monkeypatch):
+    import orchestrator.store.results as results
+    import orchestrator.sweep.execute as execute
+    from orchestrator.store.results import StoreError
+    from tests.integration.sweeps import planned
+
+    setup = planned(TINY, real_env, tmp_path)
+
+    def refuse(target, write):
+        raise PermissionError(13, "Permission denied", str(target))
+
+    monkeypatch.setattr(results, "atomic_write", refuse)
+    monkeypatch.setattr(execute, "init_ray", _no_ray)
+    monkeypatch.setattr(execute, "_prefeaturize", _no_ray)
+    with pytest.raises(StoreError, match=r"^the results store could not be written: .*Permission denied"):
+        execute.run_sweep(setup.plan, setup.store, setup.runtime, stream=io.StringIO())
+
+
+@pytest.fixture
+def ray_console():
+    """A stand-in for Ray's terminal handler on the ``ray`` logger; yields what it printed."""
+    import logging
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    logger = logging.getLogger("ray")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING)
+    try:
+        yield stream
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+def _failed_trial_record(error: BaseException) -> None:
+    """What Tune logs when a trial fails: the error with its traceback."""
+    import logging
+
+    try:
+        raise error
+    except BaseException as exc:
+        logging.getLogger("ray.tune.execution.tune_controller").error("Trial task failed for trial t_00000",
+                                                                       exc_info=exc)
+
+
+def test_rays_tracebacks_and_inapplicable_hints_go_to_the_log_file_not_the_terminal(tmp_path, ray_console):
+    import logging
+
+    from orchestrator.sweep.execute import ray_log
+
+    path = tmp_path / "logs" / "sweep.log"
+    with ray_log(path):
+        _failed_trial_record(ValueError("boom"))
+        tune = logging.getLogger("ray.tune.tune")
+        tune.error("Trials did not complete: [t_00000]")
+        tune.warning("Experiment has been interrupted, but the most recent state was saved.\nResume experiment "
+                     "with: Tuner.restore(path=\"/x\", trainable=...)")
+        logging.getLogger("ray.tune.execution.insufficient_resources_manager").warning(
+            "No trial is running and no new trial has been started within the last 60 seconds.")
+    logging.getLogger("ray.tune.tune").warning("after the sweep: not in the log")
+    shown = ray_console.getvalue()
+    assert "No trial is running" in shown  # Ray's other warnings stay on the terminal
+    assert "Traceback" not in shown and "boom" not in shown and "Tuner.restore" not in shown
+    assert "Trials did not complete" not in shown
+    kept = path.read_text()
+    assert "Trial task failed for trial t_00000" in kept and "Traceback" in kept and "ValueError: boom" in kept
+    assert "Tuner.restore" in kept and "No trial is running" in kept and "after the sweep" not in kept
+    with ray_log(tmp_path / "quiet.log"):
+        pass
+    assert not (tmp_path / "quiet.log").exists()  # a sweep that Ray had nothing to say about leaves no file
+
+
+def test_a_trial_that_cannot_write_the_store_stops_the_sweep_in_one_line_naming_the_log(tmp_path, monkeypatch,
+                                                                                       ray_console):
+    from types import SimpleNamespace
+
+    from orchestrator.store.results import StoreError
+    from orchestrator.sweep.execute import ray_log, run_trials
+    from trainables.core.config import Runtime
+
+    error = StoreError(f"cannot write to the store at {tmp_path} (epochs/k.parquet): [Errno 28] No space left on "
+                       "device")
+
+    class FailingTuner(_FakeTuner):
+        def fit(self):
+            _failed_trial_record(error)
+            return [SimpleNamespace(error=error, config={"trial": {"key": "k"}}, metrics={})]
+
+    def trainable(config):
+        raise AssertionError("nothing runs")
+
+    monkeypatch.setattr("ray.tune.Tuner", FailingTuner)
+    path = tmp_path / "sweep.log"
+    with ray_log(path), pytest.raises(StoreError) as caught:
+        run_trials([{"key": "k"}, {"key": "l"}], Runtime(store=str(tmp_path)), trainable, name="s",
+                   resources={"cpu": 1}, chunk_size=1, tune_root=tmp_path / "_tune", log_path=path)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith("the results store could not be written (StoreError: cannot write to the store at ")
+    assert "No space left on device" in message and "1 not started" in message
+    assert message.endswith(f"rerun the same command; the full traceback is in {path}")
+    assert "Traceback" in path.read_text() and "No space left on device" in path.read_text()
+    assert ray_console.getvalue() == ""

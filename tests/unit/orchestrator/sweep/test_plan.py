@@ -6,6 +6,7 @@ from orchestrator.store.results import ResultStore
 from orchestrator.sweep.plan import expand, plan_sweep
 from search_spaces import parse_spec
 from tests.unit.orchestrator.store.rows import make_row
+from trainables.core.data_root import DataRoot
 from trainables.methods.dependencies import parent_spec
 
 SPEC = {
@@ -16,40 +17,40 @@ SPEC = {
 
 
 def test_grid_size_and_unique_keys(real_env):
-    trials, missing = expand(parse_spec(SPEC), str(real_env))
+    trials, missing = expand(parse_spec(SPEC), DataRoot(real_env))
     assert missing == {}
     assert len(trials) == 2 * 2 * 2 * 2 * 2 * 3
     assert len({t.key() for t in trials}) == len(trials)
 
 
 def test_pretrained_trials_ignore_scratch_size_and_carry_checkpoint_sha(real_env):
-    trials, _ = expand(parse_spec(SPEC), str(real_env))
+    trials, _ = expand(parse_spec(SPEC), DataRoot(real_env))
     hu = [t for t in trials if t.backbone == "hu-gcn-contextpred"]
     scratch = [t for t in trials if t.backbone == "scratch-gin"]
     assert all(t.num_layers is None and len(t.backbone_sha256) == 64 for t in hu)
     assert all(t.num_layers == 2 and t.emb_dim == 8 and t.backbone_sha256 == "" for t in scratch)
     # Changing the scratch size changes only scratch trials' keys.
-    resized, _ = expand(parse_spec(dict(SPEC, model={"num_layers": 3, "emb_dim": 8})), str(real_env))
+    resized, _ = expand(parse_spec(dict(SPEC, model={"num_layers": 3, "emb_dim": 8})), DataRoot(real_env))
     old = {t.key() for t in trials}
     assert {t.key() for t in resized if t.backbone == "hu-gcn-contextpred"} <= old
     assert not ({t.key() for t in resized if t.backbone == "scratch-gin"} & old)
 
 
 def test_subset_seed_follows_run_seed_when_asked(real_env):
-    trials, _ = expand(parse_spec(dict(SPEC, subset_seed="run")), str(real_env))
+    trials, _ = expand(parse_spec(dict(SPEC, subset_seed="run")), DataRoot(real_env))
     assert all(t.subset_seed == t.seed for t in trials)
-    default, _ = expand(parse_spec(SPEC), str(real_env))
+    default, _ = expand(parse_spec(SPEC), DataRoot(real_env))
     assert all(t.subset_seed == 42 for t in default)
 
 
 def test_done_trials_are_not_pending(real_env, tmp_path):
     spec = parse_spec(SPEC)
     store = ResultStore(tmp_path)
-    plan = plan_sweep(spec, store, str(real_env))
+    plan = plan_sweep(spec, store, DataRoot(real_env))
     first = plan.trials[0]
     store.write_trial(make_row(first.key()))
     store.write_trial(make_row("not-in-this-sweep"))
-    again = plan_sweep(spec, store, str(real_env))
+    again = plan_sweep(spec, store, DataRoot(real_env))
     assert again.done == {first.key()}
     assert first not in again.pending and len(again.pending) == len(plan.trials) - 1
     assert "1 already in the store" in again.summary()
@@ -57,7 +58,7 @@ def test_done_trials_are_not_pending(real_env, tmp_path):
 
 def test_missing_files_are_listed_not_raised(monkeypatch, tmp_path):
     (tmp_path / "moleculenet").mkdir()
-    trials, missing = expand(parse_spec(SPEC), str(tmp_path))
+    trials, missing = expand(parse_spec(SPEC), DataRoot(tmp_path))
     assert set(missing) == {"task esol", "task bbbp", "backbone hu-gcn-contextpred"}
     assert "moleculenet/esol.csv" in missing["task esol"]
     assert len(trials) == 96
@@ -71,7 +72,7 @@ DEPENDANTS = dict(SPEC, backbones=["hu-gcn-contextpred"], tasks=["bbbp"], splits
 
 
 def test_parents_are_added_once_per_cell_and_said(real_env, tmp_path):
-    plan = plan_sweep(parse_spec(DEPENDANTS), ResultStore(tmp_path), str(real_env))
+    plan = plan_sweep(parse_spec(DEPENDANTS), ResultStore(tmp_path), DataRoot(real_env))
     parents = [t for t in plan.trials if t.method == "full-ft"]
     assert plan.added_parents == 2 and len(parents) == 2  # one per seed, shared by 4 dependants each
     assert len(plan.trials) == 2 * (2 + 2 + 1) + 2
@@ -88,7 +89,7 @@ def test_parents_are_added_once_per_cell_and_said(real_env, tmp_path):
 
 def test_listed_parents_are_not_added_twice(real_env, tmp_path):
     listed = dict(DEPENDANTS, methods={**DEPENDANTS["methods"], "full-ft": {}})
-    plan = plan_sweep(parse_spec(listed), ResultStore(tmp_path), str(real_env))
+    plan = plan_sweep(parse_spec(listed), ResultStore(tmp_path), DataRoot(real_env))
     assert plan.added_parents == 0 and "added" not in plan.summary()
     assert sum(t.method == "full-ft" for t in plan.trials) == 2
     assert len({t.key() for t in plan.trials}) == len(plan.trials)
@@ -96,21 +97,21 @@ def test_listed_parents_are_not_added_twice(real_env, tmp_path):
 
 def test_waves_run_parents_before_dependants(real_env, tmp_path):
     store = ResultStore(tmp_path)
-    plan = plan_sweep(parse_spec(DEPENDANTS), store, str(real_env))
+    plan = plan_sweep(parse_spec(DEPENDANTS), store, DataRoot(real_env))
     first, second = plan.waves()
     assert {t.method for t in first} == {"full-ft", "lp"}
     assert {t.method for t in second} == {"wise-ft", "roft-mol"} and len(second) == 8
     # Once a parent is in the store, its dependants are ready in the first wave.
     seed0 = next(t for t in first if t.method == "full-ft" and t.seed == 0)
     store.write_trial(make_row(seed0.key()))
-    first, second = plan_sweep(parse_spec(DEPENDANTS), store, str(real_env)).waves()
+    first, second = plan_sweep(parse_spec(DEPENDANTS), store, DataRoot(real_env)).waves()
     assert {(t.method, t.seed) for t in first} == {("full-ft", 1), ("lp", 0), ("lp", 1), ("wise-ft", 0),
                                                     ("roft-mol", 0)}
     assert {(t.method, t.seed) for t in second} == {("wise-ft", 1), ("roft-mol", 1)}
 
 
 def test_parent_key_depends_on_everything_but_the_method(real_env):
-    trials, _ = expand(parse_spec(DEPENDANTS), str(real_env))
+    trials, _ = expand(parse_spec(DEPENDANTS), DataRoot(real_env))
     wise = next(t for t in trials if t.method == "wise-ft")
     parent = parent_spec(wise)
     assert parent.method == "full-ft" and parent.method_params == {}
@@ -123,11 +124,11 @@ def test_parent_key_depends_on_everything_but_the_method(real_env):
 def test_known_failures_are_skipped_unless_retried(real_env, tmp_path):
     spec = parse_spec(SPEC)
     store = ResultStore(tmp_path)
-    trials = plan_sweep(spec, store, str(real_env)).trials
+    trials = plan_sweep(spec, store, DataRoot(real_env)).trials
     store.write_failure({"trial_key": trials[0].key(), "sweep": "s", "method": trials[0].method, "trial_config": "{}",
                          "error": "boom", "traceback": "boom", "failed_at": None})
-    plan = plan_sweep(spec, store, str(real_env))
+    plan = plan_sweep(spec, store, DataRoot(real_env))
     assert trials[0].key() not in {t.key() for t in plan.pending} and plan.failed == {trials[0].key()}
     assert "skipped 1 trials that failed before" in plan.summary()
-    retry = plan_sweep(spec, store, str(real_env), retry_failed=True)
+    retry = plan_sweep(spec, store, DataRoot(real_env), retry_failed=True)
     assert len(retry.pending) == len(trials) and not retry.failed

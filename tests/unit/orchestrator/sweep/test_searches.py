@@ -2,6 +2,7 @@ from orchestrator.store.results import ResultStore
 from orchestrator.sweep.plan import plan_sweep
 from orchestrator.sweep.searches import tune_space
 from search_spaces import parse_spec
+from trainables.core.data_root import DataRoot
 
 
 def test_distributions_become_tune_domains():
@@ -22,7 +23,7 @@ def test_a_searched_dependant_gets_its_parents_planned(tmp_path):
                        "label_settings": ["fewshot:16"], "seeds": [0, 1],
                        "methods": {"roft-mol": {"tune": "optuna", "num_samples": 5,
                                                 "alpha_lr": {"log_uniform": [1e-3, 1e-1]}, "epochs": 2}}})
-    plan = plan_sweep(spec, ResultStore(tmp_path))
+    plan = plan_sweep(spec, ResultStore(tmp_path), DataRoot.from_setting())
     assert [t.method for t in plan.trials] == ["full-ft"] * 4 and plan.added_parents == 4
     summary = plan.summary()
     assert "search roft-mol: optuna over alpha_lr ~ log_uniform[0.001, 0.1], 5 samples (seed 0)" in summary

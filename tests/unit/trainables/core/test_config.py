@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from trainables.core.config import PROTOCOL_VERSION, Runtime, TrainingRecipe, TrialSpec
+from trainables.core.data_root import DataRoot
 
 REPO = Path(__file__).resolve().parents[4]
 
@@ -105,7 +106,7 @@ def test_equal_specs_have_equal_keys():
 
 def test_runtime_is_not_part_of_the_key():
     runtime = Runtime(store="/tmp/s", sweep="x", threads=2)
-    assert runtime.to_dict() == {"store": "/tmp/s", "sweep": "x", "data_root": None, "threads": 2,
+    assert runtime.to_dict() == {"store": "/tmp/s", "sweep": "x", "data_root": DataRoot(), "threads": 2,
                                  "device": "auto", "code_version": "unknown", "artifacts": "required",
                                  "optuna_storage": None,
                                  "engine": {"tf32": False, "compile": False, "dropout_streams": "per-trial",

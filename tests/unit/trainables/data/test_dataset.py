@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from tests.unit.trainables.hand_molecules import make_dataset
+from trainables.core.data_root import DataRoot
 from trainables.data import dataset as ds
 from trainables.data import sources
 from trainables.data.featurize import featurize_smiles
@@ -109,8 +110,8 @@ def test_load_graphs_writes_one_cache_file_atomically_and_reuses_it(monkeypatch,
     for key in ("x", "edge_index", "edge_attr", "node_ptr", "edge_ptr", "source_rows"):
         assert torch.equal(again[key], graphs[key]), key
     assert again["scaffolds"] == graphs["scaffolds"] and again["stats"] == graphs["stats"]
-    assert ds.is_cached(ds.TASKS.get("esol"))
-    assert not ds.is_cached(ds.TASKS.get("freesolv"))
+    assert ds.is_cached(ds.TASKS.get("esol"), DataRoot.from_setting())
+    assert not ds.is_cached(ds.TASKS.get("freesolv"), DataRoot.from_setting())
 
 
 @pytest.mark.data
@@ -126,7 +127,7 @@ def test_checked_sha256_rejects_a_modified_copy(monkeypatch, tmp_path, data_root
         ds.checked_sha256(ESOL, copy)
     assert str(copy) in str(info.value) and sources.FILES.get(ESOL).sha256 in str(info.value)
     with pytest.raises(ChecksumError):
-        ds.load_graphs(ESOL, "smiles", data_root=str(root))
+        ds.load_graphs(ESOL, "smiles", data_root=DataRoot(root))
     assert not (tmp_path / "roft-cache" / "featurized").exists() or not list(
         (tmp_path / "roft-cache" / "featurized").glob("*.pt"))
 

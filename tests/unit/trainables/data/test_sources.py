@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from trainables.core.data_root import DataRoot
 from trainables.data import sources
 from trainables.data.sources import ChecksumError, DataUnavailableError
 
@@ -69,7 +70,7 @@ def test_served_uncompressed_files_are_cached_without_gz():
 
 def test_unknown_file_is_an_unknown_name_error(no_data_root):
     with pytest.raises(KeyError, match="unknown data file 'moleculenet/esol.csvx'.*did you mean"):
-        sources.resolve("moleculenet/esol.csvx")
+        sources.resolve("moleculenet/esol.csvx", DataRoot.from_setting())
 
 
 # ----------------------------------------------------------------------------- data root
@@ -83,27 +84,27 @@ def test_cache_dir_follows_env(monkeypatch, tmp_path):
 
 def test_data_root_unset_or_empty_is_none(monkeypatch):
     monkeypatch.delenv("ROFT_DATA", raising=False)
-    assert sources.data_root() is None
+    assert DataRoot.from_setting().folder is None
     monkeypatch.setenv("ROFT_DATA", "")
-    assert sources.data_root() is None
+    assert DataRoot.from_setting().folder is None
 
 
 def test_data_root_that_is_a_file_is_a_clear_error(monkeypatch, tmp_path):
     not_a_dir = tmp_path / "data.txt"
     not_a_dir.write_text("x")
     with pytest.raises(DataUnavailableError) as info:
-        sources.data_root(not_a_dir)
+        DataRoot.from_setting(not_a_dir)
     message = str(info.value)
     assert str(not_a_dir) in message and "is not a directory" in message and "(from --data-root)" in message
     monkeypatch.setenv("ROFT_DATA", str(tmp_path / "missing"))
     with pytest.raises(DataUnavailableError, match=r"missing' \(from ROFT_DATA\) is not a directory"):
-        sources.resolve(ESOL)
+        sources.resolve(ESOL, DataRoot.from_setting())
 
 
 def test_file_missing_from_data_root_names_the_path(monkeypatch, tmp_path):
     monkeypatch.setenv("ROFT_DATA", str(tmp_path))
     with pytest.raises(DataUnavailableError) as info:
-        sources.resolve(ESOL)
+        sources.resolve(ESOL, DataRoot.from_setting())
     message = str(info.value)
     assert message.startswith(f"{ESOL}: not found at {tmp_path / ESOL}")
     assert "ROFT_DATA" in message and "--data-root" in message
@@ -115,19 +116,19 @@ def test_file_in_data_root_is_read_in_place(monkeypatch, tmp_path):
     target.write_text("smiles\nC\n")
     monkeypatch.setenv("ROFT_DATA", str(tmp_path))
     monkeypatch.setenv("ROFT_CACHE", str(tmp_path / "cache"))
-    assert sources.resolve(ESOL) == target
+    assert sources.resolve(ESOL, DataRoot.from_setting()) == target
     # an explicit root wins over the environment
     other = tmp_path / "other"
     (other / "moleculenet").mkdir(parents=True)
     (other / ESOL).write_text("smiles\nCC\n")
-    assert sources.resolve(ESOL, other) == other / ESOL
+    assert sources.resolve(ESOL, DataRoot(other)) == other / ESOL
     assert not (tmp_path / "cache").exists()  # nothing copied
 
 
 @pytest.mark.data
 def test_real_data_root_resolves_every_registered_file(data_root):
     for relpath, spec in sources.FILES.items():
-        path = sources.resolve(relpath, data_root)
+        path = sources.resolve(relpath, DataRoot(data_root))
         assert path == data_root / spec.relpath and path.is_file(), relpath
 
 
@@ -137,7 +138,7 @@ def test_offline_download_fails_with_data_unavailable(no_data_root, monkeypatch)
     calls: list = []
     monkeypatch.setattr(sources.urllib.request, "urlopen", _urlopen_raising(calls))
     with pytest.raises(DataUnavailableError) as info:
-        sources.resolve(ESOL)
+        sources.resolve(ESOL, DataRoot.from_setting())
     message = str(info.value)
     assert calls == [sources.FILES.get(ESOL).url]
     assert message.startswith(ESOL)
@@ -152,7 +153,7 @@ def test_no_download_when_not_allowed(no_data_root, monkeypatch):
     calls: list = []
     monkeypatch.setattr(sources.urllib.request, "urlopen", _urlopen_raising(calls))
     with pytest.raises(DataUnavailableError) as info:
-        sources.resolve(ESOL, download=False)
+        sources.resolve(ESOL, DataRoot.from_setting(), download=False)
     assert calls == []
     assert str(no_data_root / ESOL) in str(info.value) and "ROFT_DATA" in str(info.value)
 
@@ -161,7 +162,7 @@ def test_file_without_public_url_is_not_downloaded(no_data_root, monkeypatch):
     calls: list = []
     monkeypatch.setattr(sources.urllib.request, "urlopen", _urlopen_raising(calls))
     with pytest.raises(DataUnavailableError, match=r"pretrain/zinc250k.csv.gz: no single public URL") as info:
-        sources.resolve("pretrain/zinc250k.csv.gz")
+        sources.resolve("pretrain/zinc250k.csv.gz", DataRoot.from_setting())
     assert calls == []
     assert "ROFT_DATA" in str(info.value)
 
@@ -171,7 +172,7 @@ def test_download_with_wrong_checksum_is_not_kept(no_data_root, monkeypatch):
     payload = b"smiles,measured log solubility in mols per litre\nCCO,1.0\n"
     monkeypatch.setattr(sources.urllib.request, "urlopen", _urlopen_returning(payload, calls))
     with pytest.raises(ChecksumError) as info:
-        sources.resolve(ESOL)
+        sources.resolve(ESOL, DataRoot.from_setting())
     message = str(info.value)
     assert hashlib.sha256(payload).hexdigest() in message
     assert sources.FILES.get(ESOL).sha256 in message
@@ -194,7 +195,7 @@ def test_correct_download_lands_atomically_and_is_reused(no_data_root, monkeypat
         real_replace(src, dst)
 
     monkeypatch.setattr(sources.os, "replace", spy_replace)
-    path = sources.resolve(ESOL)
+    path = sources.resolve(ESOL, DataRoot.from_setting())
     assert path == no_data_root / ESOL
     # downloaded into a hidden temporary file beside the target, then renamed into place in one step
     [(tmp, dst, complete)] = renames
@@ -205,7 +206,7 @@ def test_correct_download_lands_atomically_and_is_reused(no_data_root, monkeypat
     assert [url for url, _ in calls] == [sources.FILES.get(ESOL).url]
     # second resolution: from the cache, no network
     monkeypatch.setattr(sources.urllib.request, "urlopen", _urlopen_raising(calls))
-    assert sources.resolve(ESOL) == path
+    assert sources.resolve(ESOL, DataRoot.from_setting()) == path
     assert len(calls) == 1
 
 

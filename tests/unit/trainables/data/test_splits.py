@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from trainables.core.data_root import DataRoot
 from trainables.data.splits import (
     SPLITS,
     LabelSetting,
@@ -101,7 +102,7 @@ def reference_scaffold_split(smiles_list: list[str]) -> tuple[set[int], set[int]
 
 @pytest.mark.data
 @pytest.mark.parametrize("task, canonical, moved", [("bbbp", True, 4), ("clintox", True, 2), ("bace", False, 0),
-                                                    ("sider", False, 0)])
+                                                    pytest.param("sider", False, 0, marks=pytest.mark.slow)])
 def test_scaffold_split_membership_equals_the_reference_loaders(real_env, task, canonical, moved):
     """Membership, molecule by molecule, against the reference loaders: BBBP's and ClinTox's hand the
     splitter ``MolToSmiles(mol)``, the others the file's SMILES. With canonical SMILES, E/Z marks in
@@ -115,7 +116,7 @@ def test_scaffold_split_membership_equals_the_reference_loaders(real_env, task, 
 
     spec = TASKS.get(task)
     assert (spec.scaffold_source == "canonical") == canonical
-    table = read_table(sources.resolve(spec.file))
+    table = read_table(sources.resolve(spec.file, DataRoot.from_setting()))
     parsed = {row: Chem.MolFromSmiles(s) for row, s in enumerate(table[spec.smiles_column].tolist())
               if isinstance(s, str)}
     parsed = {row: mol for row, mol in parsed.items() if mol is not None}  # what the reference loader keeps

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from trainables.core.data_root import DataRoot
 from trainables.data import sources
 from trainables.data.tasks import TASKS, Task, TaskType
 
@@ -35,7 +36,7 @@ def test_metric_and_direction(name):
 @pytest.mark.parametrize("name", PAPER + EXTRA)
 def test_label_columns_against_the_real_header(name, data_root):
     task = TASKS.get(name)
-    header = list(pd.read_csv(sources.resolve(task.file, data_root), nrows=0).columns)
+    header = list(pd.read_csv(sources.resolve(task.file, DataRoot(data_root)), nrows=0).columns)
     columns = task.resolve_label_columns(header)
     assert len(columns) == LABEL_COUNTS.get(name, 1)
     assert task.smiles_column in header and task.smiles_column not in columns

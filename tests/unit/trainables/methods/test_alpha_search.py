@@ -74,6 +74,7 @@ def _search_in_process(journal: str, name: str, seed: int) -> None:
     search(n_trials=20, seed=seed, name=name, storage=open_storage(journal))
 
 
+@pytest.mark.slow
 def test_one_journal_shared_by_two_processes(tmp_path):
     """Two processes append to one journal at once (two studies, and one study from both): nothing is lost."""
     import optuna

@@ -12,6 +12,7 @@ from orchestrator.store.forget import forget
 from orchestrator.store.results import ResultStore
 from search_spaces.spec import SpecError, parse_spec
 from trainables.core.config import Runtime, TrainingRecipe, TrialSpec
+from trainables.core.data_root import DataRoot
 from trainables.methods.dependencies import parent_methods, parent_spec
 from trainables.worker.trial import DependencyError, execute_trial, load_parent_state, save_artifact
 
@@ -76,7 +77,7 @@ def test_parent_row_without_checkpoint_sha_is_refused(tmp_path):
 def test_wise_at_one_reproduces_its_parent_end_to_end(real_env, tmp_path):
     """Real data, real trainable: FT keeps its checkpoint, WiSE(1) reproduces FT, a tampered checkpoint is refused."""
     store = ResultStore(tmp_path / "store")
-    runtime = Runtime(store=str(store.root), data_root=str(real_env))
+    runtime = Runtime(store=str(store.root), data_root=DataRoot(real_env))
     ft = execute_trial(spec("full-ft"), runtime, ResultStore(runtime.store))
     assert ft["artifact_sha256"] and ft["parent_trial_key"] == "" and ft["method_results"] == "{}"
     wise = execute_trial(spec("wise-ft", alpha=1.0), runtime, ResultStore(runtime.store))

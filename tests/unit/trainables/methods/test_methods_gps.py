@@ -72,6 +72,7 @@ def test_surgical_ft_names_the_thirds_when_out_of_range(data):
         run("surgical-ft", {"layer": 3}, data)
 
 
+@pytest.mark.slow
 def test_wise_ft_and_roft_mol_interpolate_gps_layers(data, parent):
     model, _, result = run("wise-ft", {"alpha": 1.0}, data, parent)
     assert all(torch.equal(model.state_dict()[k], v) for k, v in parent.items())  # alpha = 1 is theta_ft

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from trainables.core.data_root import DataRoot
 from trainables.data import sources
 from trainables.data.sources import ChecksumError, DataUnavailableError
 from trainables.models.backbones import (
@@ -55,7 +56,7 @@ def test_registry_contents():
     assert BACKBONES.get("mole-bert").user_file_env == "ROFT_MOLE_BERT_CKPT"
     assert BACKBONES.get("graphmae").user_file_env == "ROFT_GRAPHMAE_CKPT"
     scratch = BACKBONES.get("scratch-gat")
-    assert not scratch.is_pretrained and scratch.is_available() and scratch.checkpoint_path() is None
+    assert not scratch.is_pretrained and scratch.is_available(DataRoot()) and scratch.checkpoint_path(DataRoot()) is None
 
 
 # ----------------------------------------------------------------------------- real Hu checkpoints
@@ -64,8 +65,8 @@ def test_registry_contents():
 @pytest.mark.parametrize("name", HU)
 def test_real_hu_checkpoints_load_strictly(name, data_root):
     backbone = BACKBONES.get(name)
-    assert backbone.is_available(str(data_root))
-    weights = read_checkpoint(backbone, str(data_root))
+    assert backbone.is_available(DataRoot(data_root))
+    weights = read_checkpoint(backbone, DataRoot(data_root))
     assert weights.sha256 == sources.FILES.get(backbone.data_file).sha256
     assert weights.path == data_root / backbone.data_file
     model = build_model(backbone, num_tasks=2, shape=SMALL, pretrained=weights)
@@ -82,7 +83,7 @@ def test_real_hu_checkpoints_load_strictly(name, data_root):
 def test_molclr_is_not_hu_layout(data_root):
     """A real checkpoint of another layout is refused with every difference listed."""
     backbone = Backbone("molclr", "gcn", "self-supervised", "test", data_file="weights/molclr/molclr_gcn_model.pth")
-    weights = read_checkpoint(backbone, str(data_root))
+    weights = read_checkpoint(backbone, DataRoot(data_root))
     with pytest.raises(CheckpointMismatchError) as info:
         build_model(backbone, 1, SMALL, weights)
     message = str(info.value)
@@ -100,15 +101,15 @@ def test_modified_hu_checkpoint_fails_its_checksum(monkeypatch, tmp_path, data_r
     target.parent.mkdir(parents=True)
     target.write_bytes((data_root / backbone.data_file).read_bytes() + b"\0")
     with pytest.raises(ChecksumError, match="gcn_contextpred.pth: sha256 of"):
-        read_checkpoint(backbone, str(root))
+        read_checkpoint(backbone, DataRoot(root))
 
 
 def test_hu_checkpoint_missing_from_data_root(no_data_root):
     backbone = BACKBONES.get("hu-gat-supervised")
     (no_data_root / "empty").mkdir()
-    assert not backbone.is_available(str(no_data_root / "empty"))
+    assert not backbone.is_available(DataRoot(no_data_root / "empty"))
     with pytest.raises(DataUnavailableError, match="weights/pretrain_gnns_chem/gat_supervised.pth: not found at"):
-        read_checkpoint(backbone, str(no_data_root / "empty"))
+        read_checkpoint(backbone, DataRoot(no_data_root / "empty"))
 
 
 # ----------------------------------------------------------------------------- strict loading
@@ -164,9 +165,9 @@ def test_infer_shape():
 
 def test_mole_bert_without_file_names_the_env_variable(no_data_root):
     backbone = BACKBONES.get("mole-bert")
-    assert not backbone.is_available()
+    assert not backbone.is_available(DataRoot.from_setting())
     with pytest.raises(DataUnavailableError) as info:
-        read_checkpoint(backbone)
+        read_checkpoint(backbone, DataRoot.from_setting())
     message = str(info.value)
     assert "ROFT_MOLE_BERT_CKPT=/path/to/file.pth" in message
     assert str(no_data_root / "cache" / "weights" / "user" / "mole-bert.pth") in message
@@ -177,7 +178,7 @@ def test_mole_bert_env_pointing_nowhere_is_listed(no_data_root, monkeypatch):
     missing = no_data_root / "nope.pth"
     monkeypatch.setenv("ROFT_MOLE_BERT_CKPT", str(missing))
     with pytest.raises(DataUnavailableError, match=str(missing)):
-        read_checkpoint(BACKBONES.get("mole-bert"))
+        read_checkpoint(BACKBONES.get("mole-bert"), DataRoot.from_setting())
 
 
 def test_mole_bert_from_env_loads_a_gin_5x300(no_data_root, monkeypatch):
@@ -187,8 +188,8 @@ def test_mole_bert_from_env_loads_a_gin_5x300(no_data_root, monkeypatch):
     torch.save(state, path)
     monkeypatch.setenv("ROFT_MOLE_BERT_CKPT", str(path))
     backbone = BACKBONES.get("mole-bert")
-    assert backbone.is_available()
-    weights = read_checkpoint(backbone)
+    assert backbone.is_available(DataRoot.from_setting())
+    weights = read_checkpoint(backbone, DataRoot.from_setting())
     assert weights.path == path and weights.sha256 == sources.sha256_of(path)
     model = build_model(backbone, 3, SMALL, weights)
     assert model.gnn.shape == GNNShape("gin", 5, 300, SMALL.dropout)
@@ -199,7 +200,7 @@ def test_graphmae_from_the_data_root(no_data_root):
     root = no_data_root / "data"
     (root / "weights" / "user").mkdir(parents=True)
     torch.save(small_gin_state(), root / "weights" / "user" / "graphmae.pth")
-    weights = read_checkpoint(BACKBONES.get("graphmae"), str(root))
+    weights = read_checkpoint(BACKBONES.get("graphmae"), DataRoot(root))
     assert weights.path == root / "weights" / "user" / "graphmae.pth"
     assert build_model(BACKBONES.get("graphmae"), 1, GNNShape("gcn", 5, 300), weights).gnn.shape == GNNShape(
         "gin", 2, 16, 0.5)
@@ -212,7 +213,7 @@ def test_corrupted_user_checkpoint_is_a_mismatch(no_data_root, monkeypatch):
     path = no_data_root / "broken.pth"
     torch.save(state, path)
     monkeypatch.setenv("ROFT_MOLE_BERT_CKPT", str(path))
-    weights = read_checkpoint(BACKBONES.get("mole-bert"))
+    weights = read_checkpoint(BACKBONES.get("mole-bert"), DataRoot.from_setting())
     with pytest.raises(CheckpointMismatchError) as info:
         build_model(BACKBONES.get("mole-bert"), 1, SMALL, weights)
     assert "missing keys: ['gnns.0.mlp.2.weight']" in str(info.value)
@@ -233,7 +234,7 @@ def test_unreadable_checkpoint_is_a_mismatch(no_data_root, monkeypatch, content)
         torch.save(torch.zeros(3), path)
     monkeypatch.setenv("ROFT_MOLE_BERT_CKPT", str(path))
     with pytest.raises(CheckpointMismatchError) as info:
-        read_checkpoint(BACKBONES.get("mole-bert"))
+        read_checkpoint(BACKBONES.get("mole-bert"), DataRoot.from_setting())
     assert "backbone mole-bert" in str(info.value) and str(path) in str(info.value)
     if content == "tensor":
         assert "holds a Tensor, not a state dict" in str(info.value)
@@ -246,7 +247,7 @@ def test_unreadable_checkpoint_is_a_mismatch(no_data_root, monkeypatch, content)
 @pytest.mark.parametrize("arch", ["gin", "gcn", "graphsage", "gat"])
 def test_scratch_backbone_uses_the_given_shape(arch):
     backbone = BACKBONES.get(f"scratch-{arch}")
-    assert read_checkpoint(backbone) is None
+    assert read_checkpoint(backbone, DataRoot.from_setting()) is None
     model = build_model(backbone, 4, GNNShape("gin", 3, 24, 0.2), None)
     assert model.gnn.shape == GNNShape(arch, 3, 24, 0.2)  # the backbone decides the layer type
     assert len(model.gnn.gnns) == 3 and model.graph_pred_linear.weight.shape == (4, 24)

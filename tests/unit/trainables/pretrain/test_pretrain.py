@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from tests.unit.trainables.hand_molecules import HAND_SMILES
+from trainables.core.data_root import DataRoot
 from trainables.data.augment import MASK_ATOM_TYPE, mask_atoms
 from trainables.models.backbones import load_state_strict
 from trainables.models.gnn import GNNShape
@@ -97,7 +98,7 @@ def test_a_gps_pretraining_installs_as_a_backbone_with_its_sidecar(corpus, tmp_p
     assert name == "roft-gps-descriptors" and path.with_suffix(".json").is_file()
     backbone = BACKBONES.get(name)
     assert backbone.pretraining == "supervised" and backbone.gnn_type == "gps"
-    weights = read_checkpoint(backbone, None)
+    weights = read_checkpoint(backbone, DataRoot())
     model = build_model(backbone, 3, scratch_shape("gps", None, None, 0.5), weights)
     assert model.gnn.shape == GPSShape(2, 16, 2, dropout=0.5)  # size from the sidecar, dropout from fine-tuning
     assert all(torch.equal(model.gnn.state_dict()[k], v) for k, v in state.items())
@@ -166,12 +167,12 @@ def test_an_installed_pretraining_is_a_backbone(corpus, tmp_path, monkeypatch):
     monkeypatch.delenv("ROFT_GIN_ATTRMASK_CKPT", raising=False)
     monkeypatch.delenv("ROFT_DATA", raising=False)
     backbone = BACKBONES.get("roft-gin-attrmask")
-    assert not backbone.is_available(None)
+    assert not backbone.is_available(DataRoot())
     pretrain(PretrainConfig(epochs=1, **SMALL), corpus, tmp_path / "out")
     name, path = install(tmp_path / "out")
     assert name == "roft-gin-attrmask" and path == tmp_path / "cache" / "weights" / "user" / "roft-gin-attrmask.pth"
-    assert backbone.is_available(None) and backbone.pretraining == "self-supervised"
-    weights = read_checkpoint(backbone, None)
+    assert backbone.is_available(DataRoot()) and backbone.pretraining == "self-supervised"
+    weights = read_checkpoint(backbone, DataRoot())
     model = build_model(backbone, 1, GNNShape("gin", 5, 300, 0.5), weights)  # the shape comes from the checkpoint
     assert (model.gnn.shape.num_layers, model.gnn.shape.emb_dim) == (2, 16)
     saved = torch.load(tmp_path / "out" / "model.pth", weights_only=True)

@@ -5,16 +5,15 @@ import torch
 from tests.unit.trainables.training.fused.conftest import DEVICES
 from trainables.core.config import TrainingRecipe
 from trainables.core.engine import EngineOptions
-
-AGGREGATIONS = EngineOptions.choices("aggregation")
 from trainables.data.tasks import TaskType
 from trainables.methods import MethodContext, make_method
 from trainables.models.gnn import GNNShape
 from trainables.models.predictor import GraphPredictor
 from trainables.training.fused.engine import FusedMember, dropout_generator_after_init, fit_fused
-from trainables.training.fused.model import StackedPredictors, FUSABLE_GNN_TYPES, FusionError
+from trainables.training.fused.model import FUSABLE_GNN_TYPES, FusionError, StackedPredictors
 from trainables.training.trainer import DivergedError, SplitIndices, fit
 
+AGGREGATIONS = EngineOptions.choices("aggregation")
 SEEDS = (0, 1, 2)
 RECIPE = TrainingRecipe(epochs=3, batch_size=16)
 
