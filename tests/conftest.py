@@ -47,7 +47,7 @@ def ray_session(data_root, session_cache):
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     os.environ["ROFT_CACHE"] = str(session_cache)  # Ray workers inherit the driver's environment
     os.environ["ROFT_DATA"] = str(data_root)
-    from orchestrator.execute import init_ray
+    from orchestrator.sweep.execute import init_ray
 
     ray_tmp = tempfile.mkdtemp(prefix="roft-ray-", dir="/tmp")
     os.environ["RAY_TMPDIR"] = ray_tmp

@@ -85,7 +85,17 @@ def matching_row(backbone: str, task: str) -> PublishedRow | None:
     return None
 
 
+def needs_curves(trials: pd.DataFrame) -> bool:
+    """Whether comparing ``trials`` needs their epoch curves (a matching source reports the last epoch)."""
+    cells = trials[["backbone", "task"]].drop_duplicates().itertuples(index=False) if not trials.empty else []
+    return any((row := matching_row(b, t)) is not None and row.epoch == "last" for b, t in cells)
+
+
 def _recipe_matches(trial: pd.Series) -> bool:
+    """Whether a trial ran the published configuration (a row without its configuration never matches)."""
+    if not isinstance(trial.get("trial_config"), str) or pd.isna(trial.get("num_layers")) or pd.isna(
+            trial.get("emb_dim")):
+        return False
     config = json.loads(trial["trial_config"])
     recipe = config.get("recipe", {})
     values = {"method": trial["method"], "split": trial["split"], "label_setting": trial["label_setting"],
@@ -143,12 +153,13 @@ def _measured(cell: pd.DataFrame, epochs: pd.DataFrame | None, rule: str) -> np.
     return last["test_metric"].to_numpy(dtype=float)
 
 
-def cell_notes(comparison: pd.DataFrame) -> dict[tuple[str, str], str]:
-    """``(backbone, task) -> "published 65.8 ± 4.5 (n=10; Δ -0.6, within 2 SE)"`` for table cells."""
+def cell_notes(comparison: pd.DataFrame) -> dict[tuple[str, ...], str]:
+    """Table cell ``(backbone, method, task, split, label_setting)`` -> ``"published 65.8 ± 4.5 (n=10;
+    Δ -0.6, within 2 SE)"``; only the published configuration's cells (Full FT, scaffold, full labels)."""
     notes = {}
     for r in comparison.itertuples(index=False):
         verdict = "within 2 SE" if r.within_2se else "outside 2 SE"
-        notes[(r.backbone, r.task)] = (f"published {r.published_mean:.1f} ± {r.published_std:.1f} "
+        notes[(r.backbone, RECIPE["method"], r.task, RECIPE["split"], RECIPE["label_setting"])] = (f"published {r.published_mean:.1f} ± {r.published_std:.1f} "
                                        f"(n={r.published_seeds}; Δ {r.difference:+.1f}, {verdict})")
     return notes
 
@@ -176,3 +187,20 @@ def render(comparison: pd.DataFrame) -> str:
                      f"{r.published_std:.1f} (n={r.published_seeds}) | {r.difference:+.1f} | "
                      f"{'yes' if r.within_2se else 'no'} | {r.epoch} | {r.anchor} |")
     return "\n".join(lines + ["", caption(comparison)])
+
+
+def published_notes(store, trials: pd.DataFrame, ddof: int = 0) -> tuple[dict[tuple[str, ...], str], str]:
+    """For a table of ``trials`` (as :func:`orchestrator.analysis.tables.load_trials` returns them)
+    from ``store``: the published numbers beside the matching cells, and their caption."""
+    import pyarrow.dataset as ds
+
+    if trials.empty:
+        return {}, ""
+    details = store.scan("trials", columns=["trial_key", "num_layers", "emb_dim", "trial_config"]).to_pandas()
+    trials = trials.merge(details.drop_duplicates("trial_key"), on="trial_key", how="left")
+    epochs = None
+    if needs_curves(trials):
+        epochs = store.scan("epochs", columns=["trial_key", "epoch", "test_metric"],
+                            filter=ds.field("trial_key").isin(trials["trial_key"].tolist())).to_pandas()
+    comparison = compare(trials, epochs, ddof)
+    return cell_notes(comparison), caption(comparison)

@@ -1,8 +1,9 @@
 """The report's figures (matplotlib, each saved as PNG and SVG).
 
 * few-shot curves: test metric vs label setting per method, one panel per task;
-* interpolation curves: WiSE-FT test metric vs alpha (grid rows) and the alpha-search points
-  of one-dimensional studies (the ``alpha_trials`` table), one panel per task;
+* interpolation curves: WiSE-FT metric vs alpha (grid rows), the alpha-search points of
+  one-dimensional studies (the ``alpha_trials`` table) and each search's chosen alpha, per task
+  one validation panel and one test panel;
 * methods by mechanism: average rank over tasks, bars coloured by mechanism (weight,
   representation, partial, baseline);
 * pre-training: each method's test metric per pre-training kind of the backbone, per task.
@@ -55,6 +56,8 @@ def _scale(metric: str) -> float:
 
 
 def _panels(n: int, width: float = 4.0, height: float = 3.0):
+    if n < 1:
+        raise ValueError("a figure needs at least one panel")
     plt = _pyplot()
     columns = min(n, 3)
     rows = -(-n // columns)
@@ -87,37 +90,95 @@ def fewshot_curves(selected: pd.DataFrame):
     return figure
 
 
-def alpha_curves(trials: pd.DataFrame, alpha_points: pd.DataFrame | None = None):
-    """WiSE-FT test metric vs alpha (grid rows, mean over seeds) and 1-D alpha-search points, per task."""
-    wise = trials[trials.method == "wise-ft"].copy()
-    if not wise.empty:
-        params = wise.method_params.map(json.loads)
-        wise = wise[params.map(lambda p: p.get("search", "none") == "none")]
-        wise["alpha"] = params.map(lambda p: p.get("alpha"))
-    points = pd.DataFrame() if alpha_points is None else alpha_points[alpha_points.alphas.map(len) == 1].copy()
-    if wise.empty and points.empty:
+def _json(text) -> dict:
+    """A JSON object column's value as a dict ({} for null, empty or malformed text)."""
+    if not isinstance(text, str) or not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _one_alpha(values) -> float | None:
+    """The alpha of a one-dimensional alpha list (an alpha-search point, a search's choice), else None."""
+    try:
+        return float(values[0]) if values is not None and len(values) == 1 else None
+    except (TypeError, ValueError):
         return None
-    if not points.empty:
-        points["alpha"] = points.alphas.map(lambda a: a[0])
-        points = points.merge(trials[["trial_key", "task", "metric"]], on="trial_key", how="inner")
-    tasks = sorted(set(wise.task) | set(points.task if not points.empty else []))
-    figure, axes = _panels(len(tasks))
-    for axis, task in zip(axes, tasks):
-        grid = wise[wise.task == task]
-        metric = (grid.metric.iloc[0] if not grid.empty else points[points.task == task].metric.iloc[0])
+
+
+def alpha_curves(trials: pd.DataFrame, alpha_points: pd.DataFrame | None = None):
+    """Metric vs alpha per task, validation and test in separate panels (one row of two per task).
+
+    * WiSE-FT grid rows (a fixed alpha, ``search: none``): the seed-mean validation and test metric
+      vs alpha (lines, error bars: std over seeds);
+    * one-dimensional alpha-search points (``alpha_trials`` rows of ``trials``, e.g. WiSE-FT with
+      ``search: optuna``): each point's validation metric, and its test metric where the search
+      scored it (``test_per_point``);
+    * each search trial's chosen alpha (``method_results``) with the trial's val and test metric.
+
+    Only the points of ``trials`` are drawn (a filtered report draws only its own); None when
+    there is nothing to draw.
+    """
+    columns = ["trial_key", "task", "metric", "method", "val_metric", "test_metric", "alpha"]
+    empty = pd.DataFrame(columns=columns)
+    wise, chosen = empty, empty
+    if not trials.empty and "method_params" in trials:
+        params = trials.method_params.map(_json)
+        search = params.map(lambda p: p.get("search", "none"))
+        alpha = params.map(lambda p: p.get("alpha"))
+        grid_rows = (trials.method == "wise-ft") & (search == "none") & alpha.notna()
+        wise = trials.loc[grid_rows].assign(alpha=alpha[grid_rows].astype(float))
+        if "method_results" in trials:
+            picked = trials.method_results.map(lambda r: _one_alpha(_json(r).get("alphas")))
+            searched = (search == "optuna") & picked.notna()
+            chosen = trials.loc[searched].assign(alpha=picked[searched].astype(float))
+    points = empty
+    if alpha_points is not None and not alpha_points.empty and not trials.empty:
+        alphas = alpha_points.alphas.map(_one_alpha)
+        points = alpha_points.loc[alphas.notna(), ["trial_key", "val_metric", "test_metric"]].assign(
+            alpha=alphas[alphas.notna()].astype(float))
+        points = points.merge(trials[["trial_key", "task", "metric", "method"]], on="trial_key", how="inner")
+    tasks = sorted(set(wise.task) | set(points.task) | set(chosen.task))
+    if not tasks:
+        return None
+    plt = _pyplot()
+    figure, axes = plt.subplots(len(tasks), 2, figsize=(10.0, 3.2 * len(tasks)), squeeze=False)
+    for (val_axis, test_axis), task in zip(axes, tasks):
+        grid, searched, picks = wise[wise.task == task], points[points.task == task], chosen[chosen.task == task]
+        metric = next(frame.metric.iloc[0] for frame in (grid, searched, picks) if not frame.empty)
         scale = _scale(metric)
-        if not grid.empty:
-            curve = grid.groupby("alpha").test_metric.agg(["mean", "std"]).sort_index()
-            axis.errorbar(curve.index, curve["mean"] * scale, yerr=curve["std"].fillna(0) * scale, marker="o",
-                          capsize=2, label="wise-ft grid (test)")
-        searched = points[points.task == task] if not points.empty else points
-        if not searched.empty:
-            axis.scatter(searched.alpha, searched.val_metric * scale, s=8, alpha=0.5, label="search points (val)")
-        axis.set_xlabel("alpha (0: pre-trained, 1: fine-tuned)")
-        axis.set_ylabel(f"{metric}{' (%)' if scale != 1 else ''}")
-        axis.set_title(task)
-    axes[0].legend(fontsize=7)
+        for axis, column, split in ((val_axis, "val_metric", "validation"), (test_axis, "test_metric", "test")):
+            short = "val" if split == "validation" else "test"
+            if not grid.empty:
+                curve = grid.groupby("alpha")[column].agg(["mean", "std"]).sort_index()
+                if curve["mean"].notna().any():
+                    axis.errorbar(curve.index, curve["mean"] * scale, yerr=curve["std"].fillna(0) * scale,
+                                  marker="o", capsize=2, color="C0", label=f"wise-ft grid, seed mean ({short})")
+            for i, (method, rows) in enumerate(searched.groupby("method")):
+                rows = rows[rows[column].notna()]
+                if not rows.empty:
+                    axis.scatter(rows.alpha, rows[column] * scale, s=10, alpha=0.6, color=f"C{1 + 2 * i}",
+                                 marker="x" if short == "test" else ".", label=f"{method} search points ({short})")
+            for i, (method, rows) in enumerate(picks.groupby("method")):
+                rows = rows[rows[column].notna()]
+                if not rows.empty:
+                    axis.scatter(rows.alpha, rows[column] * scale, s=90, marker="*", color=f"C{2 + 2 * i}",
+                                 edgecolors="black", linewidths=0.5, zorder=3,
+                                 label=f"{method} search, chosen alpha ({short})")
+            axis.set_xlabel("alpha (0: pre-trained, 1: fine-tuned)")
+            axis.set_ylabel(f"{short} {metric}{' (%)' if scale != 1 else ''}")
+            axis.set_title(f"{task}: {split}", fontsize=10)
+            if axis.get_legend_handles_labels()[0]:
+                axis.legend(fontsize=7)
+            else:
+                axis.text(0.5, 0.5, f"no {split} metric recorded", transform=axis.transAxes, ha="center",
+                          va="center", fontsize=8, color="#777777")
     figure.tight_layout()
+    figure.suptitle("metric vs alpha: validation (left; what the search optimises) and test (right)", y=1.0,
+                    va="bottom")
     return figure
 
 

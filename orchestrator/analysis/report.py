@@ -18,7 +18,8 @@ from pathlib import Path
 import pandas as pd
 
 from orchestrator.analysis import plots
-from orchestrator.analysis.significance import critical_difference_figure, paired_tests, rank_analysis
+from orchestrator.analysis.anchors import published_notes
+from orchestrator.analysis.significance import critical_difference_figure, in_table_units, paired_tests, rank_analysis
 from orchestrator.analysis.tables import COLUMNS, Selected, load_trials, render, select
 from orchestrator.store.results import ResultStore
 
@@ -31,8 +32,8 @@ caption { caption-side: bottom; font-size: 0.85em; color: #555; text-align: left
 img { max-width: 100%; border: 1px solid #eee; }
 pre { background: #f6f6f6; padding: 0.8em; overflow-x: auto; font-size: 0.8em; }
 """
-REPORT_COLUMNS = [*COLUMNS, "method_params", "sweep", "code_version", "protocol_version", "data_sha256",
-                  "backbone_sha256", "finished_at", "engine"]
+REPORT_COLUMNS = [*COLUMNS, "method_params", "method_results", "sweep", "code_version", "protocol_version",
+                  "data_sha256", "backbone_sha256", "finished_at", "engine"]
 
 
 def _frame_html(frame: pd.DataFrame, floats: str = "{:.4g}") -> str:
@@ -56,6 +57,7 @@ def build_report(store: ResultStore, out: Path, where: dict | None = None, selec
         raise ValueError(f"the store at {store.location} holds no finished trials matching {where or 'any filter'}")
     selected = select(trials, selection, ddof)
     selected.frame.to_csv(out / "selected.csv", index=False)
+    notes, note_caption = published_notes(store, trials, ddof)
     parts = [f"<h1>roft report: {html.escape(store.location)}</h1>",
              f"<p>{len(trials)} trials; built {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; selection: "
              f"<b>{html.escape(selection)}</b>{' (optimistic)' if selection == 'test' else ''}; std ddof={ddof}; "
@@ -67,7 +69,8 @@ def build_report(store: ResultStore, out: Path, where: dict | None = None, selec
         if block.empty:
             continue
         parts.append(f"<h3>{html.escape(f'{backbone} / {split} / {label_setting}')}</h3>")
-        parts.append(render(Selected(block, selection, ddof), rows=("method",), cols=("task",), fmt="html"))
+        parts.append(render(Selected(block, selection, ddof), rows=("method",), cols=("task",), fmt="html",
+                            notes=notes, note_caption=note_caption if any(k[0] == backbone for k in notes) else ""))
 
     parts.append("<h2>Significance</h2>")
     tests = paired_tests(trials, selected, test=test)
@@ -77,8 +80,9 @@ def build_report(store: ResultStore, out: Path, where: dict | None = None, selec
         name = "paired t-test" if test == "ttest" else "Wilcoxon signed-rank test"
         parts.append(f"<p>Each method against Full FT per task, paired over seeds ({name}, two-sided), Holm-corrected "
                      f"over the methods within a task; significant at 0.05 after correction. mean_diff = method - "
-                     f"Full FT in the metric's units; better: whether that is an improvement.</p>")
-        parts.append(_frame_html(tests))
+                     f"Full FT, seed mean, in the tables' units (unit column): percentage points for ROC-AUC, "
+                     f"RMSE units for RMSE; better: whether that is an improvement.</p>")
+        parts.append(_frame_html(in_table_units(tests)))
     try:
         analysis = rank_analysis(selected)
         parts.append(f"<p>Average ranks over {len(analysis.ranks)} blocks (backbone x task x split x label setting; "
@@ -95,11 +99,13 @@ def build_report(store: ResultStore, out: Path, where: dict | None = None, selec
 
     parts.append("<h2>Figures</h2>")
     alpha_points = store.read_side_table("alpha_trials").to_pandas()
+    alpha_points = alpha_points[alpha_points.trial_key.isin(trials.trial_key)]  # the points of --where's trials
     mechanisms = dict(zip(trials.method, trials.mechanism))
     pretraining = dict(zip(trials.backbone, trials.pretraining))
     _figure(plots.fewshot_curves(selected.frame), out, "fewshot_curves",
             "Test metric vs label setting (mean over backbones and splits of the selected cells)", parts)
-    _figure(plots.alpha_curves(trials, alpha_points), out, "alpha_curves", "WiSE-FT / alpha search vs alpha", parts)
+    _figure(plots.alpha_curves(trials, alpha_points), out, "alpha_curves",
+            "WiSE-FT / alpha search vs alpha (validation left, test right)", parts)
     _figure(plots.mechanism_ranks(ranks, mechanisms), out, "mechanisms", "Methods grouped by mechanism", parts)
     _figure(plots.pretraining_comparison(selected.frame, pretraining), out, "pretraining",
             "Self-supervised vs supervised backbones", parts)

@@ -39,8 +39,9 @@ def paired_tests(trials: pd.DataFrame, selected: Selected, baseline: str = "full
                  alpha: float = 0.05) -> pd.DataFrame:
     """Each method vs ``baseline`` per task, paired over seeds, Holm-corrected within the task.
 
-    Columns: GROUP, method, pairs, mean_diff (method - baseline, in the metric's units;
-    ``better`` says whether that direction is an improvement), statistic, p, p_holm, significant.
+    Columns: GROUP, metric, method, pairs, mean_diff (method - baseline, in the metric's units:
+    a fraction for ROC-AUC; :func:`in_table_units` converts it to the tables' units; ``better``
+    says whether that direction is an improvement), statistic, p, p_holm, significant.
     """
     if test not in TESTS:
         raise ValueError(f"test {test!r} is not accepted; accepted: {', '.join(TESTS)}")
@@ -60,8 +61,23 @@ def paired_tests(trials: pd.DataFrame, selected: Selected, baseline: str = "full
     finally:
         gc.unfreeze()
     out = [{"p_holm": np.nan, "significant": False, **r} for rows in families for r in rows]
-    columns = [*GROUP, "method", "pairs", "mean_diff", "better", "statistic", "p", "p_holm", "significant"]
+    columns = [*GROUP, "metric", "method", "pairs", "mean_diff", "better", "statistic", "p", "p_holm", "significant"]
     return pd.DataFrame(out, columns=columns)
+
+
+TABLE_UNITS = {"roc_auc": (100.0, "pp (ROC-AUC %)"), "rmse": (1.0, "RMSE")}
+MEAN_DIFF_IN_TABLE_UNITS = "mean_diff (table units)"
+
+
+def in_table_units(tests: pd.DataFrame) -> pd.DataFrame:
+    """``tests`` (from :func:`paired_tests`) with mean_diff in the unit the tables show: percentage
+    points for ROC-AUC (the tables give it in %), the metric's own unit for RMSE. The column is
+    renamed :data:`MEAN_DIFF_IN_TABLE_UNITS` and a ``unit`` column beside it names the unit."""
+    scale = tests["metric"].map(lambda m: TABLE_UNITS.get(m, (1.0, m))[0]).astype(float)
+    unit = tests["metric"].map(lambda m: TABLE_UNITS.get(m, (1.0, m))[1])
+    out = tests.assign(mean_diff=tests["mean_diff"] * scale)
+    out.insert(out.columns.get_loc("mean_diff") + 1, "unit", unit)
+    return out.rename(columns={"mean_diff": MEAN_DIFF_IN_TABLE_UNITS})
 
 
 def _paired_families(runs: pd.DataFrame, baseline: str, test: str) -> list[list[dict]]:
@@ -104,7 +120,7 @@ def _paired_families(runs: pd.DataFrame, baseline: str, test: str) -> list[list[
         for i, key in enumerate(keys):
             higher = HIGHER_IS_BETTER[metric.loc[key]]
             families.setdefault(key, []).append({
-                **dict(zip(GROUP, key)), "method": method, "pairs": int(count[i]), "mean_diff": float(mean_diff[i]),
+                **dict(zip(GROUP, key)), "metric": metric.loc[key], "method": method, "pairs": int(count[i]), "mean_diff": float(mean_diff[i]),
                 "better": bool(mean_diff[i] > 0) == higher, "statistic": float(statistic[i]), "p": float(p[i])})
     return [families[key] for key in sorted(families)]
 

@@ -7,6 +7,8 @@ caption states it and each cell shows its seed count.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pandas as pd
 
 from orchestrator.analysis.tables import seed_summary
@@ -39,6 +41,19 @@ def markdown_table(summary: pd.DataFrame, ddof: int = 0) -> str:
     return "\n".join(lines)
 
 
-def store_table(store: ResultStore, ddof: int = 0) -> str:
-    trials = store.read_trials(columns=[*CELL, "metric", "trial_key", "val_metric", "test_metric"]).to_pandas()
-    return markdown_table(summarize(trials, ddof), ddof)
+def store_table(store: ResultStore, ddof: int = 0, where: dict[str, Sequence[str]] | None = None) -> str:
+    """Every grid point of the store (``roft table --all-points``, and the table a sweep prints),
+    restricted to the rows matching ``where`` (column -> accepted values, as ``--where`` gives them;
+    ValueError for an unknown column or a value of the wrong type)."""
+    from orchestrator.analysis.tables import where_expression
+
+    expression = where_expression(where)
+    columns = [*CELL, "metric", "trial_key", "val_metric", "test_metric"]
+    table = store.read_trials(columns=list(dict.fromkeys([*columns, *(where or {})])))
+    if expression is not None:
+        table = table.filter(expression)
+    summary = summarize(table.select(columns).to_pandas(), ddof)
+    if summary.empty and where:
+        shown = " ".join(f"{column}={','.join(map(str, values))}" for column, values in where.items())
+        return f"(no finished trials match --where {shown})"
+    return markdown_table(summary, ddof)

@@ -32,9 +32,9 @@ COLUMNS = [*CELL, "method_label", "mechanism", "pretraining", "metric", "seed", 
            "test_metric"]
 
 
-def load_trials(store: ResultStore, where: dict[str, Sequence[str]] | None = None,
-                columns: Sequence[str] = COLUMNS) -> pd.DataFrame:
-    """Trial rows (one per trial key) whose columns match ``where`` (column -> accepted values)."""
+def where_expression(where: dict[str, Sequence[str]] | None):
+    """The pyarrow filter of ``where`` (column -> accepted values; the values are text, converted to
+    the column's type), or None for no filter; ValueError for an unknown column or a bad value."""
     import pyarrow.dataset as ds
 
     from orchestrator.store.results import TRIAL_SCHEMA
@@ -54,6 +54,13 @@ def load_trials(store: ResultStore, where: dict[str, Sequence[str]] | None = Non
                              f"{convert.__name__} values") from None
         term = ds.field(column).isin(typed)
         expression = term if expression is None else expression & term
+    return expression
+
+
+def load_trials(store: ResultStore, where: dict[str, Sequence[str]] | None = None,
+                columns: Sequence[str] = COLUMNS) -> pd.DataFrame:
+    """Trial rows (one per trial key) whose columns match ``where`` (column -> accepted values)."""
+    expression = where_expression(where)
     frame = store.scan("trials", columns=list(dict.fromkeys([*columns, "trial_key"])), filter=expression).to_pandas()
     if frame.empty:
         return pd.DataFrame(columns=list(columns))
@@ -105,52 +112,76 @@ def select(trials: pd.DataFrame, selection: str = "val", ddof: int = 0) -> Selec
 
 @dataclass(frozen=True)
 class Grid:
-    """Selected cells laid out as rows x columns; ``cells[(row, column)]`` is a selected record."""
+    """Selected cells laid out as rows x columns; ``cells[(row, column)]`` is a selected record.
+
+    ``added_rows``: cell dimensions that were neither rows nor columns but hold several values in
+    the selection; they lead ``row_names`` (a table never mixes cells silently).
+    """
 
     row_names: tuple[str, ...]
     column_names: tuple[str, ...]
     rows: list[tuple]
     columns: list[tuple]
     cells: dict[tuple[tuple, tuple], dict]
+    added_rows: tuple[str, ...] = ()
 
     def best_per_column(self) -> dict[tuple, tuple]:
-        """Column -> row with the best mean (direction-aware by the column's metric)."""
+        """Column -> row with the best mean (direction-aware by the column's metric), for a grid
+        whose columns each hold one metric and no added rows; see :meth:`best_cells` otherwise."""
         best = {}
-        for column in self.columns:
-            records = [(row, self.cells[(row, column)]) for row in self.rows if (row, column) in self.cells
-                       and not pd.isna(self.cells[(row, column)]["mean"])]
-            if records:
-                higher = HIGHER_IS_BETTER[records[0][1]["metric"]]
-                best[column] = (max if higher else min)(records, key=lambda item: item[1]["mean"])[0]
+        for row, column in sorted(self.best_cells()):
+            best.setdefault(column, row)
+        return best
+
+    def best_cells(self) -> set[tuple[tuple, tuple]]:
+        """The ``(row, column)`` of each column's best mean (direction-aware), compared only within
+        one metric and one value of the :attr:`added_rows` (never ROC-AUC against RMSE, nor one
+        backbone's cells against another's when the backbone was added to the rows)."""
+        blocks: dict[tuple, list[tuple[tuple, dict]]] = {}
+        for (row, column), record in self.cells.items():
+            if not pd.isna(record["mean"]):
+                blocks.setdefault((column, row[:len(self.added_rows)], record["metric"]), []).append((row, record))
+        best = set()
+        for (column, _, metric), records in blocks.items():
+            pick = max if HIGHER_IS_BETTER[metric] else min
+            best.add((pick(sorted(records, key=lambda item: item[0]), key=lambda item: item[1]["mean"])[0], column))
         return best
 
 
 def pivot(selected: Selected, rows: Sequence[str] = ("method",), cols: Sequence[str] = ("task",)) -> Grid:
-    """The selected cells as a rows x columns grid (a missing cell has no entry)."""
+    """The selected cells as a rows x columns grid (a missing cell has no entry).
+
+    Every other cell dimension that holds several values in the selection is added to the rows
+    (before ``rows``; :attr:`Grid.added_rows` names them), so that no cell of the grid mixes
+    several backbones, splits, ...: the default table of any store is well defined.
+    """
     frame = selected.frame
+    rows, cols = tuple(rows), tuple(cols)
     dims = [*rows, *cols]
     bad = [d for d in dims if d not in CELL]
     if bad:
         raise ValueError(f"rows/cols {bad} are not accepted; accepted: {', '.join(CELL)}")
     if set(rows) & set(cols):
         raise ValueError(f"a column cannot be both a row and a column: {sorted(set(rows) & set(cols))}")
-    rest = [d for d in CELL if d not in dims]
-    ambiguous = {d: sorted(frame[d].unique()) for d in rest if frame[d].nunique() > 1}
-    if ambiguous:
-        details = "; ".join(f"{d}: {', '.join(map(str, v))}" for d, v in ambiguous.items())
-        raise ValueError(f"the table would mix several values of {', '.join(ambiguous)} ({details}); filter with "
-                         f"--where {next(iter(ambiguous))}=VALUE or add it to --rows/--cols")
+    added = tuple(d for d in CELL if d not in dims and frame[d].nunique() > 1)
+    rows = (*added, *rows)
     cells = {(tuple(r[d] for d in rows), tuple(r[d] for d in cols)): r for r in frame.to_dict("records")}
-    return Grid(tuple(rows), tuple(cols), sorted({row for row, _ in cells}), sorted({col for _, col in cells}), cells)
+    return Grid(rows, cols, sorted({row for row, _ in cells}), sorted({col for _, col in cells}), cells, added)
 
 
-def caption(selected: Selected) -> str:
+def caption(selected: Selected, added_rows: Sequence[str] = ()) -> str:
     protocol = ("hyper-parameters selected per cell by the best seed-mean validation metric" if selected.selection == "val"
                 else "OPTIMISTIC: hyper-parameters selected per cell by the best seed-mean test metric (the reference "
                      "code's protocol)")
-    return (f"Test metric at the best-validation epoch, mean ± std over seeds (std with ddof={selected.ddof}), "
+    text = (f"Test metric at the best-validation epoch, mean ± std over seeds (std with ddof={selected.ddof}), "
             f"n = seeds; {protocol}. ROC-AUC in %, higher is better; RMSE, lower is better; best per column in bold; "
             "— marks a missing cell.")
+    if added_rows:
+        names = ", ".join(added_rows)
+        text += (f" Rows are also split by {names}: the selected trials hold several values of "
+                 f"{'it' if len(added_rows) == 1 else 'each'} (--where {added_rows[0]}=VALUE keeps one); the best "
+                 f"is marked per column within each {names}.")
+    return text
 
 
 def _cell_text(record, scale: float, show_point: bool) -> str:
@@ -160,8 +191,11 @@ def _cell_text(record, scale: float, show_point: bool) -> str:
 
 
 def render(selected: Selected, rows: Sequence[str] = ("method",), cols: Sequence[str] = ("task",),
-           fmt: str = "markdown", show_point: bool = True) -> str:
-    """The table in ``fmt`` (markdown, latex, csv, html), with its caption."""
+           fmt: str = "markdown", show_point: bool = True, notes: dict[tuple, str] | None = None,
+           note_caption: str = "") -> str:
+    """The table in ``fmt`` (markdown, latex, csv, html), with its caption. ``notes`` maps a cell
+    (its :data:`CELL` values) to text shown after its value (e.g. the published number beside it),
+    ``note_caption`` explains them."""
     if fmt not in FORMATS:
         raise ValueError(f"format {fmt!r} is not accepted; accepted: {', '.join(FORMATS)}")
     if fmt == "csv":
@@ -169,8 +203,8 @@ def render(selected: Selected, rows: Sequence[str] = ("method",), cols: Sequence
     if selected.frame.empty:
         return "(no finished trials match)"
     grid = pivot(selected, rows, cols)
-    best = grid.best_per_column()
-    header = [" / ".join(rows)] + [" / ".join(map(str, c)) for c in grid.columns]
+    best = grid.best_cells()
+    header = [" / ".join(grid.row_names)] + [" / ".join(map(str, c)) for c in grid.columns]
     body = []
     for row in grid.rows:
         cells = []
@@ -180,9 +214,11 @@ def render(selected: Selected, rows: Sequence[str] = ("method",), cols: Sequence
                 cells.append(("—", False))
                 continue
             scale = 100.0 if record["metric"] == "roc_auc" else 1.0
-            cells.append((_cell_text(record, scale, show_point), best.get(column) == row))
+            note = (notes or {}).get(tuple(record[d] for d in CELL))
+            text = _cell_text(record, scale, show_point) + (f"; {note}" if note else "")
+            cells.append((text, (row, column) in best))
         body.append((" / ".join(map(str, row)), cells))
-    text = caption(selected)
+    text = caption(selected, grid.added_rows) + (f" {note_caption}" if note_caption else "")
     if fmt == "markdown":
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         lines += ["| " + " | ".join([name] + [f"**{c}**" if b else c for c, b in cells]) + " |" for name, cells in body]

@@ -24,6 +24,10 @@ def register(sub) -> None:
     table.add_argument("--format", default="markdown", choices=list(FORMATS), help="output format (default markdown)")
     table.add_argument("--all-points", action="store_true",
                        help="every grid point as its own row (no selection), as the sweep prints")
+    table.add_argument("--anchors", action="store_true",
+                       help="put the published mean ± std beside each cell whose configuration a published "
+                            "result matches (GIN 5x300, Full FT, scaffold, full labels, 100 epochs), with the "
+                            "difference and whether it lies within two combined standard errors")
     table.set_defaults(handler=print_table)
 
     report = sub.add_parser("report", help="one static HTML page: tables, significance, figures, provenance")
@@ -38,16 +42,18 @@ def register(sub) -> None:
 
 
 def print_table(args) -> int:
+    from orchestrator.analysis.anchors import published_notes
     from orchestrator.analysis.summary import store_table
     from orchestrator.analysis.tables import load_trials, parse_where, render, select
 
     store = existing_store(args.store)
     if args.all_points:
-        print(store_table(store, ddof=args.ddof))
+        print(store_table(store, ddof=args.ddof, where=parse_where(args.where)))
         return 0
     trials = load_trials(store, parse_where(args.where))
+    notes, note_caption = published_notes(store, trials, args.ddof) if args.anchors else ({}, "")
     print(render(select(trials, args.select, args.ddof), rows=args.rows.split(","), cols=args.cols.split(","),
-                 fmt=args.format))
+                 fmt=args.format, notes=notes, note_caption=note_caption))
     return 0
 
 

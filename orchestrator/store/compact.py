@@ -5,8 +5,9 @@ A sweep writes one small Parquet file per trial and table (``trials/<key>.parque
 (per-trial files and earlier compacted ``part-*.parquet`` files), keeps each trial's rows from
 one source (its own file when there is one, as the newest, else the newest part), writes them
 as one new ``part-<timestamp>.parquet`` (atomically, as every store file), and only then
-deletes the files it merged. The multiset of rows is unchanged; rows duplicated by a crash in
-the middle of an earlier compaction are dropped. Readers see every row at every moment
+deletes the files it merged. A file it cannot read as the table's Parquet is quarantined (see
+:meth:`ResultStore.check_tables`), not merged. The multiset of readable rows is unchanged; rows
+duplicated by a crash in the middle of an earlier compaction are dropped. Readers see every row at every moment
 (a trial may briefly be in two files; the readers keep one). It refuses to run while a sweep
 holds the store's lock; on object storage, which has no lock, it runs only when told
 that no sweep is running (``roft store compact --unlocked``).
@@ -39,10 +40,16 @@ def _merge(store: ResultStore, name: str, schema: pa.Schema) -> tuple[pa.Table, 
         return None
     # newest source last: parts in name (timestamp) order, then per-trial files
     files = sorted(files, key=lambda p: (not _base(p).startswith(PART_PREFIX), _base(p)))
-    tables = []
+    tables, merged_files = [], []
     for rank, path in enumerate(files):
-        table = store.read_file(path, schema)
+        table = store.read_table_file(path, schema)  # None: vanished, or unreadable and quarantined
+        if table is None:
+            continue
+        merged_files.append(path)
         tables.append(table.append_column("_rank", pa.array([rank] * table.num_rows, pa.int64())))
+    if len(tables) <= 1:
+        return None
+    files = merged_files
     merged = pa.concat_tables(tables)
     newest = merged.group_by("trial_key").aggregate([("_rank", "max")])
     source = dict(zip(newest.column("trial_key").to_pylist(), newest.column("_rank_max").to_pylist()))
@@ -63,6 +70,7 @@ def compact(store: ResultStore, unlocked: bool = False) -> CompactionSummary:
     """
     started = time.perf_counter()
     with store.compaction_lock(unlocked):
+        store.check_tables(contents=False)  # no-table files; the merge itself quarantines unreadable ones
         summary = {}
         for name, schema in {"trials": TRIAL_SCHEMA, **SIDE_TABLES}.items():
             result = _merge(store, name, schema)

@@ -77,10 +77,14 @@ def _remove_rows(store: ResultStore, name: str, schema: pa.Schema, keys: list[st
         base = path.rpartition("/")[2]
         if not base.startswith(PART_PREFIX):
             if base.removesuffix(".parquet") in wanted:
-                removed += store.read_file(path, schema).num_rows
-                store.delete(path)
+                table = store.read_table_file(path, schema)  # None: unreadable, and quarantined
+                if table is not None:
+                    removed += table.num_rows
+                    store.delete(path)
             continue
-        table = store.read_file(path, schema)
+        table = store.read_table_file(path, schema)
+        if table is None:
+            continue
         drop = pc.is_in(table.column("trial_key"), value_set=value_set)
         dropped = pc.sum(drop).as_py() or 0
         if not dropped:

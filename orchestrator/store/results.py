@@ -19,7 +19,9 @@ Layout below the store root::
                                    ``execution.artifacts: all``; its sha256 is in the trial row
     specs/<sweep>.yaml             the spec of every sweep run on the store (reports' provenance)
     quarantine/<table>/<file>      files found unreadable (not Parquet, truncated, another
-                                   schema), moved aside by the first read that met them
+                                   schema) or that are no table files (e.g. notes.txt), moved
+                                   aside by the first read that met them, or by the check of
+                                   every table folder that each sweep makes first (check_tables)
 
 Readers list only final names (``*.parquet`` not starting with ``.``), so a partial file is never
 read. In a folder, every file is written under a hidden temporary name
@@ -59,7 +61,7 @@ TRIAL_SCHEMA = pa.schema([
     ("trial_key", pa.string()),
     ("sweep", pa.string()),
     ("backbone", pa.string()),
-    ("backbone_sha256", pa.string()),
+    ("backbone_sha256", pa.string()),  # null for a backbone without a checkpoint (scratch)
     ("architecture", pa.string()),
     ("num_layers", pa.int32()),
     ("emb_dim", pa.int32()),
@@ -97,10 +99,10 @@ TRIAL_SCHEMA = pa.schema([
     ("protocol_version", pa.string()),
     ("trial_config", pa.string()),  # canonical JSON of the TrialSpec
     ("finished_at", pa.timestamp("us", tz="UTC")),
-    ("artifact_path", pa.string()),  # "" when the trial's checkpoint was not kept
-    ("artifact_sha256", pa.string()),
-    ("parent_trial_key", pa.string()),  # "" for trials that depend on no other trial
-    ("parent_artifact_sha256", pa.string()),
+    ("artifact_path", pa.string()),  # null when the trial's checkpoint was not kept
+    ("artifact_sha256", pa.string()),  # null likewise
+    ("parent_trial_key", pa.string()),  # null for trials that depend on no other trial
+    ("parent_artifact_sha256", pa.string()),  # null likewise
     ("method_results", pa.string()),  # canonical JSON of method-specific results (RoFt-Mol's alphas)
     ("engine", pa.string()),  # "unfused", or "fused" (trained in a fused group of fused_trials trials)
     ("fused_trials", pa.int32()),  # size of the trial's fused group (1 when unfused)
@@ -137,6 +139,11 @@ FAILURE_SCHEMA = pa.schema([
     ("failed_at", pa.timestamp("us", tz="UTC")),
 ])
 
+# Text columns of the trial row that may hold nothing: null in rows written now; rows of stores
+# written before hold "" there instead, so readers treat null and "" alike (``not value``).
+OPTIONAL_TEXT_COLUMNS = ("backbone_sha256", "artifact_path", "artifact_sha256", "parent_trial_key",
+                         "parent_artifact_sha256")
+
 PART_PREFIX = "part-"  # compacted files: trials/part-<id>.parquet, epochs/part-<id>.parquet, ...
 LOCK_NAME = ".lock"
 # Objects up to this size go to object storage in one PUT (pyarrow switches to a multipart upload
@@ -148,6 +155,8 @@ ACCEPTED_STORES = ("a local folder, or s3://bucket/prefix with pyarrow's S3 quer
 
 # Per-trial tables written before the trial row, by directory name.
 SIDE_TABLES = {"epochs": EPOCH_SCHEMA, "alpha_trials": ALPHA_SCHEMA}
+# Every table of the store, by directory name.
+TABLES = {"trials": TRIAL_SCHEMA, "failures": FAILURE_SCHEMA, **SIDE_TABLES}
 
 
 QUARANTINE = "quarantine"
@@ -266,9 +275,11 @@ class ResultStore:
                     side: dict[str, list[dict[str, Any]]] | None = None) -> Path | str:
         """Write a trial's epochs and other side tables, then its row (the commit).
 
-        Returns the row's path (a :class:`Path` in a folder, the path on :attr:`fs` otherwise).
+        An empty string in one of :data:`OPTIONAL_TEXT_COLUMNS` is stored as null (``row`` itself is
+        not changed). Returns the row's path (a :class:`Path` in a folder, the path on :attr:`fs` otherwise).
         """
         key = row["trial_key"]
+        row = {**row, **{c: None for c in OPTIONAL_TEXT_COLUMNS if row.get(c) == ""}}  # "" means nothing: null
         row_table = _table([row], TRIAL_SCHEMA, "trial row")
         tables = {"epochs": list(epochs), **(side or {})}
         unknown = sorted(set(tables) - set(SIDE_TABLES))
@@ -298,6 +309,30 @@ class ResultStore:
         except OSError as exc:
             raise StoreError(f"cannot write to the store at {self.location} ({self.relative(target)}): "
                              f"{exc}") from exc
+
+    def check_writable(self) -> None:
+        """:class:`StoreError` unless a file can be written to (and removed from) the store's folder
+        (or prefix) and, in a folder, each folder of it that a sweep writes to and that exists already.
+
+        A sweep calls it before it starts anything (Ray, trials), so that an unwritable store (read-only
+        or immutable folder, no permission, full disk) stops it with one line naming the cause. The
+        probe is a hidden temporary (``.write-check.<random>.tmp``), which readers never open.
+        """
+        folders = [""] if self.remote else ["", *(name for name in (*TABLES, "artifacts", "specs")
+                                                  if os.path.lexists(self.root / name))]
+        for folder in folders:
+            probe = self.path(*([folder] if folder else []), f".write-check.{secrets.token_hex(8)}.tmp")
+            try:
+                self.write_bytes(probe, b"\0" * 4096)
+                self.delete(probe)
+            except StoreError as exc:
+                cause = exc.__cause__ if isinstance(exc.__cause__, OSError) else exc
+                if isinstance(cause, OSError) and cause.strerror:  # not the probe's temporary name
+                    cause = f"[Errno {cause.errno}] {cause.strerror}" if cause.errno else cause.strerror
+                where = f"{folder}/ of {self.location}" if folder else self.location
+                raise StoreError(f"the results store could not be written: cannot create a file in {where} "
+                                 f"({cause}); nothing was run. Fix the store's permissions or free space (or "
+                                 "choose another --store), then rerun the same command") from exc
 
     def _upload(self, path: str, data: bytes | pa.Buffer) -> None:
         """One object, visible whole or not at all (see the module's docstring)."""
@@ -360,6 +395,26 @@ class ResultStore:
         """One Parquet file of the store (a path on :attr:`fs`)."""
         return pq.read_table(path, schema=schema, filesystem=self.fs)
 
+    def read_table_file(self, path: str, schema: pa.Schema) -> pa.Table | None:
+        """One file of a table (a path on :attr:`fs`) read as ``schema``, as :meth:`read_file`; None when
+        it vanished meanwhile, or when it is not a readable Parquet file of ``schema``: then it is
+        quarantined as :meth:`scan` does. Other errors (an unreachable store) raise :class:`StoreError`."""
+        try:
+            return self.read_file(path, schema)
+        except FileNotFoundError:
+            return None
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OSError) as exc:
+            try:
+                found = self._unreadable(path, schema)
+            except OSError as error:
+                raise StoreError(f"cannot read {self.relative(path)} from the store at {self.location}: "
+                                 f"{error}") from error
+            if found is None:
+                raise StoreError(f"cannot read {self.relative(path)} from the store at {self.location}: "
+                                 f"{exc}") from exc
+            self.quarantine(*found)
+            return None
+
     def list_files(self, directory: str, suffix: str = ".parquet") -> list[str]:
         """The final files of a store folder, by name: never temporary (hidden) names."""
         try:
@@ -387,23 +442,61 @@ class ResultStore:
         quarantined trial row no longer counts as done, so the next sweep runs that trial again.
         Errors that are not about a file's content (an unreachable store) raise :class:`StoreError`.
         """
-        schema = {"trials": TRIAL_SCHEMA, "failures": FAILURE_SCHEMA, **SIDE_TABLES}[name]
+        return self._scan(name, columns, filter, files)[0]
+
+    def _scan(self, name: str, columns: list[str] | None, filter: ds.Expression | None,
+              files: list[str] | None) -> tuple[pa.Table, list[str]]:
+        """:meth:`scan`, and the paths it quarantined."""
+        schema = TABLES[name]
         files = self.list_files(name) if files is None else files
         if not files:
-            return schema.empty_table() if columns is None else schema.empty_table().select(columns)
+            return (schema.empty_table() if columns is None else schema.empty_table().select(columns)), []
         try:
-            return self._dataset(name, schema, files).to_table(columns=columns, filter=filter)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OSError):
+            return self._dataset(name, schema, files).to_table(columns=columns, filter=filter), []
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OSError) as error:
+            exc = error
             try:
                 corrupt = [found for found in (self._unreadable(path, schema) for path in files) if found]
             except OSError as error:
                 corrupt, exc = [], error
             if not corrupt:
                 raise StoreError(f"cannot read {name}/ of the store at {self.location}: {exc}") from exc
-            for path, reason in corrupt:
-                self.quarantine(path, reason)
+            moved = [self.quarantine(path, reason) for path, reason in corrupt]
             kept = sorted(set(files) - {path for path, _ in corrupt})
-            return self.scan(name, columns, filter, kept)
+            table, more = self._scan(name, columns, filter, kept)
+            return table, moved + more
+
+    def check_tables(self, names: Iterable[str] | None = None, contents: bool = True) -> list[str]:
+        """Quarantine what would make a reader of a table folder fail; returns the moved files
+        (relative to the store). Every table is checked (``names``: only those):
+
+        * a file that is no table file (not ``*.parquet``, not hidden: e.g. ``notes.txt``): the
+          store's readers skip it, but pyarrow datasets and ``pandas.read_parquet`` of the folder
+          read every file whose name does not start with ``.`` or ``_``;
+        * with ``contents``, a ``*.parquet`` file that is not a readable Parquet file of the
+          table's schema, as :meth:`scan` finds it (this reads every file's ``trial_key`` column).
+
+        Each move warns with a :class:`QuarantineWarning`, as a scan's quarantine does.
+        """
+        moved = []
+        for name in TABLES if names is None else names:
+            for path in self._strays(name):
+                moved.append(self.quarantine(path, "not a table file: readers of the folder such as "
+                                                   "pandas.read_parquet fail on it", what="is not a Parquet file"))
+            if contents:
+                moved += self._scan(name, ["trial_key"], None, None)[1]
+        return [self.relative(path) for path in moved]
+
+    def _strays(self, name: str) -> list[str]:
+        """Files of the table folder ``name`` that are neither table files nor hidden (``.`` / ``_``)."""
+        try:
+            infos = self.fs.get_file_info(pafs.FileSelector(self.path(name), allow_not_found=True))
+        except NotADirectoryError:
+            return []
+        except OSError as exc:
+            raise StoreError(f"cannot list {name}/ in the store at {self.location}: {exc}") from exc
+        return sorted(info.path for info in infos if info.type == pafs.FileType.File
+                      and not info.base_name.endswith(".parquet") and not info.base_name.startswith((".", "_")))
 
     def _unreadable(self, path: str, schema: pa.Schema) -> tuple[str, str] | None:
         """``(path, reason)`` when the file is not a readable Parquet file of ``schema``, else None."""
@@ -422,7 +515,7 @@ class ResultStore:
             return path, f"column types differ from the store's: {str(exc).splitlines()[0]}"
         return None
 
-    def quarantine(self, path: str, reason: str) -> str:
+    def quarantine(self, path: str, reason: str, what: str = "is unreadable") -> str:
         """Move the store file ``path`` to ``quarantine/<its folder>/`` and warn; returns the new path."""
         relative = self.relative(path)
         target = self.path(QUARANTINE, relative)
@@ -433,9 +526,12 @@ class ResultStore:
             where = f"moved to {QUARANTINE}/{relative}"
         except OSError as exc:
             target, where = path, f"left in place (it could not be moved: {exc})"
-        warnings.warn(QuarantineWarning(f"store {self.location}: {relative} is unreadable ({reason}); {where}. "
-                                        "The rest of the store stays readable; a trial whose row was in it counts "
-                                        "as not done and runs again in the next sweep"), stacklevel=3)
+        table = relative.partition("/")[0]
+        consequence = ("a trial whose row was in it counts as not done and runs again in the next sweep"
+                       if table == "trials" else f"the trials keep their rows (any {table} rows of theirs in the "
+                                                 "file are left out)")
+        warnings.warn(QuarantineWarning(f"store {self.location}: {relative} {what} ({reason}); {where}. "
+                                        f"The rest of the store stays readable; {consequence}"), stacklevel=3)
         return target
 
     def read_trial(self, trial_key: str) -> dict[str, Any] | None:
@@ -485,13 +581,25 @@ class ResultStore:
         if self.remote:
             yield
             return
-        self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / LOCK_NAME, "a") as handle:
+        with self._lock_file() as handle:
             fcntl.flock(handle, fcntl.LOCK_SH)
             try:
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+    @contextlib.contextmanager
+    def _lock_file(self) -> Iterator[Any]:
+        """``<store>/.lock`` opened for locking; :class:`StoreError` when it cannot be created or opened."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            handle = open(self.root / LOCK_NAME, "a")
+        except OSError as exc:
+            raise StoreError(f"the results store could not be written: cannot open its lock file "
+                             f"{self.root / LOCK_NAME} ({exc}). Fix the store's permissions (or choose another "
+                             "--store), then rerun the same command") from exc
+        with handle:
+            yield handle
 
     @contextlib.contextmanager
     def compaction_lock(self, unlocked: bool = False, action: str = "compact") -> Iterator[None]:
@@ -511,8 +619,7 @@ class ResultStore:
                     f"sweep on the store, then {action} with --unlocked")
             yield
             return
-        self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / LOCK_NAME, "a") as handle:
+        with self._lock_file() as handle:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:

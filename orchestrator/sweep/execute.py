@@ -7,21 +7,31 @@ trial runs :func:`trainables.worker.trial.tune_trainable` on a reused actor (``r
 a fresh worker per trial would pay Ray's ~2 s start and ~5 s of imports every time) and
 commits its own row to the store, so a crash of the driver at any point loses only the trials
 in flight: rerunning the sweep resubmits exactly what is missing.
+
+Before anything starts, the store must take a file (:meth:`ResultStore.check_writable`) and its
+table folders are checked for files their readers would fail on
+(:meth:`ResultStore.check_tables`). While the sweep runs, Ray's driver log (Tune's tracebacks of
+failed trials, its hints) goes to a log file (:func:`ray_log`; its path is
+:attr:`SweepOutcome.log_path`); the terminal keeps Ray's other warnings but none of its tracebacks
+nor hints that do not apply to roft (``Tuner.restore(...)``: a sweep resumes by rerunning it).
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import re
 import shutil
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from orchestrator.store.results import ResultStore, StoreError
+from orchestrator.store.results import SIDE_TABLES, ResultStore, StoreError
 from orchestrator.sweep.fusion import plan_units
 from orchestrator.sweep.plan import SweepPlan
 from trainables.core.config import Runtime
@@ -35,6 +45,107 @@ class SweepOutcome:
     failed: dict[str, str] = field(default_factory=dict)  # trial key (or "search <experiment>") -> error
     wall_seconds: float = 0.0
     searches: Any = None  # orchestrator.sweep.searches.SearchOutcome when the spec has searched methods
+    log_path: Path | None = None  # Ray's driver log of the sweep (full tracebacks), kept when a trial failed
+
+
+# This module's own records (e.g. the traceback behind a StoreError) go to the sweep's log file only.
+log = logging.getLogger(__name__)
+log.addHandler(logging.NullHandler())
+log.propagate = False
+
+# Ray's console messages that roft reports itself, or whose advice does not apply to a roft sweep.
+_HIDDEN_RAY_MESSAGES = re.compile(
+    r"Trials did not complete"  # the sweep lists its failed trials, one line each
+    r"|Tuner\.restore|Resume (experiment|training) with"  # a sweep resumes by being rerun, not restored
+    r"|Stop signal received"  # Tune's Ctrl-C advice; roft says what to do after an interruption
+    r"|Token authentication is (enabled|disabled) for this Ray cluster")  # a private local Ray's notice
+
+
+class _RayConsoleFilter(logging.Filter):
+    """Keeps Ray's console free of tracebacks (failed trials are reported in one line each; the log
+    file and the store's failures/ table hold the tracebacks) and of :data:`_HIDDEN_RAY_MESSAGES`."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info or record.exc_text:
+            return False
+        try:
+            message = record.getMessage()
+        except Exception:  # a record whose message cannot be formatted: let its handler deal with it
+            return True
+        # (a traceback can also come inside the message, e.g. Tune's "Last sync command failed")
+        return "Traceback (most recent call last)" not in message and not _HIDDEN_RAY_MESSAGES.search(message)
+
+
+class _LogFile(logging.FileHandler):
+    """A log file created on its first record; a failure to write it is ignored (the store's
+    disk may be full: the sweep's own error must still come out as one line)."""
+
+    def __init__(self, path: Path):
+        super().__init__(path, delay=True, encoding="utf-8")
+        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s:%(lineno)d -- %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            Path(self.baseFilename).parent.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            return
+        super().emit(record)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        pass
+
+
+def sweep_log_path(name: str) -> Path:
+    """Where a sweep's Ray log goes: ``<temp>/roft-logs/<sweep>-<time>-<pid>.log`` (on the driver's
+    disk, not in the store: a full or unwritable store must not lose it)."""
+    safe, stamp = re.sub(r"[^\w.-]", "_", name), time.strftime("%Y%m%d-%H%M%S")
+    return Path(tempfile.gettempdir()) / "roft-logs" / f"{safe}-{stamp}-{os.getpid()}.log"
+
+
+class _RayLog:
+    """The file handler and console filter of :func:`ray_log` while it runs."""
+
+    active: _RayLog | None = None
+
+    def __init__(self, path: Path):
+        self.handler, self.console, self.filtered = _LogFile(path), _RayConsoleFilter(), []
+
+    def filter_console(self) -> None:
+        """Filter every terminal handler of the ``ray`` logger (idempotent: Ray may add or replace
+        them in ``ray.init``, which calls this again)."""
+        for handler in logging.getLogger("ray").handlers:
+            if not isinstance(handler, logging.FileHandler) and self.console not in handler.filters:
+                handler.addFilter(self.console)
+                self.filtered.append(handler)
+
+
+@contextlib.contextmanager
+def ray_log(path: Path) -> Iterator[Path]:
+    """While the block runs, every record of Ray's driver loggers (``ray``, ``ray.tune``, ...) and of
+    this module goes to ``path`` (created on the first record), and Ray's console shows only what
+    :class:`_RayConsoleFilter` keeps."""
+    import ray  # noqa: F401  (importing Ray installs the ``ray`` logger's terminal handler, filtered here)
+
+    state = _RayLog(path)
+    ray_logger = logging.getLogger("ray")
+    ray_logger.addHandler(state.handler)
+    log.addHandler(state.handler)
+    state.filter_console()
+    _RayLog.active = state
+    try:
+        yield path
+    finally:
+        _RayLog.active = None
+        for handler in state.filtered:
+            handler.removeFilter(state.console)
+        ray_logger.removeHandler(state.handler)
+        log.removeHandler(state.handler)
+        state.handler.close()
+
+
+def _see_log(path: Path | None) -> str:
+    """``"; the full traceback is in PATH"`` when the sweep's log file exists, else ''."""
+    return f"; the full traceback is in {path}" if path is not None and path.exists() else ""
 
 
 def init_ray(address: str | None = None, num_cpus: int | None = None, env: dict[str, str] | None = None) -> None:
@@ -67,6 +178,8 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, env: dict[
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=True,
                  configure_logging=True, logging_level="WARNING")
+    if _RayLog.active is not None:  # a sweep's ray_log: filter the terminal handlers ray.init may have made
+        _RayLog.active.filter_console()
 
 
 def _job_env_vars() -> set[str]:
@@ -167,7 +280,8 @@ def _tune_callback(reporter: ProgressReporter):
 
 def run_trials(trials: list[dict[str, Any]], runtime: Runtime, trainable: Callable[[dict], None], *,
                name: str, resources: dict[str, float], chunk_size: int, max_failures: int = 1,
-               max_concurrent: int = 0, tune_root: Path, reporter: ProgressReporter | None = None) -> dict[str, str]:
+               max_concurrent: int = 0, tune_root: Path, reporter: ProgressReporter | None = None,
+               log_path: Path | None = None) -> dict[str, str]:
     """Run ``trials`` (each a unit's config: ``{"key": ..., "spec": TrialSpec dict}`` or a fused
     group's ``{"key": ..., "group": [...], "members": [trial keys]}``) through Tune in chunks.
 
@@ -194,17 +308,18 @@ def run_trials(trials: list[dict[str, Any]], runtime: Runtime, trainable: Callab
             grid = tuner.fit()
         except (OSError, EOFError) as exc:  # Tune's experiment state under tune_root: a full or unwritable disk
             # (EOFError: Tune reading back a trial's error file that the full disk truncated)
+            log.error("Tune could not write its experiment state under %s", tune_root, exc_info=exc)
             raise StoreError(f"Tune could not write its experiment state under {tune_root} "
                              f"({type(exc).__name__}: {exc}{_free_space(tune_root)}); the sweep "
                              f"stopped in units {start + 1}-{start + len(chunk)} of {len(trials)}. Rows already in "
                              "the store are untouched: free space or fix the permissions, then rerun the same "
-                             "command") from exc
+                             f"command{_see_log(log_path)}") from exc
         unfinished = 0
         for i in range(len(grid)):
             result = grid[i]
             if result.error is not None:
                 unit = result.config["trial"]
-                message = f"{type(result.error).__name__}: {result.error}"
+                message = f"{type(result.error).__name__}: {_ANSI_ESCAPE.sub('', str(result.error))}"
                 if "members" in unit:
                     message = f"its fused group {unit['key']} failed: {message}"
                 errors.update({key: message for key in unit.get("members", [unit["key"]])})
@@ -216,23 +331,29 @@ def run_trials(trials: list[dict[str, Any]], runtime: Runtime, trainable: Callab
         unwritable = [message for message in errors.values() if "StoreError" in message]
         if unwritable:
             # every later trial would fail the same way: stop (what landed stays as it is)
+            log.error("the results store could not be written:\n%s", _ANSI_ESCAPE.sub("", unwritable[0]))
             raise StoreError(f"the results store could not be written ({error_line(unwritable[0])}); the sweep "
                              f"stopped after {min(start + chunk_size, len(trials))} of {len(trials)} units, "
                              f"{len(trials) - start - len(chunk)} not started. Rows already in the store are "
-                             "untouched: free space or fix the store's permissions, then rerun the same command")
+                             "untouched: free space or fix the store's permissions, then rerun the same command"
+                             f"{_see_log(log_path)}")
         if not errors:
             shutil.rmtree(tune_root / experiment, ignore_errors=True)
     return errors
 
 
 def _free_space(path: Path) -> str:
-    """``", N bytes free on its disk"`` for the nearest existing folder of ``path`` ('' if unknown)."""
+    """``"; N bytes free on its disk"`` for the nearest existing folder of ``path`` ('' if unknown;
+    ``"; No space left on device (0 bytes free on its disk)"`` when it is full, the cause behind
+    whatever Tune reports then)."""
     for folder in [Path(path), *Path(path).parents]:
         if folder.exists():
             try:
-                return f"; {shutil.disk_usage(folder).free:,} bytes free on its disk"
+                free = shutil.disk_usage(folder).free
             except OSError:
                 return ""
+            return "; No space left on device (0 bytes free on its disk)" if free == 0 else \
+                f"; {free:,} bytes free on its disk"
     return ""
 
 
@@ -245,14 +366,40 @@ def run_sweep(plan: SweepPlan, store: ResultStore, runtime: Runtime, address: st
     started = time.perf_counter()
     if not plan.pending and not plan.spec.searches:
         return SweepOutcome(0, 0)
-    with store.sweep_lock():  # `roft store compact` waits for no sweep
-        outcome = _run_sweep(plan, store, runtime, address, stream)
+    store.check_writable()  # before anything starts: an unwritable store is one line, not a Ray traceback
+    _check_folder_writable(store.tune_dir(), "the results store could not be written" if not store.remote
+                           else "Tune's experiment state could not be written")
+    # Quarantine what readers of the store's folders would fail on (planning has read trials/ and
+    # failures/ already, which quarantines their unreadable files; nothing else of roft reads epochs/).
+    store.check_tables(contents=False)
+    store.check_tables(SIDE_TABLES, contents=not store.remote)
+    path = sweep_log_path(plan.spec.name)
+    with store.sweep_lock(), ray_log(path):  # `roft store compact` waits for no sweep
+        outcome = _run_sweep(plan, store, runtime, address, stream, path)
     outcome.wall_seconds = time.perf_counter() - started
+    if not outcome.failed:  # nothing to look up: no log file left behind (one is kept when the sweep raised)
+        path.unlink(missing_ok=True)
+    outcome.log_path = path if path.exists() else None
+    if outcome.log_path is not None:
+        print(f"[{plan.spec.name}] Ray's log of this sweep, with the full tracebacks: {outcome.log_path}",
+              file=stream or sys.stderr, flush=True)
     return outcome
 
 
+def _check_folder_writable(folder: Path, problem: str) -> None:
+    """:class:`StoreError` saying ``problem`` unless a file can be created in ``folder`` (made if missing),
+    where Tune keeps its experiment state."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise StoreError(f"{problem}: cannot create a file for Tune's experiment state in {folder} ({exc}); "
+                         "nothing was run. Fix the permissions or free space, then rerun the same command") from exc
+
+
 def _run_sweep(plan: SweepPlan, store: ResultStore, runtime: Runtime, address: str | None,
-               stream: TextIO | None) -> SweepOutcome:
+               stream: TextIO | None, log_path: Path | None = None) -> SweepOutcome:
     pending = plan.pending
     spec = plan.spec
     _save_spec(plan, store)
@@ -277,7 +424,8 @@ def _run_sweep(plan: SweepPlan, store: ResultStore, runtime: Runtime, address: s
                 [unit.to_config() for unit in units], runtime, _trainable(), name=spec.name,
                 resources={"cpu": spec.resources.cpu, "gpu": spec.resources.gpu},
                 chunk_size=spec.execution.chunk_size, max_failures=spec.execution.max_failures,
-                max_concurrent=spec.execution.max_concurrent, tune_root=store.tune_dir(), reporter=reporter))
+                max_concurrent=spec.execution.max_concurrent, tune_root=store.tune_dir(), reporter=reporter,
+                log_path=log_path))
     landed = store.done_keys()
     failed = {t.key(): errors.get(t.key(), "finished without committing a row to the store")
               for t in pending if t.key() not in landed}
@@ -290,7 +438,7 @@ def _run_sweep(plan: SweepPlan, store: ResultStore, runtime: Runtime, address: s
     searches = None
     if spec.searches:
         from orchestrator.sweep.searches import run_searches
-        searches = run_searches(spec, runtime, runtime.data_root)
+        searches = run_searches(spec, runtime)
         failed.update({f"search {name}": error for name, error in searches.failed.items()})
     return SweepOutcome(len(pending), succeeded, failed, searches=searches)
 

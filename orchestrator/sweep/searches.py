@@ -21,7 +21,6 @@ from orchestrator.store.results import ResultStore
 from orchestrator.sweep.plan import cells, file_hashes, make_trial
 from search_spaces.spec import HyperparameterSearch, SweepSpec
 from trainables.core.config import Runtime
-from trainables.core.data_root import DataRoot
 from trainables.data.tasks import TASKS
 
 

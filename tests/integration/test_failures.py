@@ -46,7 +46,7 @@ def test_a_failing_trial_is_recorded_skipped_and_retried_on_request(corrupt_chec
     (failure,) = store.read_failures().to_pylist()
     (bad,) = [t for t in setup.plan.trials if t.backbone == "mole-bert"]
     assert failure["trial_key"] == bad.key() and failure["method"] == "full-ft"
-    assert failure["error"].startswith("trainables.models.backbones.CheckpointMismatchError: backbone mole-bert: cannot read")
+    assert failure["error"].startswith("trainables.models.shapes.CheckpointMismatchError: backbone mole-bert: cannot read")
     assert 'trainables/worker/trial.py", line' in failure["traceback"]  # the remote frames
     assert "\x1b[" not in failure["traceback"]
     assert store.read_trial(bad.key()) is None  # never a result

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 
+import pandas as pd
 import pytest
 import torch
 
@@ -14,6 +15,7 @@ from orchestrator.sweep.plan import plan_sweep
 from search_spaces import parse_spec
 from tests.integration.sweeps import planned
 from trainables.core.config import Runtime
+from trainables.core.data_root import DataRoot
 from trainables.methods.dependencies import parent_spec
 
 pytestmark = [pytest.mark.slow, pytest.mark.data]
@@ -53,7 +55,7 @@ def test_every_method_lands_one_row_per_logical_trial(ray_session, real_env, tmp
         row = by_key.loc[trial.key()]
         parent = parent_spec(trial)
         if parent is None:
-            assert row.parent_trial_key == ""
+            assert pd.isna(row.parent_trial_key)  # null: no parent
             continue
         # Dependants ran against the very checkpoint their parent committed.
         parent_row = by_key.loc[parent.key()]
@@ -74,15 +76,15 @@ def test_every_method_lands_one_row_per_logical_trial(ray_session, real_env, tmp
     assert "graph_pred_linear.weight" in parent_state
 
     # A rerun plans nothing; the report shows one cell per method point.
-    assert plan_sweep(spec, store, str(real_env)).pending == []
+    assert plan_sweep(spec, store, DataRoot(real_env)).pending == []
 
 
 def test_dependants_of_a_failed_parent_are_not_run(ray_session, real_env, tmp_path):
     spec = parse_spec(dict(EVERY_METHOD, methods={"wise-ft": {}}, seeds=[0], label_settings=["fewshot:100000"],
                            execution={"max_failures": 0}))
     store = ResultStore(tmp_path / "store")
-    runtime = Runtime(store=str(store.root), sweep=spec.name, data_root=str(real_env))
-    plan = plan_sweep(spec, store, str(real_env))
+    runtime = Runtime(store=str(store.root), sweep=spec.name, data_root=DataRoot(real_env))
+    plan = plan_sweep(spec, store, DataRoot(real_env))
     outcome = run_sweep(plan, store, runtime, stream=io.StringIO())
     wise = next(t for t in plan.trials if t.method == "wise-ft")
     assert set(outcome.failed) == {t.key() for t in plan.trials}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 
+import pandas as pd
 import pytest
 
 from orchestrator.analysis.summary import store_table
@@ -14,8 +15,9 @@ from orchestrator.sweep.plan import plan_sweep
 from search_spaces import parse_spec
 from tests.integration.sweeps import planned
 from trainables.core.config import Runtime
+from trainables.core.data_root import DataRoot
 
-pytestmark = [pytest.mark.slow, pytest.mark.data]
+pytestmark = [pytest.mark.data]
 
 TINY = {
     "name": "tiny",
@@ -31,6 +33,7 @@ TINY = {
 }
 
 
+@pytest.mark.slow
 def test_tiny_sweep_writes_rows_and_rerun_runs_nothing(ray_session, real_env, tmp_path):
     setup = planned(TINY, real_env, tmp_path, sweep="tiny")
     spec, store, runtime, plan = setup.spec, setup.store, setup.runtime, setup.plan
@@ -52,11 +55,11 @@ def test_tiny_sweep_writes_rows_and_rerun_runs_nothing(ray_session, real_env, tm
     for method, path, sha in zip(rows.method, rows.artifact_path, rows.artifact_sha256):
         # Only trials that others depend on (full-ft) keep their checkpoint by default.
         assert ((tmp_path / "store" / "artifacts").as_posix() in path and len(sha) == 64) if method == "full-ft" \
-            else (path == "" and sha == "")
+            else (pd.isna(path) and pd.isna(sha))  # null: no checkpoint kept
     epochs = store.read_epochs().to_pandas()
     assert len(epochs) == 4 * 2
 
-    again = plan_sweep(spec, store, str(real_env))
+    again = plan_sweep(spec, store, DataRoot(real_env))
     assert again.pending == []
     assert run_sweep(again, store, runtime, stream=io.StringIO()).submitted == 0
     assert len(store.read_trials()) == 4
@@ -68,8 +71,8 @@ def test_failing_trial_is_reported_not_stored(ray_session, real_env, tmp_path):
     spec = parse_spec(dict(TINY, backbones=["scratch-gin"], methods={"full-ft": {}},
                            label_settings=["fewshot:100000"], execution={"max_failures": 0}))
     store = ResultStore(tmp_path / "store")
-    runtime = Runtime(store=str(store.root), sweep="tiny", data_root=str(real_env))
-    outcome = run_sweep(plan_sweep(spec, store, str(real_env)), store, runtime, stream=io.StringIO())
+    runtime = Runtime(store=str(store.root), sweep="tiny", data_root=DataRoot(real_env))
+    outcome = run_sweep(plan_sweep(spec, store, DataRoot(real_env)), store, runtime, stream=io.StringIO())
     assert outcome.succeeded == 0 and len(outcome.failed) == 1
     assert "fewshot:100000" in next(iter(outcome.failed.values()))
     assert store.done_keys() == set()

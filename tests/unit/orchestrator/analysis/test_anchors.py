@@ -41,7 +41,7 @@ def test_a_matching_cell_gets_the_published_row_and_the_two_se_verdict():
     far = anchors.compare(pd.DataFrame([trial("d", test=0.30), trial("e", test=0.31)]), None).iloc[0]
     assert not far["within_2se"]
     assert "published 65.8 ± 4.5 (n=10; Δ -1.8, within 2 SE)" == anchors.cell_notes(
-        anchors.compare(trials, None))[("scratch-gin", "bbbp")]
+        anchors.compare(trials, None))[("scratch-gin", "full-ft", "bbbp", "scaffold", "full")]
 
 
 @pytest.mark.parametrize("change", [{"epochs": 50}, {"lr": 0.0001}, {"dropout": 0.2}])
@@ -68,3 +68,32 @@ def test_a_malformed_entry_names_itself(tmp_path):
                     "epoch: middle, epoch_evidence: e, confidence: checked, roc_auc: {}}\n")
     with pytest.raises(ValueError, match="entry 'x': epoch 'middle' is not accepted; accepted: best-val, last"):
         anchors.published_rows(path)
+
+
+def test_roft_table_anchors_puts_the_published_row_beside_the_matching_cell(tmp_path):
+    """End to end through the store and the CLI: a scratch-gin Full-FT cell on BBBP gets Hu et al.'s
+    number beside it; a cell of another recipe gets nothing."""
+    import io
+    from contextlib import redirect_stdout
+
+    from orchestrator.cli import main as roft
+    from orchestrator.store.results import ResultStore
+    from tests.unit.orchestrator.store.rows import make_row
+
+    store = ResultStore(tmp_path / "store")
+    config = json.dumps({"recipe": RECIPE})
+    for seed, value in enumerate((0.62, 0.66, 0.70)):
+        store.write_trial(make_row(f"k{seed}", backbone="scratch-gin", method="full-ft", task="bbbp",
+                                   split="scaffold", label_setting="full", seed=seed, test_metric=value,
+                                   num_layers=5, emb_dim=300, trial_config=config, metric="roc_auc"))
+    store.write_trial(make_row("other", backbone="scratch-gin", method="full-ft", task="bbbp", split="scaffold",
+                               label_setting="fewshot:100", seed=0, test_metric=0.6, num_layers=5, emb_dim=300,
+                               trial_config=config, metric="roc_auc"))
+    out = io.StringIO()
+    with redirect_stdout(out):
+        assert roft(["table", "--store", str(store.root), "--anchors", "--rows", "label_setting"]) == 0
+    text = out.getvalue()
+    full = next(line for line in text.splitlines() if line.startswith("| full "))
+    few = next(line for line in text.splitlines() if line.startswith("| fewshot:100 "))
+    assert "published 65.8 ± 4.5 (n=10; Δ +0.2, within 2 SE)" in full and "published" not in few
+    assert "hu2020-none" in text and "best-validation epoch" in text

@@ -20,6 +20,7 @@ def report(tmp_path_factory):
     return build_report(store, root / "out")
 
 
+@pytest.mark.slow
 def test_every_figure_is_written_and_not_empty(report):
     for name in FIGURES:
         for suffix in (".png", ".svg"):
@@ -27,6 +28,7 @@ def test_every_figure_is_written_and_not_empty(report):
             assert path.is_file() and path.stat().st_size > 1000, path
 
 
+@pytest.mark.slow
 def test_the_page_holds_tables_tests_ranks_and_provenance(report):
     page = report.read_text()
     assert page.count("<table class='results'>") == 3 * 3  # backbones x label settings (one split)
@@ -46,3 +48,45 @@ def test_the_page_renders_in_headless_chromium(report, tmp_path):
     dom = subprocess.run([*command, "--dump-dom", report.as_uri()], check=True, capture_output=True, text=True,
                          timeout=120).stdout
     assert "roft report" in dom and "<table" in dom and "figures/critical_difference.png" in dom
+
+
+@pytest.fixture(scope="module")
+def alpha_search_store(tmp_path_factory):
+    """WiSE-FT only through an Optuna alpha search (``wise-ft: {search: optuna, n_trials: 8}``)."""
+    from tests.unit.orchestrator.store.rows import write_alpha_search_store
+
+    store = ResultStore(tmp_path_factory.mktemp("alpha-search") / "store")
+    write_alpha_search_store(store)
+    return store
+
+
+def test_a_store_whose_wise_ft_rows_all_come_from_an_alpha_search_gets_its_page(alpha_search_store, tmp_path):
+    page = build_report(alpha_search_store, tmp_path / "out")
+    text = page.read_text()
+    assert "figures/alpha_curves.png" in text and "figures/fewshot_curves.png" in text
+    assert (tmp_path / "out" / "figures" / "alpha_curves.png").stat().st_size > 1000
+
+
+def test_a_filter_that_leaves_out_the_alpha_search_trials_writes_the_page(alpha_search_store, tmp_path):
+    page = build_report(alpha_search_store, tmp_path / "out", where={"method": ["full-ft"]})
+    text = page.read_text()
+    assert "figures/fewshot_curves.png" in text
+    assert "alpha_curves" not in text  # the search points belong to trials the filter left out
+    page = build_report(alpha_search_store, tmp_path / "esol", where={"task": ["esol"]})
+    assert "figures/alpha_curves.png" in page.read_text()
+
+
+def test_the_significance_table_gives_mean_diff_in_the_tables_units(alpha_search_store, tmp_path):
+    from orchestrator.analysis.significance import in_table_units, paired_tests
+    from orchestrator.analysis.tables import load_trials, select
+
+    trials = load_trials(alpha_search_store)
+    tests = in_table_units(paired_tests(trials, select(trials))).set_index("task")
+    # wise-ft - full-ft: 0.72 - 0.68 = 0.04 per seed: 4 percentage points on bbbp, 0.04 RMSE on esol
+    assert tests.loc["bbbp", "mean_diff (table units)"] == pytest.approx(4.0)
+    assert tests.loc["bbbp", "unit"] == "pp (ROC-AUC %)"
+    assert tests.loc["esol", "mean_diff (table units)"] == pytest.approx(0.04)
+    assert tests.loc["esol", "unit"] == "RMSE"
+    text = build_report(alpha_search_store, tmp_path / "out").read_text()
+    assert "<th>mean_diff (table units)</th>" in text and "<td>pp (ROC-AUC %)</td>" in text and "<td>4</td>" in text
+    assert "percentage points for ROC-AUC" in text

@@ -43,3 +43,27 @@ def test_markdown_shows_percent_for_auc_and_states_ddof():
 
 def test_empty_store_message():
     assert "no finished trials" in markdown_table(summarize(frame([])))
+
+
+def test_store_table_keeps_only_the_rows_matching_where(tmp_path):
+    import pytest
+
+    from orchestrator.analysis.summary import store_table
+    from orchestrator.store.results import ResultStore
+    from tests.unit.orchestrator.store.rows import make_row
+
+    store = ResultStore(tmp_path)
+    store.write_trial(make_row("a", method="full-ft", method_label="full-ft", task="esol", seed=0))
+    store.write_trial(make_row("b", method="lp", method_label="lp", task="esol", seed=0))
+    store.write_trial(make_row("c", method="lp", method_label="lp", task="bbbp", metric="roc_auc", seed=1))
+    everything = store_table(store)
+    assert "| full-ft |" in everything and "| bbbp |" in everything
+    lp = store_table(store, where={"method": ["lp"]})
+    assert "| full-ft |" not in lp and "| scratch-gin | lp | esol |" in lp and "| scratch-gin | lp | bbbp |" in lp
+    only = store_table(store, where={"method": ["lp"], "seed": ["1"]})
+    assert "| scratch-gin | lp | bbbp |" in only and "| esol |" not in only
+    assert store_table(store, where={"task": ["tox21"]}) == "(no finished trials match --where task=tox21)"
+    with pytest.raises(ValueError, match="unknown column"):
+        store_table(store, where={"colour": ["red"]})
+    with pytest.raises(ValueError, match="seed holds int64 values"):
+        store_table(store, where={"seed": ["zero"]})

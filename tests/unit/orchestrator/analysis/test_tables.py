@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
@@ -70,9 +72,6 @@ def test_formats(store, fmt, marker):
 def test_filters_and_ambiguity(store):
     assert set(load_trials(store, parse_where(["task=esol"])).task) == {"esol"}
     assert set(load_trials(store, parse_where(["seed=1"])).seed) == {1}
-    selected = select(load_trials(store))
-    with pytest.raises(ValueError, match="mix several values of task"):
-        pivot(selected, rows=("method",), cols=("split",))
     with pytest.raises(ValueError, match="unknown column"):
         load_trials(store, {"colour": ["red"]})
     with pytest.raises(ValueError, match="seed holds int64 values; accepted: int values"):
@@ -81,3 +80,35 @@ def test_filters_and_ambiguity(store):
         parse_where(["task"])
     with pytest.raises(ValueError, match="selection 'best'"):
         select(load_trials(store), "best")
+
+
+FIXTURES = Path(__file__).resolve().parents[3] / "fixtures"
+
+
+def test_the_default_table_of_a_demo_store_splits_rows_by_backbone():
+    """``make demo``'s store (3 backbones x 2 methods x 2 tasks): the default table works and says so."""
+    store = ResultStore(FIXTURES / "store-v0")
+    selected = select(load_trials(store))
+    grid = pivot(selected)
+    assert grid.added_rows == ("backbone",) and grid.row_names == ("backbone", "method")
+    assert len(grid.rows) == 6 and len(grid.cells) == 12
+    table = render(selected)
+    assert table.startswith("| backbone / method | bbbp | esol |")
+    assert "| scratch-gcn / lp | **64.46 ± 0.23 (n=2)** | 3.95 ± 0.09 (n=2) |" in table
+    assert "Rows are also split by backbone" in table
+    # best per column within each backbone: one bold cell per backbone and column
+    assert table.count("**") == 2 * 3 * 2
+    for fmt in ("latex", "html"):
+        assert "Rows are also split by backbone" in render(selected, fmt=fmt)
+
+
+def test_an_explicit_layout_that_would_mix_adds_the_dimension_to_the_rows(store):
+    selected = select(load_trials(store))
+    grid = pivot(selected, rows=("method",), cols=("split",))
+    assert grid.added_rows == ("task",) and grid.row_names == ("task", "method")
+    assert (("bbbp", "bss"), ("scaffold",)) in grid.cells
+    table = render(selected, rows=("method",), cols=("split",))
+    assert "| task / method | scaffold |" in table and "Rows are also split by task" in table
+    # bbbp is ROC-AUC and esol RMSE: each task's best is marked, never one compared with the other
+    assert "**70.00 ± 0.00 (n=2)**" in table and "**1.50 ± 0.50 (n=2)**" in table
+    assert "Rows are also split" not in render(selected)  # nothing mixes in the default layout here

@@ -69,3 +69,49 @@ def held_by_a_sweep(store: ResultStore):
     finally:
         release.set()
         thread.join()
+
+
+SEARCH_PARAMS = {"alpha": 0.5, "alpha_high": 1.0, "alpha_low": 0.0, "bn_stats": "interpolate", "n_trials": 8,
+                 "search": "optuna", "search_seed": 0, "test_per_point": False}
+
+
+def write_alpha_search_store(store: ResultStore, seeds: int = 3, points: int = 8) -> None:
+    """A store as ``methods: {full-ft: {}, wise-ft: {search: optuna, n_trials: 8}}`` leaves it: Full FT
+    and WiSE-FT rows on bbbp (ROC-AUC) and esol (RMSE), every WiSE-FT row from an Optuna alpha search
+    (its chosen alpha in ``method_results``, its points in ``alpha_trials``, val only: no
+    ``test_per_point``), no WiSE-FT grid row."""
+    import json
+
+    for task, metric in (("bbbp", "roc_auc"), ("esol", "rmse")):
+        for seed in range(seeds):
+            full = f"ft-{task}-{seed}"
+            store.write_trial(make_row(full, task=task, metric=metric, seed=seed, mechanism="baseline",
+                                       pretraining="none", method_params="{}", method_results="{}",
+                                       val_metric=0.70 + 0.01 * seed, test_metric=0.68 + 0.01 * seed))
+            key, study = f"wise-{task}-{seed}", f"wise-ft:{full}:bn_stats=interpolate"
+            store.write_trial(
+                make_row(key, task=task, metric=metric, seed=seed, method="wise-ft", mechanism="weight",
+                         method_label="wise-ft[optuna,n_trials=8]", pretraining="none",
+                         method_params=json.dumps(SEARCH_PARAMS, sort_keys=True), parent_trial_key=full,
+                         method_results=json.dumps({"alphas": [0.6], "study": study, "best_point": points - 1}),
+                         val_metric=0.75 + 0.01 * seed, test_metric=0.72 + 0.01 * seed),
+                side={"alpha_trials": [{"study": study, "number": n, "alphas": [n / points],
+                                        "val_metric": 0.70 + n / 100, "test_metric": None} for n in range(points)]})
+
+
+@contextlib.contextmanager
+def immutable(folder):
+    """``folder`` made immutable (``chattr +i``: nothing can be created in it, even by root, as tests
+    run here) while the block runs; the test is skipped where chattr is missing or refused."""
+    import shutil
+    import subprocess
+
+    import pytest
+
+    if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(folder)],
+                                                        capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not available here (the PermissionError variant of the test still runs)")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["chattr", "-i", str(folder)], check=True)

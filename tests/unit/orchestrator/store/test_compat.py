@@ -21,6 +21,7 @@ from orchestrator.cli import main as roft
 from orchestrator.store.results import ResultStore
 from orchestrator.sweep.plan import plan_sweep
 from search_spaces import load_spec
+from trainables.core.data_root import DataRoot
 
 FIXTURES = Path(__file__).resolve().parents[3] / "fixtures"
 OLD_STORE = FIXTURES / "store-v0"
@@ -43,7 +44,7 @@ def printed(*argv: str) -> str:
 @pytest.mark.data
 def test_rerunning_the_old_spec_plans_no_trial(real_env, old_store):
     spec = load_spec(old_store / "specs" / "mini.yaml")
-    plan = plan_sweep(spec, ResultStore(old_store), str(real_env))
+    plan = plan_sweep(spec, ResultStore(old_store), DataRoot(real_env))
     assert len(plan.trials) == 24 and len(plan.done) == 24
     assert plan.pending == []
 

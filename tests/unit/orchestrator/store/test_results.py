@@ -212,3 +212,127 @@ def test_a_local_writer_killed_mid_write_damages_nothing(tmp_path):
         assert store.read_artifact(row["trial_key"]) == bytes(range(256)) * 40000
     hidden = [p for p in (tmp_path / "store").rglob(".*") if p.name != ".lock"]
     assert all(p.name.endswith(".tmp") for p in hidden)  # what a kill leaves is hidden from readers
+
+
+ALPHA_POINT = {"study": "s", "number": 0, "alphas": [0.5], "val_metric": 0.7, "test_metric": None}
+
+
+def test_junk_in_every_table_folder_is_quarantined_and_the_folders_read_again(tmp_path):
+    """A junk file in epochs/ (or any side table) is moved aside as trials/ junk is, so that
+    pandas.read_parquet of the folder works again; the store's own rows are untouched."""
+    import pandas as pd
+
+    from orchestrator.store.results import TABLES, QuarantineWarning
+
+    store = ResultStore(tmp_path)
+    for key in ("a", "b"):
+        store.write_trial(make_row(key), [EPOCH], side={"alpha_trials": [ALPHA_POINT]})
+    junk = {"epochs/junk.parquet": b"not parquet at all", "epochs/notes.txt": b"my notes",
+            "alpha_trials/b.parquet": b"PAR1 garbage PAR1", "trials/README": b"hello", "failures/x.parquet": b"x"}
+    for name, blob in junk.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(blob)
+    (tmp_path / "epochs" / "_SUCCESS").write_bytes(b"")  # names readers skip stay
+    with pytest.raises(Exception):
+        pd.read_parquet(tmp_path / "epochs")
+    with pytest.warns(QuarantineWarning) as caught:
+        moved = store.check_tables()
+    assert sorted(moved) == sorted(f"quarantine/{name}" for name in junk)
+    messages = " ".join(str(w.message) for w in caught)
+    assert "epochs/notes.txt is not a Parquet file (not a table file" in messages
+    assert "epochs/junk.parquet is unreadable" in messages and "the trials keep their rows" in messages
+    for name, blob in junk.items():
+        assert (tmp_path / "quarantine" / name).read_bytes() == blob  # kept as found
+    assert (tmp_path / "epochs" / "_SUCCESS").exists()
+    for name in TABLES:
+        if name != "failures":
+            pd.read_parquet(tmp_path / name)  # every folder reads again
+    assert sorted(pd.read_parquet(tmp_path / "epochs").trial_key) == ["a", "b"]
+    assert store.done_keys() == {"a", "b"} and store.read_side_table("alpha_trials").num_rows == 1
+    assert store.check_tables() == []  # nothing left to move
+
+
+def test_compaction_and_forget_quarantine_junk_instead_of_failing(tmp_path):
+    from orchestrator.store.compact import compact
+    from orchestrator.store.forget import forget
+    from orchestrator.store.results import QuarantineWarning
+
+    store = ResultStore(tmp_path)
+    keys = [f"{i:024x}" for i in range(3)]
+    for key in keys:
+        store.write_trial(make_row(key), [EPOCH])
+    (tmp_path / "epochs" / "junk.parquet").write_bytes(b"not parquet at all")
+    (tmp_path / "epochs" / "notes.txt").write_bytes(b"my notes")
+    with pytest.warns(QuarantineWarning) as caught:
+        summary = compact(store)
+    messages = " ".join(str(w.message) for w in caught)
+    assert "epochs/junk.parquet is unreadable" in messages and "epochs/notes.txt is not a Parquet file" in messages
+    assert summary.tables["epochs"] == (3, 3) and summary.tables["trials"] == (3, 3)
+    assert sorted(p.name for p in (tmp_path / "quarantine" / "epochs").iterdir()) == ["junk.parquet", "notes.txt"]
+    (tmp_path / "epochs" / f"{keys[0]}.parquet").write_bytes(b"junk under a trial's own name")
+    with pytest.warns(QuarantineWarning, match=f"epochs/{keys[0]}.parquet is unreadable"):
+        forget(store, [keys[0]])
+    assert store.done_keys() == set(keys[1:]) and sorted(store.read_epochs().column("trial_key").to_pylist()) == \
+        keys[1:]
+
+
+def test_empty_optional_text_is_stored_as_null_and_old_rows_with_empty_strings_still_read(tmp_path):
+    import pyarrow as pa
+
+    from orchestrator.store.results import OPTIONAL_TEXT_COLUMNS, TRIAL_SCHEMA
+
+    store = ResultStore(tmp_path)
+    row = make_row("new", **{c: "" for c in OPTIONAL_TEXT_COLUMNS})
+    store.write_trial(row)
+    assert all(row[c] == "" for c in OPTIONAL_TEXT_COLUMNS)  # the caller's row is not changed
+    stored = store.read_trial("new")
+    assert all(stored[c] is None for c in OPTIONAL_TEXT_COLUMNS)
+    assert stored["sweep"] == "t" and stored["method_results"] is None  # other columns as given
+    kept = make_row("kept", artifact_path="/x/best.pt", artifact_sha256="ab" * 32, parent_trial_key="p" * 24)
+    store.write_trial(kept)
+    assert store.read_trial("kept")["artifact_sha256"] == "ab" * 32 and store.read_trial("kept")["artifact_path"]
+    # a row written before: "" where nothing is meant, read back as written
+    old = make_row("old", **{c: "" for c in OPTIONAL_TEXT_COLUMNS})
+    store.write_table(pa.Table.from_pylist([old], schema=TRIAL_SCHEMA), store.path("trials", "old.parquet"))
+    assert all(store.read_trial("old")[c] == "" for c in OPTIONAL_TEXT_COLUMNS)
+    assert store.done_keys() == {"new", "kept", "old"}
+
+
+def test_an_immutable_store_is_reported_in_one_line_before_anything_is_written(tmp_path):
+    from tests.unit.orchestrator.store.rows import immutable
+
+    store = ResultStore(tmp_path / "store")
+    store.write_trial(make_row("a"))
+    with immutable(store.root):
+        with pytest.raises(StoreError, match=r"^the results store could not be written: cannot create a file in "
+                                             r".*/store \(\[Errno 1\] Operation not permitted.*rerun the same "
+                                             r"command$"):
+            store.check_writable()
+        with pytest.raises(StoreError, match=r"the results store could not be written: cannot open its lock file"):
+            with store.sweep_lock():
+                pass
+        assert store.done_keys() == {"a"}  # still readable
+    assert sorted(p.name for p in store.root.iterdir()) == ["trials"]  # no probe left behind
+    with immutable(store.trials_dir):  # one table folder of the store
+        with pytest.raises(StoreError, match=r"cannot create a file in trials/ of .*Operation not permitted"):
+            store.check_writable()
+    store.check_writable()  # writable again: no error, nothing left
+    assert sorted(p.name for p in store.root.iterdir()) == ["trials"]
+
+
+def test_a_store_that_refuses_writes_is_reported_before_anything_is_written(tmp_path, monkeypatch):
+    import orchestrator.store.results as results
+
+    store = ResultStore(tmp_path / "store")
+
+    def refuse(target, write):
+        raise PermissionError(13, "Permission denied", str(target))
+
+    monkeypatch.setattr(results, "atomic_write", refuse)
+    with pytest.raises(StoreError, match=r"the results store could not be written: .*Permission denied"):
+        store.check_writable()
+    monkeypatch.undo()
+    (tmp_path / "store").mkdir()
+    (tmp_path / "store" / "epochs").write_text("not a folder")  # a table folder that is a file
+    with pytest.raises(StoreError, match=r"cannot create a file in epochs/ of "):
+        store.check_writable()

@@ -70,3 +70,31 @@ def test_done_searches_are_not_pending(tmp_path):
     assert plan_alpha_searches(store, points).pending == []
     # A larger budget is a new trial (it continues the same study).
     assert len(plan_alpha_searches(store, search_points(["wise-ft"], [1], 40, 0)).pending) == 1
+
+
+@pytest.mark.parametrize("written", ["now", "before"])
+def test_a_full_ft_row_without_a_checkpoint_is_not_searched_whether_null_or_empty(tmp_path, written):
+    """Rows written now hold null where nothing is meant; rows of older stores hold "": both read alike,
+    in alpha planning and in the worker's check of a parent checkpoint."""
+    import pyarrow as pa
+
+    from orchestrator.store.results import OPTIONAL_TEXT_COLUMNS, TRIAL_SCHEMA
+    from trainables.worker.trial import DependencyError, load_parent_state
+
+    store = ResultStore(tmp_path)
+    commit(store, full_ft(0))
+    spec = full_ft(1)
+    row = make_row(spec.key(), method=spec.method, task=spec.task, seed=spec.seed, backbone=spec.backbone,
+                   split=spec.split, label_setting=spec.label_setting, trial_config=spec.canonical_json(),
+                   **{c: "" for c in OPTIONAL_TEXT_COLUMNS})
+    if written == "now":
+        store.write_trial(row)
+        assert store.read_trial(spec.key())["artifact_sha256"] is None
+    else:
+        store.write_table(pa.Table.from_pylist([row], schema=TRIAL_SCHEMA), store.path("trials", f"{spec.key()}.parquet"))
+        assert store.read_trial(spec.key())["artifact_sha256"] == ""
+    plan = plan_alpha_searches(store, search_points(["wise-ft"], [1], n_trials=5, search_seed=0))
+    assert {parent_spec(t).key() for t in plan.trials} == {full_ft(0).key()}
+    dependant = TrialSpec(**{**spec.to_dict(), "method": "wise-ft", "recipe": spec.recipe})
+    with pytest.raises(DependencyError, match=r"has no saved checkpoint .*\(recorded sha256: none\)"):
+        load_parent_state(dependant, store)

@@ -197,6 +197,9 @@ def test_rays_tracebacks_and_inapplicable_hints_go_to_the_log_file_not_the_termi
         tune.error("Trials did not complete: [t_00000]")
         tune.warning("Experiment has been interrupted, but the most recent state was saved.\nResume experiment "
                      "with: Tuner.restore(path=\"/x\", trainable=...)")
+        logging.getLogger("ray.train._internal.syncer").warning(
+            "Last sync command failed with the following error:\nTraceback (most recent call last):\n  File "
+            "\"x.py\", line 1\nOSError: [Errno 28] No space left on device")
         logging.getLogger("ray.tune.execution.insufficient_resources_manager").warning(
             "No trial is running and no new trial has been started within the last 60 seconds.")
     logging.getLogger("ray.tune.tune").warning("after the sweep: not in the log")
@@ -207,6 +210,7 @@ def test_rays_tracebacks_and_inapplicable_hints_go_to_the_log_file_not_the_termi
     kept = path.read_text()
     assert "Trial task failed for trial t_00000" in kept and "Traceback" in kept and "ValueError: boom" in kept
     assert "Tuner.restore" in kept and "No trial is running" in kept and "after the sweep" not in kept
+    assert "Last sync command failed" not in shown and "No space left on device" in kept
     with ray_log(tmp_path / "quiet.log"):
         pass
     assert not (tmp_path / "quiet.log").exists()  # a sweep that Ray had nothing to say about leaves no file
@@ -243,3 +247,50 @@ def test_a_trial_that_cannot_write_the_store_stops_the_sweep_in_one_line_naming_
     assert message.endswith(f"rerun the same command; the full traceback is in {path}")
     assert "Traceback" in path.read_text() and "No space left on device" in path.read_text()
     assert ray_console.getvalue() == ""
+
+
+def test_a_sweep_with_a_failed_trial_names_its_log_and_a_clean_sweep_leaves_none(real_env, tmp_path, monkeypatch,
+                                                                                 ray_console):
+    import logging
+    from types import SimpleNamespace
+
+    import orchestrator.sweep.execute as execute
+    from orchestrator.sweep.plan import plan_sweep
+    from tests.integration.sweeps import planned
+    from tests.unit.orchestrator.store.rows import make_row
+
+    setup = planned({**TINY, "seeds": [0, 1]}, real_env, tmp_path)
+    first, second = (t.key() for t in setup.plan.pending)
+
+    class Tuner(_FakeTuner):
+        failing = True
+
+        def fit(self):  # the first trial fails (Tune logs its traceback) while `failing`, the others land
+            logging.getLogger("ray.tune.tune").warning("Tune says something worth seeing")
+            results = []
+            for unit in self.param_space["trial"]["grid_search"]:
+                if unit["key"] == first and Tuner.failing:
+                    _failed_trial_record(ValueError("boom"))
+                    results.append(SimpleNamespace(error=ValueError("boom"), config={"trial": unit}, metrics={}))
+                else:
+                    setup.store.write_trial(make_row(unit["key"]))
+                    results.append(SimpleNamespace(error=None, config={"trial": unit}, metrics={"done": True}))
+            return results
+
+    path = tmp_path / "logs" / "tiny.log"
+    monkeypatch.setattr("ray.tune.Tuner", Tuner)
+    monkeypatch.setattr(execute, "init_ray", lambda *args, **kwargs: None)
+    monkeypatch.setattr(execute, "sweep_log_path", lambda name: path)
+    stream = io.StringIO()
+    outcome = execute.run_sweep(setup.plan, setup.store, setup.runtime, stream=stream)
+    assert outcome.failed == {first: "ValueError: boom"} and outcome.log_path == path
+    assert f"[tiny] Ray's log of this sweep, with the full tracebacks: {path}" in stream.getvalue()
+    assert "ValueError: boom" in path.read_text() and "Traceback" in path.read_text()
+    assert ray_console.getvalue() == "Tune says something worth seeing\n"  # no traceback on the terminal
+
+    path.unlink()
+    Tuner.failing = False
+    retry = plan_sweep(setup.spec, setup.store, setup.runtime.data_root, retry_failed=True)
+    outcome = execute.run_sweep(retry, setup.store, setup.runtime, stream=io.StringIO())
+    assert outcome.failed == {} and outcome.succeeded == 1
+    assert outcome.log_path is None and not path.exists()  # nothing failed: no log left behind
