@@ -37,7 +37,7 @@ def where_expression(where: dict[str, Sequence[str]] | None):
     the column's type), or None for no filter; ValueError for an unknown column or a bad value."""
     import pyarrow.dataset as ds
 
-    from orchestrator.store.results import TRIAL_SCHEMA
+    from orchestrator.store.schema import TRIAL_SCHEMA
 
     where = where or {}
     unknown = sorted(set(where) - set(TRIAL_SCHEMA.names))

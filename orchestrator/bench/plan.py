@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from orchestrator.store.results import PART_PREFIX, TRIAL_SCHEMA, ResultStore
+from orchestrator.store.results import ResultStore
+from orchestrator.store.schema import PART_PREFIX, TRIAL_SCHEMA
 from orchestrator.sweep.plan import plan_sweep
 from search_spaces import load_spec
 from trainables.core.data_root import DataRoot

@@ -14,7 +14,8 @@ from datetime import datetime, timezone
 import numpy as np
 import pyarrow as pa
 
-from orchestrator.store.results import ALPHA_SCHEMA, PART_PREFIX, TRIAL_SCHEMA, ResultStore
+from orchestrator.store.results import ResultStore
+from orchestrator.store.schema import ALPHA_SCHEMA, PART_PREFIX, TRIAL_SCHEMA
 
 METHODS = {  # method -> (mechanism, grid of labels and params, effect on the metric)
     "full-ft": ("baseline", [("full-ft", {})], 0.0),

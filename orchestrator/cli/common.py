@@ -50,7 +50,9 @@ def print_rows(header: list[str], rows: list[list[object]]) -> None:
 def open_store(location: str):
     """The :class:`ResultStore` at ``location`` (it may not exist yet); a local path that is, or lies
     below, something other than a folder is refused, naming it and what is accepted."""
-    from orchestrator.store.results import ACCEPTED_STORES, ResultStore, StoreError
+    from orchestrator.store.filesystems import ACCEPTED_STORES
+    from orchestrator.store.results import ResultStore
+    from orchestrator.store.schema import StoreError
 
     store = ResultStore(location)
     if not store.remote:

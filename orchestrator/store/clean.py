@@ -24,7 +24,8 @@ from pathlib import Path
 
 import pyarrow.fs as pafs
 
-from orchestrator.store.results import ResultStore, StoreError
+from orchestrator.store.results import ResultStore
+from orchestrator.store.schema import StoreError
 
 DEFAULT_AGE_S = 3600.0
 

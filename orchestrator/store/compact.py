@@ -21,7 +21,8 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from orchestrator.store.results import PART_PREFIX, SIDE_TABLES, TRIAL_SCHEMA, ResultStore
+from orchestrator.store.results import ResultStore
+from orchestrator.store.schema import PART_PREFIX, SIDE_TABLES, TRIAL_SCHEMA
 
 
 @dataclass

@@ -22,7 +22,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from orchestrator.store.results import PART_PREFIX, SIDE_TABLES, TRIAL_SCHEMA, ResultStore, StoreError
+from orchestrator.store.results import ResultStore
+from orchestrator.store.schema import PART_PREFIX, SIDE_TABLES, TRIAL_SCHEMA, StoreError
 
 TRIAL_KEY = re.compile(r"[0-9a-f]{24}")  # TrialSpec.key(): 24 hex digits
 

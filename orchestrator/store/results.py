@@ -55,119 +55,20 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from orchestrator.store.filesystems import ACCEPTED_STORES, SINGLE_PUT_BYTES, s3_filesystem, shown_uri
+from orchestrator.store.schema import (
+    FAILURE_SCHEMA,
+    LOCK_NAME,
+    OPTIONAL_TEXT_COLUMNS,
+    PART_PREFIX,
+    QUARANTINE,
+    SIDE_TABLES,
+    TABLES,
+    TRIAL_SCHEMA,
+    QuarantineWarning,
+    StoreError,
+)
 from trainables.data.sources import atomic_write
-
-TRIAL_SCHEMA = pa.schema([
-    ("trial_key", pa.string()),
-    ("sweep", pa.string()),
-    ("backbone", pa.string()),
-    ("backbone_sha256", pa.string()),  # null for a backbone without a checkpoint (scratch)
-    ("architecture", pa.string()),
-    ("num_layers", pa.int32()),
-    ("emb_dim", pa.int32()),
-    ("pretraining", pa.string()),
-    ("method", pa.string()),
-    ("method_label", pa.string()),
-    ("mechanism", pa.string()),
-    ("method_params", pa.string()),  # canonical JSON
-    ("task", pa.string()),
-    ("task_type", pa.string()),
-    ("metric", pa.string()),
-    ("data_sha256", pa.string()),
-    ("split", pa.string()),
-    ("label_setting", pa.string()),
-    ("subset_seed", pa.int64()),
-    ("seed", pa.int64()),
-    ("epochs", pa.int32()),
-    ("batch_size", pa.int32()),
-    ("lr", pa.float64()),
-    ("best_epoch", pa.int32()),
-    ("best_stage", pa.string()),
-    ("val_metric", pa.float64()),
-    ("test_metric", pa.float64()),
-    ("n_train", pa.int64()),
-    ("n_val", pa.int64()),
-    ("n_test", pa.int64()),
-    ("invalid_smiles_dropped", pa.int64()),
-    ("tasks_total", pa.int32()),
-    ("val_tasks_evaluated", pa.int32()),
-    ("test_tasks_evaluated", pa.int32()),
-    ("wall_seconds", pa.float64()),
-    ("device", pa.string()),
-    ("hostname", pa.string()),
-    ("code_version", pa.string()),
-    ("protocol_version", pa.string()),
-    ("trial_config", pa.string()),  # canonical JSON of the TrialSpec
-    ("finished_at", pa.timestamp("us", tz="UTC")),
-    ("artifact_path", pa.string()),  # null when the trial's checkpoint was not kept
-    ("artifact_sha256", pa.string()),  # null likewise
-    ("parent_trial_key", pa.string()),  # null for trials that depend on no other trial
-    ("parent_artifact_sha256", pa.string()),  # null likewise
-    ("method_results", pa.string()),  # canonical JSON of method-specific results (RoFt-Mol's alphas)
-    ("engine", pa.string()),  # "unfused", or "fused" (trained in a fused group of fused_trials trials)
-    ("fused_trials", pa.int32()),  # size of the trial's fused group (1 when unfused)
-])
-
-EPOCH_SCHEMA = pa.schema([
-    ("trial_key", pa.string()),
-    ("stage", pa.string()),
-    ("epoch", pa.int32()),
-    ("train_loss", pa.float64()),
-    ("val_metric", pa.float64()),
-    ("test_metric", pa.float64()),
-    ("val_tasks_skipped", pa.int32()),
-    ("test_tasks_skipped", pa.int32()),
-])
-
-
-ALPHA_SCHEMA = pa.schema([
-    ("trial_key", pa.string()),  # the search trial that recorded the point
-    ("study", pa.string()),
-    ("number", pa.int32()),
-    ("alphas", pa.list_(pa.float64())),
-    ("val_metric", pa.float64()),
-    ("test_metric", pa.float64()),
-])
-
-FAILURE_SCHEMA = pa.schema([
-    ("trial_key", pa.string()),
-    ("sweep", pa.string()),
-    ("method", pa.string()),
-    ("trial_config", pa.string()),  # canonical JSON of the TrialSpec
-    ("error", pa.string()),  # one line
-    ("traceback", pa.string()),  # everything Ray reported, remote traceback included
-    ("failed_at", pa.timestamp("us", tz="UTC")),
-])
-
-# Text columns of the trial row that may hold nothing: null in rows written now; rows of stores
-# written before hold "" there instead, so readers treat null and "" alike (``not value``).
-OPTIONAL_TEXT_COLUMNS = ("backbone_sha256", "artifact_path", "artifact_sha256", "parent_trial_key",
-                         "parent_artifact_sha256")
-
-PART_PREFIX = "part-"  # compacted files: trials/part-<id>.parquet, epochs/part-<id>.parquet, ...
-LOCK_NAME = ".lock"
-# Objects up to this size go to object storage in one PUT (pyarrow switches to a multipart upload
-# at 10 MiB); larger ones through a temporary object and a server-side copy.
-SINGLE_PUT_BYTES = 5 * 1024 * 1024
-ACCEPTED_STORES = ("a local folder, or s3://bucket/prefix with pyarrow's S3 query options (e.g. "
-                   "?endpoint_override=HOST:PORT&scheme=http&region=REGION); S3 credentials come from "
-                   "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (/ AWS_SESSION_TOKEN) or the AWS configuration files")
-
-# Per-trial tables written before the trial row, by directory name.
-SIDE_TABLES = {"epochs": EPOCH_SCHEMA, "alpha_trials": ALPHA_SCHEMA}
-# Every table of the store, by directory name.
-TABLES = {"trials": TRIAL_SCHEMA, "failures": FAILURE_SCHEMA, **SIDE_TABLES}
-
-
-QUARANTINE = "quarantine"
-
-
-class QuarantineWarning(UserWarning):
-    """A corrupt file of the store was moved to ``quarantine/``; the rest stays readable."""
-
-
-class StoreError(RuntimeError):
-    """The store cannot be read or written."""
 
 
 class ResultStore:
@@ -194,11 +95,11 @@ class ResultStore:
             self.remote = False
         elif scheme == "s3":
             self._root = None
-            self.uri, self.location = text, _shown(text)
-            self.fs, self.base = _s3_filesystem(text, self.location)
+            self.uri, self.location = text, shown_uri(text)
+            self.fs, self.base = s3_filesystem(text, self.location)
             self.remote = True
         else:
-            raise StoreError(f"store {_shown(text)}: unknown scheme {scheme + '://'!r}; accepted: {ACCEPTED_STORES}")
+            raise StoreError(f"store {shown_uri(text)}: unknown scheme {scheme + '://'!r}; accepted: {ACCEPTED_STORES}")
 
     def __repr__(self) -> str:
         return f"ResultStore({self.location!r})"
@@ -669,36 +570,6 @@ class ResultStore:
 
 def _is_part(path: str) -> bool:
     return path.rpartition("/")[2].startswith(PART_PREFIX)
-
-
-def _shown(uri: str) -> str:
-    """``uri`` without credentials or query options, for messages."""
-    parts = urlsplit(uri)
-    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}".rstrip("/")
-
-
-def _s3_filesystem(uri: str, shown: str) -> tuple[pafs.FileSystem, str]:
-    """The S3 filesystem and root path of ``uri``; :class:`StoreError` unless its bucket answers."""
-    try:
-        filesystem, path = pafs.FileSystem.from_uri(uri)
-    except (pa.ArrowException, OSError, ValueError) as exc:
-        raise StoreError(f"store {shown}: {exc}; accepted: {ACCEPTED_STORES}") from None
-    path = path.strip("/")
-    bucket = path.split("/", 1)[0]
-    if not bucket:
-        raise StoreError(f"store {shown} names no bucket; accepted: {ACCEPTED_STORES}")
-    try:  # one PUT per object up to pyarrow's multipart threshold, instead of a 3-request multipart upload
-        filesystem = pafs.S3FileSystem(**{**filesystem.__reduce__()[1][0], "allow_delayed_open": True})
-    except TypeError:  # a pyarrow without the option: multipart uploads, still visible only once complete
-        pass
-    try:
-        info = filesystem.get_file_info(bucket)
-    except OSError as exc:
-        raise StoreError(f"store {shown}: cannot reach bucket {bucket!r}: {exc}; accepted: {ACCEPTED_STORES}") from None
-    if info.type == pafs.FileType.NotFound:
-        raise StoreError(f"store {shown}: bucket {bucket!r} does not exist (or these credentials cannot see it); "
-                         f"create it first; accepted: {ACCEPTED_STORES}")
-    return filesystem, path
 
 
 def _table(rows: list[dict[str, Any]], schema: pa.Schema, what: str) -> pa.Table:

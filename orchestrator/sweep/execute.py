@@ -31,7 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from orchestrator.store.results import SIDE_TABLES, ResultStore, StoreError
+from orchestrator.store.results import ResultStore
+from orchestrator.store.schema import SIDE_TABLES, StoreError
 from orchestrator.sweep.fusion import plan_units
 from orchestrator.sweep.plan import SweepPlan
 from trainables.core.config import Runtime

@@ -9,7 +9,8 @@ import random
 import threading
 from datetime import datetime, timezone
 
-from orchestrator.store.results import TRIAL_SCHEMA, ResultStore
+from orchestrator.store.results import ResultStore
+from orchestrator.store.schema import TRIAL_SCHEMA
 
 KEYS = [f"k{i:02d}" for i in range(16)]
 

@@ -4,7 +4,8 @@ import time
 import pytest
 
 from orchestrator.store.clean import age_seconds, clean
-from orchestrator.store.results import ResultStore, StoreError
+from orchestrator.store.results import ResultStore
+from orchestrator.store.schema import StoreError
 from tests.unit.orchestrator.store.rows import epoch, held_by_a_sweep, make_row
 
 

@@ -1,7 +1,8 @@
 import pytest
 
 from orchestrator.store.compact import compact
-from orchestrator.store.results import PART_PREFIX, ResultStore, StoreError
+from orchestrator.store.results import ResultStore
+from orchestrator.store.schema import PART_PREFIX, StoreError
 from tests.unit.orchestrator.store.rows import held_by_a_sweep, make_row
 
 

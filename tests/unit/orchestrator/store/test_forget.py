@@ -2,7 +2,8 @@ import pytest
 
 from orchestrator.store.compact import compact
 from orchestrator.store.forget import forget
-from orchestrator.store.results import PART_PREFIX, ResultStore, StoreError
+from orchestrator.store.results import ResultStore
+from orchestrator.store.schema import PART_PREFIX, StoreError
 from tests.unit.orchestrator.store.rows import epoch, held_by_a_sweep, make_row
 
 KEYS = [f"{i:024x}" for i in range(6)]

@@ -3,7 +3,8 @@ from __future__ import annotations
 import pyarrow.parquet as pq
 import pytest
 
-from orchestrator.store.results import ResultStore, StoreError
+from orchestrator.store.results import ResultStore
+from orchestrator.store.schema import StoreError
 from tests.unit.orchestrator.store.rows import make_row
 
 
@@ -106,7 +107,7 @@ EPOCH = {"stage": "finetune", "epoch": 1, "train_loss": 0.5, "val_metric": 1.0, 
 def test_corrupt_files_are_quarantined_and_the_rest_stays_readable(tmp_path):
     import pyarrow as pa
 
-    from orchestrator.store.results import QuarantineWarning
+    from orchestrator.store.schema import QuarantineWarning
 
     store = ResultStore(tmp_path)
     for key in ("a", "b", "c", "d"):
@@ -130,7 +131,7 @@ def test_corrupt_files_are_quarantined_and_the_rest_stays_readable(tmp_path):
 
 
 def test_a_corrupt_trial_file_read_alone_is_quarantined(tmp_path):
-    from orchestrator.store.results import QuarantineWarning
+    from orchestrator.store.schema import QuarantineWarning
 
     store = ResultStore(tmp_path)
     store.write_trial(make_row("a"))
@@ -222,7 +223,7 @@ def test_junk_in_every_table_folder_is_quarantined_and_the_folders_read_again(tm
     pandas.read_parquet of the folder works again; the store's own rows are untouched."""
     import pandas as pd
 
-    from orchestrator.store.results import TABLES, QuarantineWarning
+    from orchestrator.store.schema import TABLES, QuarantineWarning
 
     store = ResultStore(tmp_path)
     for key in ("a", "b"):
@@ -255,7 +256,7 @@ def test_junk_in_every_table_folder_is_quarantined_and_the_folders_read_again(tm
 def test_compaction_and_forget_quarantine_junk_instead_of_failing(tmp_path):
     from orchestrator.store.compact import compact
     from orchestrator.store.forget import forget
-    from orchestrator.store.results import QuarantineWarning
+    from orchestrator.store.schema import QuarantineWarning
 
     store = ResultStore(tmp_path)
     keys = [f"{i:024x}" for i in range(3)]
@@ -279,7 +280,7 @@ def test_compaction_and_forget_quarantine_junk_instead_of_failing(tmp_path):
 def test_empty_optional_text_is_stored_as_null_and_old_rows_with_empty_strings_still_read(tmp_path):
     import pyarrow as pa
 
-    from orchestrator.store.results import OPTIONAL_TEXT_COLUMNS, TRIAL_SCHEMA
+    from orchestrator.store.schema import OPTIONAL_TEXT_COLUMNS, TRIAL_SCHEMA
 
     store = ResultStore(tmp_path)
     row = make_row("new", **{c: "" for c in OPTIONAL_TEXT_COLUMNS})

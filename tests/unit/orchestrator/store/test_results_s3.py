@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 
 from orchestrator.store.compact import compact
-from orchestrator.store.results import PART_PREFIX, SINGLE_PUT_BYTES, ResultStore, StoreError
+from orchestrator.store.filesystems import SINGLE_PUT_BYTES
+from orchestrator.store.results import ResultStore
+from orchestrator.store.schema import PART_PREFIX, StoreError
 from tests.unit.orchestrator.store.rows import KEYS, epoch, make_row, write_concurrently
 
 REPO = Path(__file__).resolve().parents[4]

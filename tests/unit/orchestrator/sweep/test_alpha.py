@@ -78,7 +78,7 @@ def test_a_full_ft_row_without_a_checkpoint_is_not_searched_whether_null_or_empt
     in alpha planning and in the worker's check of a parent checkpoint."""
     import pyarrow as pa
 
-    from orchestrator.store.results import OPTIONAL_TEXT_COLUMNS, TRIAL_SCHEMA
+    from orchestrator.store.schema import OPTIONAL_TEXT_COLUMNS, TRIAL_SCHEMA
     from trainables.worker.trial import DependencyError, load_parent_state
 
     store = ResultStore(tmp_path)

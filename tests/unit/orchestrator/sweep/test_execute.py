@@ -120,7 +120,7 @@ def _no_ray(*args, **kwargs):
 
 def test_an_unwritable_store_stops_the_sweep_in_one_line_before_ray_starts(real_env, tmp_path, monkeypatch):
     import orchestrator.sweep.execute as execute
-    from orchestrator.store.results import StoreError
+    from orchestrator.store.schema import StoreError
     from tests.integration.sweeps import planned
     from tests.unit.orchestrator.store.rows import immutable
 
@@ -141,7 +141,7 @@ def test_an_unwritable_store_stops_the_sweep_in_one_line_before_ray_starts(real_
 def test_a_store_that_refuses_writes_stops_the_sweep_before_ray_starts(real_env, tmp_path, monkeypatch):
     import orchestrator.store.results as results
     import orchestrator.sweep.execute as execute
-    from orchestrator.store.results import StoreError
+    from orchestrator.store.schema import StoreError
     from tests.integration.sweeps import planned
 
     setup = planned(TINY, real_env, tmp_path)
@@ -220,7 +220,7 @@ def test_a_trial_that_cannot_write_the_store_stops_the_sweep_in_one_line_naming_
                                                                                        ray_console):
     from types import SimpleNamespace
 
-    from orchestrator.store.results import StoreError
+    from orchestrator.store.schema import StoreError
     from orchestrator.sweep.execute import ray_log, run_trials
     from trainables.core.config import Runtime
 
