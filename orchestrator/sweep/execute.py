@@ -18,7 +18,6 @@ nor hints that do not apply to roft (``Tuner.restore(...)``: a sweep resumes by 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import re
@@ -26,7 +25,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -35,6 +34,8 @@ from orchestrator.store.results import ResultStore
 from orchestrator.store.schema import SIDE_TABLES, StoreError
 from orchestrator.sweep.fusion import plan_units
 from orchestrator.sweep.plan import SweepPlan
+from orchestrator.sweep.progress import ProgressReporter, tune_callback
+from orchestrator.sweep.ray_log import filter_ray_console, log, ray_log, see_log, sweep_log_path
 from trainables.core.config import Runtime
 from trainables.methods.dependencies import parent_spec
 
@@ -50,105 +51,8 @@ class SweepOutcome:
 
 
 # This module's own records (e.g. the traceback behind a StoreError) go to the sweep's log file only.
-log = logging.getLogger(__name__)
-log.addHandler(logging.NullHandler())
-log.propagate = False
 
 # Ray's console messages that roft reports itself, or whose advice does not apply to a roft sweep.
-_HIDDEN_RAY_MESSAGES = re.compile(
-    r"Trials did not complete"  # the sweep lists its failed trials, one line each
-    r"|Tuner\.restore|Resume (experiment|training) with"  # a sweep resumes by being rerun, not restored
-    r"|Stop signal received"  # Tune's Ctrl-C advice; roft says what to do after an interruption
-    r"|Token authentication is (enabled|disabled) for this Ray cluster")  # a private local Ray's notice
-
-
-class _RayConsoleFilter(logging.Filter):
-    """Keeps Ray's console free of tracebacks (failed trials are reported in one line each; the log
-    file and the store's failures/ table hold the tracebacks) and of :data:`_HIDDEN_RAY_MESSAGES`."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info or record.exc_text:
-            return False
-        try:
-            message = record.getMessage()
-        except Exception:  # a record whose message cannot be formatted: let its handler deal with it
-            return True
-        # (a traceback can also come inside the message, e.g. Tune's "Last sync command failed")
-        return "Traceback (most recent call last)" not in message and not _HIDDEN_RAY_MESSAGES.search(message)
-
-
-class _LogFile(logging.FileHandler):
-    """A log file created on its first record; a failure to write it is ignored (the store's
-    disk may be full: the sweep's own error must still come out as one line)."""
-
-    def __init__(self, path: Path):
-        super().__init__(path, delay=True, encoding="utf-8")
-        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s:%(lineno)d -- %(message)s"))
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            Path(self.baseFilename).parent.mkdir(parents=True, exist_ok=True)
-        except OSError:
-            return
-        super().emit(record)
-
-    def handleError(self, record: logging.LogRecord) -> None:
-        pass
-
-
-def sweep_log_path(name: str) -> Path:
-    """Where a sweep's Ray log goes: ``<temp>/roft-logs/<sweep>-<time>-<pid>.log`` (on the driver's
-    disk, not in the store: a full or unwritable store must not lose it)."""
-    safe, stamp = re.sub(r"[^\w.-]", "_", name), time.strftime("%Y%m%d-%H%M%S")
-    return Path(tempfile.gettempdir()) / "roft-logs" / f"{safe}-{stamp}-{os.getpid()}.log"
-
-
-class _RayLog:
-    """The file handler and console filter of :func:`ray_log` while it runs."""
-
-    active: _RayLog | None = None
-
-    def __init__(self, path: Path):
-        self.handler, self.console, self.filtered = _LogFile(path), _RayConsoleFilter(), []
-
-    def filter_console(self) -> None:
-        """Filter every terminal handler of the ``ray`` logger (idempotent: Ray may add or replace
-        them in ``ray.init``, which calls this again)."""
-        for handler in logging.getLogger("ray").handlers:
-            if not isinstance(handler, logging.FileHandler) and self.console not in handler.filters:
-                handler.addFilter(self.console)
-                self.filtered.append(handler)
-
-
-@contextlib.contextmanager
-def ray_log(path: Path) -> Iterator[Path]:
-    """While the block runs, every record of Ray's driver loggers (``ray``, ``ray.tune``, ...) and of
-    this module goes to ``path`` (created on the first record), and Ray's console shows only what
-    :class:`_RayConsoleFilter` keeps."""
-    import ray  # noqa: F401  (importing Ray installs the ``ray`` logger's terminal handler, filtered here)
-
-    state = _RayLog(path)
-    ray_logger = logging.getLogger("ray")
-    ray_logger.addHandler(state.handler)
-    log.addHandler(state.handler)
-    state.filter_console()
-    _RayLog.active = state
-    try:
-        yield path
-    finally:
-        _RayLog.active = None
-        for handler in state.filtered:
-            handler.removeFilter(state.console)
-        ray_logger.removeHandler(state.handler)
-        log.removeHandler(state.handler)
-        state.handler.close()
-
-
-def _see_log(path: Path | None) -> str:
-    """``"; the full traceback is in PATH"`` when the sweep's log file exists, else ''."""
-    return f"; the full traceback is in {path}" if path is not None and path.exists() else ""
-
-
 def init_ray(address: str | None = None, num_cpus: int | None = None, env: dict[str, str] | None = None) -> None:
     """Connect to ``address`` (an existing cluster; ``auto``: the one Ray finds), else to
     ``$RAY_ADDRESS`` (which ``ray job submit`` sets for its entry point), else start a private local Ray.
@@ -159,7 +63,6 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, env: dict[
     (the store's :meth:`~orchestrator.store.results.ResultStore.worker_env`, e.g. S3 credentials) through
     the job's ``runtime_env``, where whoever can read the cluster's job information can see it.
     """
-    import logging
 
     import ray
 
@@ -179,8 +82,7 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, env: dict[
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=True,
                  configure_logging=True, logging_level="WARNING")
-    if _RayLog.active is not None:  # a sweep's ray_log: filter the terminal handlers ray.init may have made
-        _RayLog.active.filter_console()
+    filter_ray_console()  # inside a sweep's ray_log: filter the terminal handlers ray.init may have made
 
 
 def _job_env_vars() -> set[str]:
@@ -190,93 +92,6 @@ def _job_env_vars() -> set[str]:
 
     config = json.loads(os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR") or "{}")
     return set((config.get("runtime_env") or {}).get("env_vars") or {})
-
-
-class ProgressReporter:
-    """Prints ``done / failed / running / queued`` and an ETA as trials start and finish, and a
-    heartbeat with the epochs the running trials have reached when nothing else was printed for
-    ``heartbeat_s`` (a fused group of hundreds of trials finishes all at once, minutes later)."""
-
-    def __init__(self, total: int, name: str, stream: TextIO | None = None, min_interval_s: float = 2.0,
-                 heartbeat_s: float = 30.0):
-        # stream None: whatever sys.stderr is when printing (the reporter must stay picklable
-        # for Tune's experiment state, and sys.stderr may be swapped, e.g. by a test harness).
-        self.total, self.name, self.stream, self.min_interval_s = total, name, stream, min_interval_s
-        self.heartbeat_s = heartbeat_s
-        self.done = self.failed = self.running = 0
-        self.epochs: dict[str, int] = {}  # running unit (a Tune trial: one trial or a fused group) -> last epoch
-        self.started_at = time.perf_counter()
-        self._last_print = 0.0
-
-    def update(self, running: int, finished_ok: int = 0, finished_failed: int = 0, unit: str | None = None) -> None:
-        """Record ``running`` trials now and newly finished ones (those of ``unit``); print a line when due."""
-        self.running = running
-        self.done += finished_ok
-        self.failed += finished_failed
-        if unit is not None:
-            self.epochs.pop(unit, None)
-        self._print(force=bool(finished_ok or finished_failed))
-
-    def progress(self, unit: str, epoch: int | None, running: int | None = None) -> None:
-        """The running ``unit`` reported ``epoch`` (``running`` units now); prints the heartbeat line
-        when one is due."""
-        if running is not None:
-            self.running = running
-        if epoch is not None:
-            self.epochs[unit] = int(epoch)
-        if time.perf_counter() - self._last_print >= self.heartbeat_s:
-            self._print(force=True)
-
-    def line(self) -> str:
-        elapsed = time.perf_counter() - self.started_at
-        finished = self.done + self.failed
-        remaining = self.total - finished
-        eta = _fmt(elapsed / finished * remaining) if finished else "?"
-        epochs = sorted(self.epochs.values())
-        at = "" if not epochs else (f", at epoch {epochs[0]}" if epochs[0] == epochs[-1]
-                                    else f", at epochs {epochs[0]}-{epochs[-1]}")
-        return (f"[{self.name}] {self.done}/{self.total} done, {self.failed} failed, {self.running} running{at}, "
-                f"{max(0, remaining - self.running)} queued | elapsed {_fmt(elapsed)}, ETA {eta}")
-
-    def _print(self, force: bool = False) -> None:
-        now = time.perf_counter()
-        if force or now - self._last_print >= self.min_interval_s:
-            self._last_print = now
-            print(self.line(), file=self.stream or sys.stderr, flush=True)
-
-
-def _fmt(seconds: float) -> str:
-    seconds = int(round(seconds))
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
-
-
-def _size(tune_trial) -> int:
-    """Logical trials in a Tune trial (a fused group holds several)."""
-    return len(tune_trial.config["trial"].get("members", [None]))
-
-
-def _tune_callback(reporter: ProgressReporter):
-    from ray.tune import Callback
-    from ray.tune.experiment import Trial
-
-    def running(trials, finishing=None) -> int:
-        """Tune trials running now (``finishing``: one Tune still marks running as it reports its end)."""
-        return sum(t.status == Trial.RUNNING and t is not finishing for t in trials)
-
-    class _Progress(Callback):
-        def on_trial_start(self, iteration, trials, trial, **info):
-            reporter.update(running(trials))
-
-        def on_trial_result(self, iteration, trials, trial, result, **info):
-            reporter.progress(trial.trial_id, None if result.get("done") else result.get("epoch"), running(trials))
-
-        def on_trial_complete(self, iteration, trials, trial, **info):
-            reporter.update(running(trials, trial), finished_ok=_size(trial), unit=trial.trial_id)
-
-        def on_trial_error(self, iteration, trials, trial, **info):
-            reporter.update(running(trials, trial), finished_failed=_size(trial), unit=trial.trial_id)
-
-    return _Progress()
 
 
 def run_trials(trials: list[dict[str, Any]], runtime: Runtime, trainable: Callable[[dict], None], *,
@@ -296,7 +111,7 @@ def run_trials(trials: list[dict[str, Any]], runtime: Runtime, trainable: Callab
     for start in range(0, len(trials), chunk_size):
         chunk = trials[start:start + chunk_size]
         experiment = f"{name}-{int(time.time())}-{start // chunk_size}"
-        callbacks = [_tune_callback(reporter)] if reporter is not None else []
+        callbacks = [tune_callback(reporter)] if reporter is not None else []
         tuner = tune.Tuner(
             resourced,
             param_space={"trial": tune.grid_search(chunk), "runtime": runtime.to_dict()},
@@ -314,7 +129,7 @@ def run_trials(trials: list[dict[str, Any]], runtime: Runtime, trainable: Callab
                              f"({type(exc).__name__}: {exc}{_free_space(tune_root)}); the sweep "
                              f"stopped in units {start + 1}-{start + len(chunk)} of {len(trials)}. Rows already in "
                              "the store are untouched: free space or fix the permissions, then rerun the same "
-                             f"command{_see_log(log_path)}") from exc
+                             f"command{see_log(log_path)}") from exc
         unfinished = 0
         for i in range(len(grid)):
             result = grid[i]
@@ -337,7 +152,7 @@ def run_trials(trials: list[dict[str, Any]], runtime: Runtime, trainable: Callab
                              f"stopped after {min(start + chunk_size, len(trials))} of {len(trials)} units, "
                              f"{len(trials) - start - len(chunk)} not started. Rows already in the store are "
                              "untouched: free space or fix the store's permissions, then rerun the same command"
-                             f"{_see_log(log_path)}")
+                             f"{see_log(log_path)}")
         if not errors:
             shutil.rmtree(tune_root / experiment, ignore_errors=True)
     return errors

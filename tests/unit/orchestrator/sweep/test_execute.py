@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from orchestrator.sweep.execute import ProgressReporter
+from orchestrator.sweep.progress import ProgressReporter
 
 
 def test_progress_line_counts_and_eta():
@@ -188,7 +188,7 @@ def _failed_trial_record(error: BaseException) -> None:
 def test_rays_tracebacks_and_inapplicable_hints_go_to_the_log_file_not_the_terminal(tmp_path, ray_console):
     import logging
 
-    from orchestrator.sweep.execute import ray_log
+    from orchestrator.sweep.ray_log import ray_log
 
     path = tmp_path / "logs" / "sweep.log"
     with ray_log(path):
@@ -221,7 +221,8 @@ def test_a_trial_that_cannot_write_the_store_stops_the_sweep_in_one_line_naming_
     from types import SimpleNamespace
 
     from orchestrator.store.schema import StoreError
-    from orchestrator.sweep.execute import ray_log, run_trials
+    from orchestrator.sweep.execute import run_trials
+    from orchestrator.sweep.ray_log import ray_log
     from trainables.core.config import Runtime
 
     error = StoreError(f"cannot write to the store at {tmp_path} (epochs/k.parquet): [Errno 28] No space left on "
