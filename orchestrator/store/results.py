@@ -529,8 +529,23 @@ class ResultStore:
             yield
 
     def done_keys(self) -> set[str]:
-        """Keys of every trial with a committed row."""
-        return set(self.scan("trials", columns=["trial_key"]).column("trial_key").to_pylist())
+        """Keys of every trial with a committed row.
+
+        In a folder every trial file is read (its ``trial_key`` column), so an unreadable one is
+        quarantined and its trial counts as not done. On object storage a per-trial file is known
+        by its name, ``trials/<trial_key>.parquet``: an object is visible only whole (a single PUT,
+        or a server-side copy of a finished upload), so its name is its commit, and a resumed
+        sweep plans against 10^5 trials with one LIST per 1,000 of them instead of one GET each;
+        compacted parts are read (their ``trial_key`` column only).
+        """
+        if not self.remote:
+            return set(self.scan("trials", columns=["trial_key"]).column("trial_key").to_pylist())
+        files = self.list_files("trials")
+        parts = [path for path in files if _is_part(path)]
+        keys = {path.rpartition("/")[2][:-len(".parquet")] for path in files if not _is_part(path)}
+        if parts:
+            keys.update(self.scan("trials", columns=["trial_key"], files=parts).column("trial_key").to_pylist())
+        return keys
 
     def read_trials(self, columns: list[str] | None = None) -> pa.Table:
         """Every committed trial row, once per trial.

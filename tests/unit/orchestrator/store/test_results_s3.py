@@ -307,3 +307,25 @@ def test_ray_workers_on_a_cluster_get_the_store_environment(s3_store_uri, monkey
     assert "AWS_ACCESS_KEY_ID" not in calls[2]["runtime_env"]["env_vars"]
     assert calls[2]["runtime_env"]["env_vars"]["AWS_SECRET_ACCESS_KEY"] == "roft-test-secret"
     assert ResultStore("relative/store").worker_env() == {}
+
+
+def test_done_keys_on_object_storage_list_trial_files_and_read_only_parts(s3_store_uri, monkeypatch):
+    """A resumed sweep's plan costs one LIST per 1,000 trial files, not one GET each: per-trial files
+    are known by name; compacted parts are the only files opened."""
+    store = ResultStore(s3_store_uri)
+    for n in range(6):
+        store.write_trial(make_row(f"{n:024x}", seed=n))
+    compact(store, unlocked=True)
+    for n in range(6, 10):
+        store.write_trial(make_row(f"{n:024x}", seed=n))
+    opened: list[str] = []
+    original = ResultStore._dataset
+
+    def recording(self, name, schema, files=None):
+        opened.extend(files or [])
+        return original(self, name, schema, files)
+
+    monkeypatch.setattr(ResultStore, "_dataset", recording)
+    again = ResultStore(s3_store_uri)
+    assert again.done_keys() == {f"{n:024x}" for n in range(10)}
+    assert opened and all(path.rpartition("/")[2].startswith(PART_PREFIX) for path in opened)
