@@ -22,6 +22,7 @@ $(VENV)/.roft-installed: pyproject.toml
 
 demo: setup
 	$(BIN)/roft sweep search_spaces/mini.yaml --store $(STORE)
+	$(BIN)/roft reading --store $(STORE) --spec search_spaces/mini.yaml
 
 # The markers (pyproject.toml): slow (longer tests), drill (fault drills), cluster (multi-node Ray).
 test: setup

@@ -5,7 +5,15 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from orchestrator.cli.common import DDOF_HELP, SELECT_HELP, add_store, add_where, existing_store
+from orchestrator.cli.common import (
+    DDOF_HELP,
+    SELECT_HELP,
+    add_data_root,
+    add_store,
+    add_where,
+    data_root,
+    existing_store,
+)
 
 
 def register(sub) -> None:
@@ -29,6 +37,14 @@ def register(sub) -> None:
                             "result matches (GIN 5x300, Full FT, scaffold, full labels, 100 epochs), with the "
                             "difference and whether it lies within two combined standard errors")
     table.set_defaults(handler=print_table)
+
+    reading = sub.add_parser("reading", help="two lines under a table: does a pre-trained backbone beat its "
+                                             "random-init counterpart, task by task (what `make demo` prints)")
+    add_store(reading)
+    reading.add_argument("--spec", default=None,
+                         help="read only this sweep spec's trials (a path or a bundled name such as mini.yaml)")
+    add_data_root(reading)
+    reading.set_defaults(handler=print_reading)
 
     report = sub.add_parser("report", help="one static HTML page: tables, significance, figures, provenance")
     add_store(report)
@@ -65,4 +81,20 @@ def write_report(args) -> int:
     page = build_report(existing_store(args.store), Path(args.out), parse_where(args.where), args.select, args.ddof,
                         args.test)
     print(f"wrote {page} in {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+def print_reading(args) -> int:
+    from orchestrator.analysis.reading import reading
+    from orchestrator.analysis.tables import COLUMNS, load_trials
+    from orchestrator.sweep.plan import expand, with_parents
+    from search_spaces import load_spec
+
+    store = existing_store(args.store)
+    trials = load_trials(store, columns=[*COLUMNS, "epochs"])
+    if args.spec is not None:
+        planned, _ = expand(load_spec(args.spec), data_root(args))
+        planned, _ = with_parents(planned)
+        trials = trials[trials["trial_key"].isin({t.key() for t in planned})]
+    print(reading(trials))
     return 0
