@@ -11,6 +11,7 @@
     roft store list --store DIR [--where C=V]  one line per trial (key, cell, seed, metrics); --keys: keys only
     roft store forget KEY... --store DIR  remove trials (rows, epochs, checkpoint), so a sweep runs them again
     roft store clean --store DIR        remove temporaries of interrupted writes and Tune state of killed sweeps
+    roft status --store DIR             per sweep: done/failed/running/queued, last rows, failure causes (no Ray)
     roft bench orchestrator             Ray Tune per-trial overhead with a no-op trial
     roft bench methods                  wall time of every method relative to Full FT
     roft bench alpha                    cost of an Optuna alpha search relative to Full FT
@@ -20,7 +21,7 @@
     roft --version                      the installed version and the code's commit
 
 Each sub-command's parser sits beside its handler in one module per command group (``data``,
-``sweep``, ``pretrain``, ``results``, ``store``, ``bench``); each module's ``register(subparsers)``
+``sweep``, ``pretrain``, ``results``, ``store``, ``status``, ``bench``); each module's ``register(subparsers)``
 adds its parsers with ``set_defaults(handler=...)``, and :func:`main` calls the handler.
 """
 
@@ -30,9 +31,9 @@ import argparse
 import os
 import sys
 
-from orchestrator.cli import bench, data, pretrain, results, store, sweep
+from orchestrator.cli import bench, data, pretrain, results, status, store, sweep
 
-COMMAND_GROUPS = (data, sweep, pretrain, results, store, bench)
+COMMAND_GROUPS = (data, sweep, pretrain, results, store, status, bench)
 ERRORS = (ValueError, FileNotFoundError, FileExistsError, RuntimeError)  # one line `roft: error: ...`, exit 2
 SIGPIPE_EXIT = 128 + 13  # as a shell reports a process killed by SIGPIPE
 

@@ -8,7 +8,8 @@ from orchestrator.cli.common import add_store, add_where, existing_store
 
 STORE_LIST_COLUMNS = ["trial_key", "sweep", "backbone", "method_label", "task", "split", "label_setting", "seed",
                       "val_metric", "test_metric", "engine", "finished_at"]
-UNLOCKED_HELP = "object storage has no lock: {what} an s3:// store only after every sweep on it stopped"
+UNLOCKED_HELP = ("s3:// stores: skip the lease check (a sweep's or compaction's lease on the store) and {what} it "
+                 "anyway; only when every sweep on it has stopped and its lease is stale")
 
 
 def register(sub) -> None:

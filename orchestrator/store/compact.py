@@ -9,8 +9,8 @@ deletes the files it merged. A file it cannot read as the table's Parquet is qua
 :meth:`ResultStore.check_tables`), not merged. The multiset of readable rows is unchanged; rows
 duplicated by a crash in the middle of an earlier compaction are dropped. Readers see every row at every moment
 (a trial may briefly be in two files; the readers keep one). It refuses to run while a sweep
-holds the store's lock; on object storage, which has no lock, it runs only when told
-that no sweep is running (``roft store compact --unlocked``).
+holds the store's lock: ``flock`` in a folder, a live sweep lease on object storage
+(:mod:`orchestrator.store.leases`), where ``--unlocked`` skips the check.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ it again finishes the job. Other trials are untouched, including those that star
 forgotten trial's checkpoint (their rows record that checkpoint's sha256).
 
 Like compaction it needs the store to itself: it refuses while a sweep holds a folder store's
-lock, and on object storage it runs only with ``--unlocked``.
+lock (on object storage, the leases of :mod:`orchestrator.store.leases`).
 """
 
 from __future__ import annotations

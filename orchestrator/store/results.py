@@ -18,6 +18,8 @@ Layout below the store root::
                                    trials other trials depend on (Full FT), or all with
                                    ``execution.artifacts: all``; its sha256 is in the trial row
     specs/<sweep>.yaml             the spec of every sweep run on the store (reports' provenance)
+    running/<trial_key>.json       a trial in flight: host, pid, start, last heartbeat (no table: small
+                                   JSON objects that the worker writes and removes, see mark_running)
     quarantine/<table>/<file>      files found unreadable (not Parquet, truncated, another
                                    schema) or that are no table files (e.g. notes.txt), moved
                                    aside by the first read that met them, or by the check of
@@ -40,6 +42,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import json
 import os
 import secrets
 import tempfile
@@ -55,6 +58,7 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from orchestrator.store import leases
 from orchestrator.store.filesystems import ACCEPTED_STORES, SINGLE_PUT_BYTES, s3_filesystem, shown_uri
 from orchestrator.store.schema import (
     FAILURE_SCHEMA,
@@ -69,6 +73,8 @@ from orchestrator.store.schema import (
     StoreError,
 )
 from trainables.data.sources import atomic_write
+
+RUNNING = "running"  # running/<trial_key>.json: the markers of trials in flight (not a table)
 
 
 class ResultStore:
@@ -219,7 +225,7 @@ class ResultStore:
         or immutable folder, no permission, full disk) stops it with one line naming the cause. The
         probe is a hidden temporary (``.write-check.<random>.tmp``), which readers never open.
         """
-        folders = [""] if self.remote else ["", *(name for name in (*TABLES, "artifacts", "specs")
+        folders = [""] if self.remote else ["", *(name for name in (*TABLES, "artifacts", "specs", RUNNING)
                                                   if os.path.lexists(self.root / name))]
         for folder in folders:
             probe = self.path(*([folder] if folder else []), f".write-check.{secrets.token_hex(8)}.tmp")
@@ -469,6 +475,44 @@ class ResultStore:
     def clear_failure(self, trial_key: str) -> None:
         self.delete(self.path("failures", f"{trial_key}.parquet"))
 
+    # ---- running markers ---------------------------------------------------------------
+    def mark_running(self, keys: Iterable[str], info: dict[str, Any]) -> None:
+        """Write (or refresh) ``running/<key>.json`` for each of ``keys``: ``info`` as a JSON object,
+        with the key as its ``trial_key``.
+
+        A worker marks the trials it trains (host, pid, start, heartbeat, ...) so that ``roft status``
+        can tell, from the store alone, what runs where; it removes the marker when the trial's row
+        lands or the trial fails (:meth:`clear_running`), and a killed worker leaves it behind, with
+        a heartbeat that no longer advances. Markers are no table: :meth:`check_tables`, the scans,
+        compaction and ``forget`` never look at ``running/``. Written atomically, as every store file.
+        """
+        for key in keys:
+            self.write_bytes(self.path(RUNNING, f"{key}.json"),
+                             json.dumps({**info, "trial_key": key}, sort_keys=True, default=str).encode())
+
+    def clear_running(self, keys: Iterable[str]) -> None:
+        """Remove the running markers of ``keys`` (a missing one is no error)."""
+        for key in keys:
+            self.delete(self.path(RUNNING, f"{key}.json"))
+
+    def read_running(self) -> list[dict[str, Any]]:
+        """Every running marker, by key: its JSON object; a marker that is not a JSON object is
+        ``{"trial_key": <its name>, "unreadable": <why>}``. Markers removed meanwhile are left out."""
+        markers = []
+        for path in self.list_files(RUNNING, ".json"):
+            name = path.rpartition("/")[2][:-len(".json")]
+            blob = self.read_bytes(path)
+            if blob is None:
+                continue
+            try:
+                marker = json.loads(blob)
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                marker = {"trial_key": name, "unreadable": f"not JSON: {exc}"}
+            if not isinstance(marker, dict):
+                marker = {"trial_key": name, "unreadable": f"not a JSON object but {type(marker).__name__}"}
+            markers.append({**marker, "trial_key": name})
+        return markers
+
     # ---- locking ---------------------------------------------------------------------
     @contextlib.contextmanager
     def sweep_lock(self) -> Iterator[None]:
@@ -476,11 +520,12 @@ class ResultStore:
 
         In a folder: an advisory ``flock`` on ``<store>/.lock``; it guards this host (and
         filesystems that honour ``flock`` across hosts); on a shared store, do not compact while
-        any node sweeps. Object storage has no lock: there this is a no-op, and
-        :meth:`compaction_lock` refuses unless told that no sweep is running.
+        any node sweeps. On object storage: a ``sweep`` lease (:mod:`orchestrator.store.leases`),
+        renewed while the sweep runs; it refuses while a compaction holds its lease.
         """
         if self.remote:
-            yield
+            with leases.hold(self, "sweep", action="sweep"):
+                yield
             return
         with self._lock_file() as handle:
             fcntl.flock(handle, fcntl.LOCK_SH)
@@ -508,17 +553,16 @@ class ResultStore:
         :class:`StoreError` while a sweep holds it.
 
         In a folder the lock is always taken (``unlocked`` changes nothing). On object storage
-        nothing can tell whether a sweep (or another compaction) is writing, so this raises unless
-        ``unlocked``: the caller's word that nothing else writes to the store meanwhile.
+        a ``compaction`` lease (:mod:`orchestrator.store.leases`): refused while any sweep or other
+        compaction holds a live lease; ``unlocked`` skips it (the caller's word that nothing else
+        writes to the store meanwhile).
         """
         if self.remote:
-            if not unlocked:
-                raise StoreError(
-                    f"the store at {self.location} is on object storage, which has no lock: roft cannot tell "
-                    "whether a sweep or another compaction is writing to it (a trial re-written meanwhile would "
-                    "keep its older copy, two compactions at once would each merge the same files). Stop every "
-                    f"sweep on the store, then {action} with --unlocked")
-            yield
+            if unlocked:  # the caller's word that nothing else writes (no lease is taken or checked)
+                yield
+                return
+            with leases.hold(self, "compaction", action=action):
+                yield
             return
         with self._lock_file() as handle:
             try:

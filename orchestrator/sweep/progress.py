@@ -80,6 +80,12 @@ class ProgressReporter:
         if time.perf_counter() - self._last_print >= self.heartbeat_s:
             self._print(force=True)
 
+    def retrying(self, unit: str, trials: int, failures: int, error: str) -> None:
+        """A worker running ``unit`` (``trials`` trials) failed; Tune runs it again (``failures`` so far)."""
+        self.epochs.pop(unit, None)
+        print(f"[{self.name}] {trials} trial(s) of {unit} lost their worker ({error or 'no error recorded'}); "
+              f"retried elsewhere (failure {failures})", file=self.stream or sys.stderr, flush=True)
+
     def line(self) -> str:
         elapsed = time.perf_counter() - self.started_at
         finished = self.done + self.failed
@@ -101,6 +107,17 @@ class ProgressReporter:
 def _fmt(seconds: float) -> str:
     seconds = int(round(seconds))
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+def _last_error_line(tune_trial) -> str:
+    """The exception line of a Tune trial's last error (from its error file), or ''."""
+    try:
+        text = tune_trial.get_error()
+    except Exception:  # noqa: BLE001 (a missing or unreadable error file: say nothing rather than fail the sweep)
+        return ""
+    lines = [line.strip() for line in str(text or "").splitlines() if line.strip()]
+    named = [line for line in lines if "Error" in line.split(":")[0] or "Exception" in line.split(":")[0]]
+    return (named or lines or [""])[-1][:200]
 
 
 def _size(tune_trial) -> int:
@@ -128,5 +145,8 @@ def tune_callback(reporter: ProgressReporter):
 
         def on_trial_error(self, iteration, trials, trial, **info):
             reporter.update(running(trials, trial), finished_failed=_size(trial), unit=trial.trial_id)
+
+        def on_trial_recover(self, iteration, trials, trial, **info):
+            reporter.retrying(trial.trial_id, _size(trial), trial.num_failures, _last_error_line(trial))
 
     return _Progress()

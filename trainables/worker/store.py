@@ -15,7 +15,8 @@ from typing import Any, Protocol
 class TrialStore(Protocol):
     """The store operations of one trial: look up landed trials, read parent checkpoints and
     alpha-search points, write a checkpoint, then the row with its epochs (the row last: a row
-    means the trial is done)."""
+    means the trial is done); and mark the trials in flight (``running/<trial_key>.json``: host,
+    pid, start, heartbeat), which the worker removes when the row lands or the trial fails."""
 
     location: str
 
@@ -31,6 +32,10 @@ class TrialStore(Protocol):
 
     def write_trial(self, row: dict[str, Any], epochs: Iterable[dict[str, Any]] = (),
                     side: dict[str, list[dict[str, Any]]] | None = None) -> None: ...
+
+    def mark_running(self, keys: Iterable[str], info: dict[str, Any]) -> None: ...
+
+    def clear_running(self, keys: Iterable[str]) -> None: ...
 
 
 StoreOpener = Callable[[str], TrialStore]

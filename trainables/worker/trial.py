@@ -3,7 +3,8 @@
 :func:`execute_trial` is plain Python (usable without Ray); :func:`tune_trainable` is the Ray
 Tune function trainable that wraps it, reporting every epoch to Tune. The trial's artifact,
 epoch curve and result row are written to the store by the worker itself, so a finished trial
-is durable even if the driver dies.
+is durable even if the driver dies. While it trains, the trial is marked in the store
+(``running/<trial_key>.json``, :class:`RunningMarkers`) for ``roft status``.
 
 Reused Ray actors run many trials in one process, so datasets and checkpoints are memoised per
 process (:data:`_DATASETS`, :data:`_CHECKPOINTS`).
@@ -13,6 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
+import os
 import socket
 import time
 from collections.abc import Callable
@@ -35,6 +38,8 @@ from trainables.models.backbones import BACKBONES, PretrainedWeights, build_mode
 from trainables.models.shapes import scratch_shape
 from trainables.training.trainer import DivergedError, EpochRecord, FitResult, SplitIndices, fit
 from trainables.worker.store import StoreOpener, TrialStore
+
+log = logging.getLogger(__name__)
 
 _DATASETS: dict[tuple[str, DataRoot], GraphDataset] = {}
 _CHECKPOINTS: dict[tuple[str, DataRoot], PretrainedWeights | None] = {}
@@ -100,6 +105,58 @@ def save_artifact(store: TrialStore, key: str, state: dict[str, torch.Tensor]) -
     torch.save(state, buffer)
     blob = buffer.getvalue()
     return store.write_artifact(key, blob), hashlib.sha256(blob).hexdigest()
+
+
+HEARTBEAT_S = 30.0  # a running marker's heartbeat is rewritten at most this often
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class RunningMarkers:
+    """The store's ``running/<trial_key>.json`` markers of the trials one worker trains.
+
+    Written when the trials start (a store that cannot take them fails the trial, as it would fail
+    its row), refreshed from the epoch callback at most every :data:`HEARTBEAT_S` seconds (a failed
+    refresh only warns: the row's write decides), removed per trial when its row landed and for
+    the rest at the end, whatever the outcome (:meth:`clear` never raises: the trial's result, or
+    its own error, stands). A killed worker leaves its markers, whose heartbeat then grows old.
+    """
+
+    def __init__(self, store: TrialStore, specs: list[TrialSpec], runtime: Runtime, unit: str | None = None):
+        self.store, self.keys = store, [spec.key() for spec in specs]
+        now = _now()
+        self.info: dict[str, Any] = {"sweep": runtime.sweep, "host": socket.gethostname(), "pid": os.getpid(),
+                                     "started_at": now, "heartbeat_at": now, "unit": unit, "epoch": None,
+                                     "stage": None, "epochs": specs[0].recipe.epochs if specs else None}
+        self._written = time.monotonic()
+        store.mark_running(self.keys, self.info)
+
+    def beat(self, record: EpochRecord) -> None:
+        """An epoch finished: refresh the heartbeat (and epoch) when the last one is old enough."""
+        self.info.update(epoch=record.epoch, stage=record.stage)
+        if time.monotonic() - self._written < HEARTBEAT_S or not self.keys:
+            return
+        self._written = time.monotonic()
+        self.info["heartbeat_at"] = _now()
+        try:
+            self.store.mark_running(self.keys, self.info)
+        except Exception as exc:  # noqa: BLE001 - a missed heartbeat must not stop training
+            log.warning("could not refresh the running markers of %s in the store at %s: %s",
+                        ", ".join(self.keys), self.store.location, exc)
+
+    def clear(self, keys: list[str] | None = None) -> None:
+        """Remove the markers of ``keys`` (default: every one still held); a failure only warns."""
+        keys = list(self.keys if keys is None else keys)
+        self.keys = [key for key in self.keys if key not in keys]
+        if not keys:
+            return
+        try:
+            self.store.clear_running(keys)
+        except Exception as exc:  # noqa: BLE001 - the row landed (or the trial failed): that stands
+            log.warning("could not remove the running markers of %s from the store at %s (roft status will "
+                        "show them stale): %s", ", ".join(keys), self.store.location, exc)
 
 
 def resolve_device(preference: str) -> torch.device:
@@ -213,25 +270,38 @@ def apply_matmul_precision(runtime: Runtime) -> None:
 
 def execute_trial(spec: TrialSpec, runtime: Runtime, store: TrialStore,
                   on_epoch: Callable[[EpochRecord], None] | None = None) -> dict[str, Any]:
-    """Run one trial and commit it to ``store`` (the one at ``runtime.store``); returns the result row."""
-    torch.set_num_threads(max(1, runtime.threads))
-    apply_matmul_precision(runtime)
-    trial = prepare_trial(spec, runtime, store, resolve_device(runtime.device))
-    task = trial.task
-    result = fit(trial.ctx, trial.method, trial.data, trial.indices, task.task_type, task.higher_is_better,
-                 spec.recipe, trial.generator, trial.device, on_epoch)
-    return commit_trial(trial, result, runtime)
+    """Run one trial and commit it to ``store`` (the one at ``runtime.store``); returns the result row.
+
+    The trial is marked running in the store (:class:`RunningMarkers`) until its row lands or it fails.
+    """
+    markers = RunningMarkers(store, [spec], runtime)
+    try:
+        torch.set_num_threads(max(1, runtime.threads))
+        apply_matmul_precision(runtime)
+        trial = prepare_trial(spec, runtime, store, resolve_device(runtime.device))
+        task = trial.task
+
+        def epoch_done(record: EpochRecord) -> None:
+            markers.beat(record)
+            if on_epoch is not None:
+                on_epoch(record)
+
+        result = fit(trial.ctx, trial.method, trial.data, trial.indices, task.task_type, task.higher_is_better,
+                     spec.recipe, trial.generator, trial.device, epoch_done)
+        return commit_trial(trial, result, runtime)
+    finally:
+        markers.clear()
 
 
 def execute_fused_group(specs: list[TrialSpec], runtime: Runtime, store: TrialStore,
-                        on_epoch: Callable[[int, EpochRecord], None] | None = None) -> list[dict[str, Any]]:
+                        on_epoch: Callable[[int, EpochRecord], None] | None = None,
+                        unit: str | None = None) -> list[dict[str, Any]]:
     """Train ``specs`` as one fused group (see :mod:`trainables.training.fused`); commits one row per trial.
 
     Each trial is prepared as unfused (its seed, its model, its generators), so on the CPU its
-    results equal its unfused run's within floating-point tolerance.
+    results equal its unfused run's within floating-point tolerance. Each member is marked running
+    (with the group's ``unit`` key) until its row lands or the group fails.
     """
-    from trainables.training.fused.engine import FusedMember, dropout_generator_after_init, fit_fused
-
     started = time.perf_counter()
     landed = {spec.key(): store.read_trial(spec.key()) for spec in specs}
     todo = [spec for spec in specs if landed[spec.key()] is None]  # a retried group redoes only what is missing
@@ -239,6 +309,18 @@ def execute_fused_group(specs: list[TrialSpec], runtime: Runtime, store: TrialSt
         rows = [execute_trial(spec, runtime, store) for spec in todo]
         return [row for row in landed.values() if row is not None] + rows
     specs = todo
+    markers = RunningMarkers(store, specs, runtime, unit)
+    try:
+        return _fused_group(specs, runtime, store, on_epoch, markers, started, landed)
+    finally:
+        markers.clear()
+
+
+def _fused_group(specs: list[TrialSpec], runtime: Runtime, store: TrialStore,
+                 on_epoch: Callable[[int, EpochRecord], None] | None, markers: RunningMarkers, started: float,
+                 landed: dict[str, dict[str, Any] | None]) -> list[dict[str, Any]]:
+    from trainables.training.fused.engine import FusedMember, dropout_generator_after_init, fit_fused
+
     torch.set_num_threads(max(1, runtime.threads))
     apply_matmul_precision(runtime)
     device = resolve_device(runtime.device)
@@ -253,11 +335,20 @@ def execute_fused_group(specs: list[TrialSpec], runtime: Runtime, store: TrialSt
         if (trial.spec.task, trial.spec.split, trial.spec.recipe) != (first.spec.task, first.spec.split,
                                                                      first.spec.recipe):
             raise ValueError("a fused group's trials must share task, split and recipe")
+
+    def epoch_done(k: int, record: EpochRecord) -> None:
+        markers.beat(record)
+        if on_epoch is not None:
+            on_epoch(k, record)
+
     results = fit_fused(members, first.data, first.task.task_type, first.task.higher_is_better, first.spec.recipe,
-                        device, on_epoch, runtime.engine.in_effect(True, device.type, first.model.gnn.shape.gnn_type))
+                        device, epoch_done, runtime.engine.in_effect(True, device.type, first.model.gnn.shape.gnn_type))
     share = (time.perf_counter() - started) / len(specs)
-    rows = [commit_trial(trial, result, runtime, fused_trials=len(specs), wall_seconds=share)
-            for trial, result in zip(trials, results) if not isinstance(result, DivergedError)]
+    rows = []
+    for trial, result in zip(trials, results):
+        if not isinstance(result, DivergedError):
+            rows.append(commit_trial(trial, result, runtime, fused_trials=len(specs), wall_seconds=share))
+            markers.clear([trial.spec.key()])  # landed: no longer running while the others commit
     failed = [f"{trial.spec.key()} ({trial.spec.method} {canonical_json(trial.method.params)}): {result}"
               for trial, result in zip(trials, results) if isinstance(result, DivergedError)]
     if failed:
@@ -285,7 +376,7 @@ def tune_trainable(config: dict[str, Any], open_store: StoreOpener) -> None:
             if k == len(specs) - 1:  # once per epoch of the whole group
                 tune.report({"epoch": record.epoch, "stage": record.stage, "fused_trials": len(specs), "done": False})
 
-        rows = execute_fused_group(specs, runtime, store, report_group)
+        rows = execute_fused_group(specs, runtime, store, report_group, unit=unit["key"])
         tune.report({"epoch": rows[0]["epochs"], "fused_trials": len(rows), "trial_key": unit["key"], "done": True})
         return
 

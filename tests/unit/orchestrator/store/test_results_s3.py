@@ -183,20 +183,22 @@ def test_a_writer_killed_mid_write_leaves_no_visible_data(s3_store_uri, step):
         assert hidden == []
 
 
-def test_compaction_needs_an_explicit_unlocked_and_readers_keep_one_copy(s3_store_uri):
+def test_compaction_waits_for_no_sweep_lease_and_readers_keep_one_copy(s3_store_uri):
     store = ResultStore(s3_store_uri)
     for i, key in enumerate(["a", "b", "c"]):
         store.write_trial(make_row(key, test_metric=float(i)), [epoch(1)])
-    with store.sweep_lock():  # object storage has no lock: a no-op that writes nothing
-        pass
-    with pytest.raises(StoreError, match=r"on object storage, which has no lock.*--unlocked"):
-        compact(store)
-    assert len(objects(store)) == 6  # nothing touched
+    other_node = ResultStore(s3_store_uri)
+    with other_node.sweep_lock():  # a sweep on another node holds its lease
+        assert [n.split("/")[0] for n in objects(store)].count("leases") == 1
+        with pytest.raises(StoreError, match=r"in use: a sweep held by .* compact after it ends"):
+            compact(store)
+        assert len(objects(store)) == 7  # nothing touched (6 files and the sweep's lease)
+    assert "leases" not in {n.split("/")[0] for n in objects(store)}  # released on exit
 
-    summary = compact(store, unlocked=True)
+    summary = compact(store)
     assert summary.tables["trials"] == (3, 3) and summary.tables["epochs"] == (3, 3)
     names = objects(store)
-    assert len(names) == 2 and all(n.split("/")[1].startswith(PART_PREFIX) for n in names)
+    assert len(names) == 2 and all(n.split("/")[1].startswith(PART_PREFIX) for n in names)  # its lease is gone too
     assert store.read_trial("b")["test_metric"] == 1.0 and store.done_keys() == {"a", "b", "c"}
 
     store.write_trial(make_row("b", test_metric=9.0))  # b in its own file and in the part file
@@ -206,7 +208,7 @@ def test_compaction_needs_an_explicit_unlocked_and_readers_keep_one_copy(s3_stor
     assert store.read_trials(columns=["test_metric"]).num_rows == 3
 
 
-def test_forget_on_s3_needs_unlocked_and_rewrites_the_part_in_place(s3_store_uri):
+def test_forget_on_s3_waits_for_no_sweep_and_rewrites_the_part_in_place(s3_store_uri):
     from orchestrator.store.forget import forget
 
     store = ResultStore(s3_store_uri)
@@ -216,17 +218,18 @@ def test_forget_on_s3_needs_unlocked_and_rewrites_the_part_in_place(s3_store_uri
         store.write_artifact(key, b"w")
     compact(store, unlocked=True)
     before = objects(store)
-    with pytest.raises(StoreError, match=r"on object storage, which has no lock.*forget trials with --unlocked"):
-        forget(store, [keys[1]])
+    with ResultStore(s3_store_uri).sweep_lock():
+        with pytest.raises(StoreError, match=r"in use: a sweep held by .*forget trials after it ends"):
+            forget(store, [keys[1]])
     assert objects(store) == before
-    summary = forget(store, [keys[1]], unlocked=True)
+    summary = forget(store, [keys[1]])
     assert summary.rows == {"trials": 1, "epochs": 1, "alpha_trials": 0} and summary.artifacts == 1
     assert store.done_keys() == {keys[0], keys[2]} and store.read_artifact(keys[1]) is None
     assert sorted(store.read_epochs().column("trial_key").to_pylist()) == [keys[0], keys[2]]
     assert objects(store) == [n for n in before if keys[1] not in n]  # the same part names, no temporaries
 
 
-def test_clean_on_s3_removes_hidden_temporaries_with_unlocked_only(s3_store_uri):
+def test_clean_on_s3_removes_hidden_temporaries_when_no_sweep_runs(s3_store_uri):
     from orchestrator.store.clean import clean
 
     store = ResultStore(s3_store_uri)
@@ -234,22 +237,24 @@ def test_clean_on_s3_removes_hidden_temporaries_with_unlocked_only(s3_store_uri)
     with store.fs.open_output_stream(store.path("artifacts", "b", ".best.pt.5f3a.tmp")) as out:
         out.write(b"an interrupted large upload")
     before = objects(store)
-    with pytest.raises(StoreError, match=r"on object storage, which has no lock.*clean with --unlocked"):
-        clean(store)
-    assert clean(store, unlocked=True).temporaries == []  # younger than an hour: left alone
-    summary = clean(store, older_than_s=0, unlocked=True)
+    with ResultStore(s3_store_uri).sweep_lock():
+        with pytest.raises(StoreError, match=r"in use: a sweep held by .*clean after it ends"):
+            clean(store)
+    assert clean(store).temporaries == []  # younger than an hour: left alone
+    summary = clean(store, older_than_s=0)
     assert summary.temporaries == ["artifacts/b/.best.pt.5f3a.tmp"]
     assert objects(store) == [n for n in before if ".tmp" not in n] and store.done_keys() == {"a"}
 
 
-def test_cli_compact_of_an_s3_store_refuses_without_unlocked(s3_store_uri, capsys):
+def test_cli_compact_of_an_s3_store_refuses_while_a_sweep_holds_its_lease(s3_store_uri, capsys):
     from orchestrator.cli import main
 
     ResultStore(s3_store_uri).write_trial(make_row("a"))
     ResultStore(s3_store_uri).write_trial(make_row("b"))
-    assert main(["store", "compact", "--store", s3_store_uri]) == 2
-    assert "which has no lock" in capsys.readouterr().err
-    assert main(["store", "compact", "--store", s3_store_uri, "--unlocked"]) == 0
+    with ResultStore(s3_store_uri).sweep_lock():
+        assert main(["store", "compact", "--store", s3_store_uri]) == 2
+    assert "in use: a sweep held by" in capsys.readouterr().err
+    assert main(["store", "compact", "--store", s3_store_uri]) == 0
     assert "trials: 2 files -> 1 (2 rows)" in capsys.readouterr().out
     empty = s3_store_uri.replace("/results?", "/nothing-here?")
     assert main(["table", "--store", empty]) == 2
@@ -329,3 +334,32 @@ def test_done_keys_on_object_storage_list_trial_files_and_read_only_parts(s3_sto
     again = ResultStore(s3_store_uri)
     assert again.done_keys() == {f"{n:024x}" for n in range(10)}
     assert opened and all(path.rpartition("/")[2].startswith(PART_PREFIX) for path in opened)
+
+
+
+def test_leases_exclude_each_other_lapse_when_not_renewed_and_are_renewed_while_held(s3_store_uri):
+    import json
+    import time
+
+    from orchestrator.store import leases
+
+    store = ResultStore(s3_store_uri)
+    with leases.hold(store, "sweep", ttl=2.0):
+        with leases.hold(store, "sweep", ttl=2.0):  # sweeps share the store
+            assert len(leases.live_leases(store)) == 2
+        time.sleep(1.2)  # past half the ttl: the renewer has rewritten expires_at
+        (live,) = leases.live_leases(store)
+        assert live.expires_at > time.time() + 0.5
+    with leases.hold(store, "compaction", ttl=2.0):
+        with pytest.raises(StoreError, match="in use: a compaction held by"):
+            with leases.hold(store, "sweep"):
+                pass
+        with pytest.raises(StoreError, match="in use: a compaction held by"):
+            compact(store)
+    # a holder that died: its lease stays on the server but lapses after its ttl
+    store.write_bytes(store.path(leases.LEASES, "sweep-dead.json"), json.dumps(
+        {"kind": "sweep", "holder": "gone:1", "acquired_at": time.time() - 300, "expires_at": time.time() + 1}).encode())
+    with pytest.raises(StoreError, match="a sweep held by gone:1"):
+        compact(store)
+    time.sleep(1.5)
+    assert compact(store).tables == {}  # lapsed: nothing blocks, nothing to merge

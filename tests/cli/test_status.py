@@ -1,0 +1,55 @@
+"""``roft status``: a store's sweeps, counts, last rows, failure causes and running trials, without Ray."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from orchestrator.cli import main
+from tests.unit.orchestrator.store.test_status import hand_made_store
+
+
+def test_status_prints_each_sweeps_counts_and_exits_0(real_env, tmp_path, capsys):
+    store, keys = hand_made_store(tmp_path, real_env)
+    assert main(["status", "--store", store.location, "--data-root", str(real_env)]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0].startswith(f"store {store.location} at ")
+    assert lines[0].endswith("2 sweep(s); 2 done, 1 failed, 2 running (1 stale), 1 queued (+ those of 1 sweep(s) "
+                             "that could not be planned)")
+    assert "sweep tiny (specs/tiny.yaml, 5 planned): 1 done, 1 failed, 2 running (1 stale), 1 queued" in lines
+    assert "sweep other: 1 done, 0 failed, 0 running, ? queued" in lines
+    landed = next(line for line in lines if keys[0] in line)
+    assert landed.split()[2:] == [keys[0], "scratch-gin", "full-ft", "esol", "0", "rmse", "1.25", "node-1"]
+    assert "  no saved spec (specs/other.yaml): its queued trials are unknown" in lines
+    assert "        1  DivergedError: train loss is nan at epoch 1" in lines
+    running = {line.split()[0]: line for line in lines if line.strip().startswith(tuple(keys[2:4]))}
+    assert set(running) == set(keys[2:4])
+    assert running[keys[3]].rstrip().endswith("stale") and not running[keys[2]].rstrip().endswith("stale")
+    assert "node-7" in running[keys[2]] and "4242" in running[keys[2]] and " 3/10 " in running[keys[2]]
+    assert re.search(r" 20m\d\ds ago ", running[keys[3]])
+
+    assert main(["status", "--store", store.location, "--data-root", str(real_env), "--stale-after", "1h",
+                 "--last", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "stale" not in out and keys[0] not in out and "2 running, 1 queued" in out
+
+
+@pytest.mark.parametrize("layout", ["missing", "empty"])
+def test_a_store_without_sweeps_is_one_line(tmp_path, capsys, layout):
+    location = tmp_path / "store"
+    if layout == "empty":
+        (location / "trials").mkdir(parents=True)
+    assert main(["status", "--store", str(location)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and len(captured.err.splitlines()) == 1
+    assert captured.err.startswith("roft: error: store ")
+    assert ("does not exist" if layout == "missing" else "holds no sweep") in captured.err
+
+
+def test_a_bad_stale_after_is_one_line(tmp_path, capsys):
+    (tmp_path / "store").mkdir()
+    assert main(["status", "--store", str(tmp_path / "store"), "--stale-after", "soon"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("roft: error: --stale-after 'soon' is not accepted") and len(err.splitlines()) == 1
