@@ -20,6 +20,11 @@ def register(sub) -> None:
     plan = bench_sub.add_parser("plan", help="plan a large grid, then diff it against a store holding it")
     plan.add_argument("--spec", default="paper.yaml", help="spec to plan (default: the paper grid)")
     plan.add_argument("--seeds", type=int, default=None, help="plan with seeds 0..N-1 instead of the spec's")
+    plan.add_argument("--store", default=None,
+                      help="write the full store here (an empty folder or s3:// prefix; default: a temporary folder)")
+    plan.add_argument("--per-trial-files", action="store_true",
+                      help="write one trial file per planned row, as sweeps do, instead of one compacted file")
+    plan.add_argument("--writers", type=int, default=16, help="parallel writers for --per-trial-files (default 16)")
     add_data_root(plan)
     plan.set_defaults(handler=bench_plan)
 
@@ -95,7 +100,8 @@ def bench_orchestrator(args) -> int:
 def bench_plan(args) -> int:
     from orchestrator.bench.plan import bench_plan as run
 
-    run(args.spec, data_root(args), args.seeds)
+    run(args.spec, data_root(args), args.seeds, store=args.store, per_trial_files=args.per_trial_files,
+        writers=args.writers)
     return 0
 
 
