@@ -83,8 +83,9 @@ class ProgressReporter:
     def retrying(self, unit: str, trials: int, failures: int, error: str) -> None:
         """A worker running ``unit`` (``trials`` trials) failed; Tune runs it again (``failures`` so far)."""
         self.epochs.pop(unit, None)
-        print(f"[{self.name}] {trials} trial(s) of {unit} lost their worker ({error or 'no error recorded'}); "
-              f"retried elsewhere (failure {failures})", file=self.stream or sys.stderr, flush=True)
+        cause = f" ({error})" if error else ""
+        print(f"[{self.name}] {trials} trial(s) of {unit}: their worker was lost{cause}; retried elsewhere "
+              f"(failure {failures})", file=self.stream or sys.stderr, flush=True)
 
     def line(self) -> str:
         elapsed = time.perf_counter() - self.started_at

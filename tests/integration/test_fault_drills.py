@@ -145,7 +145,7 @@ def test_a_worker_killed_mid_trial_is_retried_and_lands_once(real_env, tmp_path)
     landed = rows_per_key(store, "trials")
     assert set(landed) == expected and all(n == 1 for n in landed.values())
     log = (tmp_path / "sweep0.log").read_text()
-    assert "2/2 done, 0 failed" in log and "lost their worker" in log and "retried elsewhere" in log, log[-3000:]
+    assert "2/2 done, 0 failed" in log and "worker was lost" in log and "retried elsewhere" in log, log[-3000:]
 
 
 def mounted_tmpfs(path: Path, size: str) -> bool:
