@@ -141,13 +141,34 @@ def _synchronize(device: torch.device) -> None:
 
 # --------------------------------------------------------------------------- roft engines
 
-def setup_and_epoch(run: Callable[[int], float], epochs: int) -> tuple[float, float]:
-    """``(set-up seconds, seconds per epoch)`` of ``run(n_epochs) -> seconds`` (one whole fit):
-    one warm-up fit of 1 epoch, then fits of 1 and ``1 + epochs`` epochs."""
+class TimingNoiseError(RuntimeError):
+    """A measurement whose noise exceeds its signal: no figure is printed for it."""
+
+
+def setup_and_epoch(run: Callable[[int], float], epochs: int, repeats: int = 3) -> tuple[float, float]:
+    """``(set-up seconds, seconds per epoch)`` of ``run(n_epochs) -> seconds`` (one whole fit).
+
+    One warm-up fit of 1 epoch, then ``repeats`` fits of 1 and of ``1 + epochs`` epochs; with
+    ``a`` and ``b`` the fastest of each (a busy machine only ever adds time), the epoch costs
+    ``(b - a) / epochs`` and the set-up ``a - (b - a) / epochs``. Refused with
+    :class:`TimingNoiseError` (naming the timings) when either comes out negative: the noise of the
+    machine is larger than the epochs measured.
+    """
     run(1)
-    one = run(1)
-    per_epoch = (run(1 + epochs) - one) / epochs
-    return max(one - per_epoch, 0.0), per_epoch
+    ones, longs = [], []
+    for _ in range(repeats):
+        ones.append(run(1))
+        longs.append(run(1 + epochs))
+    one, long = min(ones), min(longs)
+    per_epoch = (long - one) / epochs
+    setup = one - per_epoch
+    if per_epoch <= 0 or setup < -0.05 * one:
+        raise TimingNoiseError(
+            f"timing noise exceeds the signal: fits of 1 epoch took {min(ones):.3f}-{max(ones):.3f} s and of "
+            f"{1 + epochs} epochs {min(longs):.3f}-{max(longs):.3f} s over {repeats} repeats, which gives "
+            f"{per_epoch:.3f} s per epoch and {setup:.3f} s of set-up; rerun with more --epochs, more --molecules "
+            "or on a quieter machine")
+    return max(setup, 0.0), per_epoch
 
 
 def unfused_run(data: GraphDataset, split: SplitIndices, shape: GNNShape, task_type: TaskType,
@@ -226,6 +247,9 @@ def bench_throughput(data: GraphDataset, task_type: TaskType, shape: GNNShape, f
         except torch.cuda.OutOfMemoryError as exc:  # larger K than the device holds: say so, keep the table
             print(f"{engine}: out of device memory ({str(exc).splitlines()[0]})", flush=True)
             torch.cuda.empty_cache()
+            continue
+        except TimingNoiseError as exc:  # no figure rather than an impossible one
+            print(f"{engine}: no figure: {exc}", flush=True)
             continue
         result = EpochTiming(engine, trials, seconds, n_train, _peak_memory(device), setup)
         baseline = baseline or result
