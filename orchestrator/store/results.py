@@ -322,16 +322,20 @@ class ResultStore:
             self.quarantine(*found)
             return None
 
-    def list_files(self, directory: str, suffix: str = ".parquet") -> list[str]:
-        """The final files of a store folder, by name: never temporary (hidden) names."""
+    def _files_in(self, directory: str) -> list[pafs.FileInfo]:
+        """The files of a store folder (one listing; none when the folder does not exist)."""
         try:
             infos = self.fs.get_file_info(pafs.FileSelector(self.path(directory), allow_not_found=True))
         except NotADirectoryError:
             return []
         except OSError as exc:
             raise StoreError(f"cannot list {directory}/ in the store at {self.location}: {exc}") from exc
-        return sorted(info.path for info in infos if info.type == pafs.FileType.File
-                      and info.base_name.endswith(suffix) and not info.base_name.startswith("."))
+        return [info for info in infos if info.type == pafs.FileType.File]
+
+    def list_files(self, directory: str, suffix: str = ".parquet") -> list[str]:
+        """The final files of a store folder, by name: never temporary (hidden) names."""
+        return sorted(info.path for info in self._files_in(directory)
+                      if info.base_name.endswith(suffix) and not info.base_name.startswith("."))
 
     def _dataset(self, name: str, schema: pa.Schema, files: list[str] | None = None) -> ds.Dataset | None:
         files = self.list_files(name) if files is None else files
@@ -396,14 +400,8 @@ class ResultStore:
 
     def _strays(self, name: str) -> list[str]:
         """Files of the table folder ``name`` that are neither table files nor hidden (``.`` / ``_``)."""
-        try:
-            infos = self.fs.get_file_info(pafs.FileSelector(self.path(name), allow_not_found=True))
-        except NotADirectoryError:
-            return []
-        except OSError as exc:
-            raise StoreError(f"cannot list {name}/ in the store at {self.location}: {exc}") from exc
-        return sorted(info.path for info in infos if info.type == pafs.FileType.File
-                      and not info.base_name.endswith(".parquet") and not info.base_name.startswith((".", "_")))
+        return sorted(info.path for info in self._files_in(name)
+                      if not info.base_name.endswith(".parquet") and not info.base_name.startswith((".", "_")))
 
     def _unreadable(self, path: str, schema: pa.Schema) -> tuple[str, str] | None:
         """``(path, reason)`` when the file is not a readable Parquet file of ``schema``, else None."""
