@@ -70,8 +70,15 @@ def test_ray_job_submit_runs_a_sweep_on_a_two_node_cluster(real_env, session_cac
 
         # Tune asked Ray for half a GPU per trial, so the trials ran on the worker, the only GPU node.
         node_ip = {n["node_id"]: n["node_ip"] for n in cluster.state("nodes", detail="true")}
-        trainables = [a for a in cluster.state("actors", detail="true") if a["class_name"] == "ImplicitFunc"]
-        assert trainables and {node_ip[a["node_id"]] for a in trainables} == {WORKER_IP}
+        deadline = time.monotonic() + 30  # the state API learns of finished actors with a delay
+        while True:
+            actors = cluster.state("actors", detail="true")
+            trainables = [a for a in actors if a["class_name"] == "ImplicitFunc"]
+            if trainables or time.monotonic() > deadline:
+                break
+            time.sleep(1.0)
+        assert trainables, sorted({a["class_name"] for a in actors})
+        assert {node_ip[a["node_id"]] for a in trainables} == {WORKER_IP}
         assert all(any(k.startswith("GPU_group") and v == 0.5 for k, v in a["required_resources"].items())
                    for a in trainables)
         driver = [j for j in cluster.state("jobs") if j.get("type") == "SUBMISSION"]

@@ -127,7 +127,7 @@ def ray_trial_workers(session: int) -> list[int]:
 
 
 def test_a_worker_killed_mid_trial_is_retried_and_lands_once(real_env, tmp_path):
-    raw = drill_spec(seeds=1, epochs=200, max_failures=2)
+    raw = drill_spec(seeds=1, epochs=2000, max_failures=2)  # about a minute per trial on an idle core
     spec_path, store = write_spec(raw, tmp_path), tmp_path / "store"
     expected = {t.key() for t in plan_sweep(parse_spec(raw), ResultStore(store), DataRoot(real_env)).trials}
     process = start_sweep(spec_path, store, tmp_path, 0)
@@ -137,7 +137,7 @@ def test_a_worker_killed_mid_trial_is_retried_and_lands_once(real_env, tmp_path)
             time.sleep(1.0)
             victims = ray_trial_workers(process.pid)
         assert victims, "no Ray worker ran a trial within 180 s: " + (tmp_path / "sweep0.log").read_text()[-2000:]
-        time.sleep(2.0)  # well inside a 200-epoch trial
+        time.sleep(2.0)  # well inside a 2000-epoch trial
         os.kill(victims[0], signal.SIGKILL)
         assert process.wait(timeout=420) == 0, (tmp_path / "sweep0.log").read_text()[-3000:]
     finally:
