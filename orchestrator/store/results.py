@@ -18,8 +18,9 @@ Layout below the store root::
                                    trials other trials depend on (Full FT), or all with
                                    ``execution.artifacts: all``; its sha256 is in the trial row
     specs/<sweep>.yaml             the spec of every sweep run on the store (reports' provenance)
-    running/<trial_key>.json       a trial in flight: host, pid, start, last heartbeat (no table: small
-                                   JSON objects that the worker writes and removes, see mark_running)
+    running/<unit>.json            a trial or fused group in flight: its trial keys, host, pid, start,
+                                   last heartbeat (no table: small JSON objects that the worker writes
+                                   and removes, see mark_running)
     quarantine/<table>/<file>      files found unreadable (not Parquet, truncated, another
                                    schema) or that are no table files (e.g. notes.txt), moved
                                    aside by the first read that met them, or by the check of
@@ -47,7 +48,7 @@ import os
 import secrets
 import tempfile
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -74,7 +75,7 @@ from orchestrator.store.schema import (
 )
 from trainables.data.sources import atomic_write
 
-RUNNING = "running"  # running/<trial_key>.json: the markers of trials in flight (not a table)
+RUNNING = "running"  # running/<unit>.json: the markers of trials and fused groups in flight (not a table)
 
 
 class ResultStore:
@@ -474,9 +475,10 @@ class ResultStore:
         self.delete(self.path("failures", f"{trial_key}.parquet"))
 
     # ---- running markers ---------------------------------------------------------------
-    def mark_running(self, keys: Iterable[str], info: dict[str, Any]) -> None:
-        """Write (or refresh) ``running/<key>.json`` for each of ``keys``: ``info`` as a JSON object,
-        with the key as its ``trial_key``.
+    def mark_running(self, unit: str, keys: Sequence[str], info: dict[str, Any]) -> None:
+        """Write (or refresh) ``running/<unit>.json``: ``info`` as a JSON object with the ``trial_keys``
+        of the unit (one trial, or every member of a fused group: one small write per unit and
+        heartbeat, whatever the group's size).
 
         A worker marks the trials it trains (host, pid, start, heartbeat, ...) so that ``roft status``
         can tell, from the store alone, what runs where; it removes the marker when the trial's row
@@ -484,18 +486,17 @@ class ResultStore:
         a heartbeat that no longer advances. Markers are no table: :meth:`check_tables`, the scans,
         compaction and ``forget`` never look at ``running/``. Written atomically, as every store file.
         """
-        for key in keys:
-            self.write_bytes(self.path(RUNNING, f"{key}.json"),
-                             json.dumps({**info, "trial_key": key}, sort_keys=True, default=str).encode())
+        self.write_bytes(self.path(RUNNING, f"{unit}.json"),
+                         json.dumps({**info, "trial_keys": list(keys)}, sort_keys=True, default=str).encode())
 
-    def clear_running(self, keys: Iterable[str]) -> None:
-        """Remove the running markers of ``keys`` (a missing one is no error)."""
-        for key in keys:
-            self.delete(self.path(RUNNING, f"{key}.json"))
+    def clear_running(self, unit: str) -> None:
+        """Remove the running marker of ``unit`` (a missing one is no error)."""
+        self.delete(self.path(RUNNING, f"{unit}.json"))
 
     def read_running(self) -> list[dict[str, Any]]:
-        """Every running marker, by key: its JSON object; a marker that is not a JSON object is
-        ``{"trial_key": <its name>, "unreadable": <why>}``. Markers removed meanwhile are left out."""
+        """Every running trial: its unit's JSON object with its own ``trial_key``; a marker that is
+        not a JSON object with ``trial_keys`` is ``{"trial_key": <its name>, "unreadable": <why>}``.
+        Markers removed meanwhile are left out."""
         markers = []
         for path in self.list_files(RUNNING, ".json"):
             name = path.rpartition("/")[2][:-len(".json")]
@@ -508,7 +509,11 @@ class ResultStore:
                 marker = {"trial_key": name, "unreadable": f"not JSON: {exc}"}
             if not isinstance(marker, dict):
                 marker = {"trial_key": name, "unreadable": f"not a JSON object but {type(marker).__name__}"}
-            markers.append({**marker, "trial_key": name})
+            keys = marker.pop("trial_keys", None)
+            if not (isinstance(keys, list) and keys and all(isinstance(k, str) for k in keys)):
+                keys = [name]
+                marker.setdefault("unreadable", "no list of trial_keys")
+            markers.extend({**marker, "trial_key": key} for key in keys)
         return markers
 
     # ---- locking ---------------------------------------------------------------------

@@ -8,15 +8,16 @@ satisfies the protocol), and the worker opens the store named by ``Runtime.store
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 
 class TrialStore(Protocol):
     """The store operations of one trial: look up landed trials, read parent checkpoints and
     alpha-search points, write a checkpoint, then the row with its epochs (the row last: a row
-    means the trial is done); and mark the trials in flight (``running/<trial_key>.json``: host,
-    pid, start, heartbeat), which the worker removes when the row lands or the trial fails."""
+    means the trial is done); and mark what is in flight: one marker per trial or fused group
+    (``running/<unit>.json``: its trial keys, host, pid, start, heartbeat), which the worker
+    removes when the unit ends, landed or failed."""
 
     location: str
 
@@ -33,9 +34,9 @@ class TrialStore(Protocol):
     def write_trial(self, row: dict[str, Any], epochs: Iterable[dict[str, Any]] = (),
                     side: dict[str, list[dict[str, Any]]] | None = None) -> None: ...
 
-    def mark_running(self, keys: Iterable[str], info: dict[str, Any]) -> None: ...
+    def mark_running(self, unit: str, keys: Sequence[str], info: dict[str, Any]) -> None: ...
 
-    def clear_running(self, keys: Iterable[str]) -> None: ...
+    def clear_running(self, unit: str) -> None: ...
 
 
 StoreOpener = Callable[[str], TrialStore]

@@ -4,7 +4,7 @@
 Tune function trainable that wraps it, reporting every epoch to Tune. The trial's artifact,
 epoch curve and result row are written to the store by the worker itself, so a finished trial
 is durable even if the driver dies. While it trains, the trial is marked in the store
-(``running/<trial_key>.json``, :class:`RunningMarkers`) for ``roft status``.
+(``running/<unit>.json``, :class:`RunningMarkers`) for ``roft status``.
 
 Reused Ray actors run many trials in one process, so datasets and checkpoints are memoised per
 process (:data:`_DATASETS`, :data:`_CHECKPOINTS`).
@@ -27,8 +27,8 @@ import numpy as np
 import torch
 
 from trainables.core.config import Runtime, TrialSpec, canonical_json
+from trainables.core.data_root import DataRoot
 from trainables.data.dataset import GraphDataset, load_task
-from trainables.data.sources import DataRoot
 from trainables.data.splits import make_split, parse_label_setting
 from trainables.data.tasks import TASKS
 from trainables.methods import FineTuningMethod, MethodContext, make_method
@@ -115,48 +115,52 @@ def _now() -> str:
 
 
 class RunningMarkers:
-    """The store's ``running/<trial_key>.json`` markers of the trials one worker trains.
+    """The store's ``running/<unit>.json`` marker of what one worker trains: one trial, or one
+    fused group (named by its ``unit`` key, listing its members), so that a group of hundreds of
+    trials costs one small write per heartbeat, not one per member.
 
-    Written when the trials start (a store that cannot take them fails the trial, as it would fail
-    its row), refreshed from the epoch callback at most every :data:`HEARTBEAT_S` seconds (a failed
-    refresh only warns: the row's write decides), removed per trial when its row landed and for
-    the rest at the end, whatever the outcome (:meth:`clear` never raises: the trial's result, or
-    its own error, stands). A killed worker leaves its markers, whose heartbeat then grows old.
+    Written when the unit starts (a store that cannot take it fails the trial, as it would fail its
+    row), refreshed from the epoch callback at most every :data:`HEARTBEAT_S` seconds (a failed
+    refresh only warns: the row's write decides), removed when the unit ends, whatever the outcome
+    (:meth:`clear` never raises: the result, or the unit's own error, stands). A member whose row
+    has landed counts as done, not running, even while its group's marker stays. A killed worker
+    leaves its marker, whose heartbeat then grows old.
     """
 
     def __init__(self, store: TrialStore, specs: list[TrialSpec], runtime: Runtime, unit: str | None = None):
-        self.store, self.keys = store, [spec.key() for spec in specs]
+        keys = [spec.key() for spec in specs]
+        self.store, self.name, self.keys = store, unit or keys[0], keys
         now = _now()
         self.info: dict[str, Any] = {"sweep": runtime.sweep, "host": socket.gethostname(), "pid": os.getpid(),
                                      "started_at": now, "heartbeat_at": now, "unit": unit, "epoch": None,
-                                     "stage": None, "epochs": specs[0].recipe.epochs if specs else None}
+                                     "stage": None, "epochs": specs[0].recipe.epochs}
         self._written = time.monotonic()
-        store.mark_running(self.keys, self.info)
+        self._held = True
+        store.mark_running(self.name, keys, self.info)
 
     def beat(self, record: EpochRecord) -> None:
         """An epoch finished: refresh the heartbeat (and epoch) when the last one is old enough."""
         self.info.update(epoch=record.epoch, stage=record.stage)
-        if time.monotonic() - self._written < HEARTBEAT_S or not self.keys:
+        if time.monotonic() - self._written < HEARTBEAT_S or not self._held:
             return
         self._written = time.monotonic()
         self.info["heartbeat_at"] = _now()
         try:
-            self.store.mark_running(self.keys, self.info)
+            self.store.mark_running(self.name, self.keys, self.info)
         except Exception as exc:  # noqa: BLE001 - a missed heartbeat must not stop training
-            log.warning("could not refresh the running markers of %s in the store at %s: %s",
-                        ", ".join(self.keys), self.store.location, exc)
+            log.warning("could not refresh the running marker %s in the store at %s: %s", self.name,
+                        self.store.location, exc)
 
-    def clear(self, keys: list[str] | None = None) -> None:
-        """Remove the markers of ``keys`` (default: every one still held); a failure only warns."""
-        keys = list(self.keys if keys is None else keys)
-        self.keys = [key for key in self.keys if key not in keys]
-        if not keys:
+    def clear(self) -> None:
+        """Remove the marker; a failure only warns."""
+        if not self._held:
             return
+        self._held = False
         try:
-            self.store.clear_running(keys)
+            self.store.clear_running(self.name)
         except Exception as exc:  # noqa: BLE001 - the row landed (or the trial failed): that stands
-            log.warning("could not remove the running markers of %s from the store at %s (roft status will "
-                        "show them stale): %s", ", ".join(keys), self.store.location, exc)
+            log.warning("could not remove the running marker %s from the store at %s (roft status will "
+                        "show it stale): %s", self.name, self.store.location, exc)
 
 
 def resolve_device(preference: str) -> torch.device:
@@ -348,7 +352,6 @@ def _fused_group(specs: list[TrialSpec], runtime: Runtime, store: TrialStore,
     for trial, result in zip(trials, results):
         if not isinstance(result, DivergedError):
             rows.append(commit_trial(trial, result, runtime, fused_trials=len(specs), wall_seconds=share))
-            markers.clear([trial.spec.key()])  # landed: no longer running while the others commit
     failed = [f"{trial.spec.key()} ({trial.spec.method} {canonical_json(trial.method.params)}): {result}"
               for trial, result in zip(trials, results) if isinstance(result, DivergedError)]
     if failed:

@@ -1,4 +1,4 @@
-"""Running markers (``running/<trial_key>.json``) and the per-sweep state of a store (``roft status``).
+"""Running markers (``running/<unit>.json``) and the per-sweep state of a store (``roft status``).
 
 The markers' life is tested with tiny real trials (1 epoch, 16 labels, a 2x16 scratch GIN); the
 counts on a hand-made store whose saved spec is planned against the real data.
@@ -65,7 +65,7 @@ def test_a_failed_trial_removes_its_marker(real_env, tmp_path):
 
 def test_a_marker_that_cannot_be_removed_does_not_fail_the_landed_trial(real_env, tmp_path, caplog):
     class Undeletable(ResultStore):
-        def clear_running(self, keys):
+        def clear_running(self, unit):
             raise StoreError("cannot delete running/x.json: permission denied")
 
     store = Undeletable(tmp_path / "store")
@@ -73,12 +73,12 @@ def test_a_marker_that_cannot_be_removed_does_not_fail_the_landed_trial(real_env
         row = execute_trial(tiny(), runtime_of(store, real_env), store)
     assert store.done_keys() == {row["trial_key"]}
     assert [m["trial_key"] for m in store.read_running()] == [row["trial_key"]]  # left behind
-    assert "could not remove the running markers" in caplog.text and "permission denied" in caplog.text
+    assert "could not remove the running marker" in caplog.text and "permission denied" in caplog.text
 
 
 def test_an_unwritable_store_still_fails_the_trial(real_env, tmp_path):
     class Unwritable(ResultStore):
-        def mark_running(self, keys, info):
+        def mark_running(self, unit, keys, info):
             raise StoreError("cannot write to the store: read-only")
 
     store = Unwritable(tmp_path / "store")
@@ -87,34 +87,39 @@ def test_an_unwritable_store_still_fails_the_trial(real_env, tmp_path):
     assert store.done_keys() == set()
 
 
-def test_each_member_of_a_fused_group_is_marked_with_the_unit(real_env, tmp_path):
+def test_a_fused_group_is_one_marker_naming_every_member(real_env, tmp_path):
     store = ResultStore(tmp_path / "store")
     specs = [tiny(seed=0), tiny(seed=1)]
-    seen = []
+    seen, files = [], []
     rows = execute_fused_group(specs, runtime_of(store, real_env), store,
-                               lambda k, record: seen.append(read_markers(store)), unit="fused-abc")
+                               lambda k, record: (seen.append(read_markers(store)),
+                                                  files.append(sorted(p.name for p in (store.root / "running").iterdir()))),
+                               unit="fused-abc")
     assert seen and all(sorted(m.trial_key for m in markers) == sorted(s.key() for s in specs) for markers in seen)
-    assert {m.unit for m in seen[0]} == {"fused-abc"}
+    assert {m.unit for m in seen[0]} == {"fused-abc"} and files[0] == ["fused-abc.json"]  # one file, not one per member
     assert len(rows) == 2 and store.read_running() == []
 
 
 def test_markers_are_no_table(tmp_path):
     store = ResultStore(tmp_path / "store")
-    store.mark_running(["k1", "k2"], {"sweep": "s", "host": "h", "pid": 1})
+    store.mark_running("g", ["k1", "k2"], {"sweep": "s", "host": "h", "pid": 1})
     (store.root / "running" / "k3.json").write_text("{not json")
-    assert json.loads((store.root / "running" / "k1.json").read_text())["trial_key"] == "k1"
+    (store.root / "running" / "k4.json").write_text('{"sweep": "s"}')
+    assert json.loads((store.root / "running" / "g.json").read_text())["trial_keys"] == ["k1", "k2"]
     assert store.check_tables() == []  # neither a stray of a table nor quarantined
-    assert sorted(p.name for p in (store.root / "running").iterdir()) == ["k1.json", "k2.json", "k3.json"]
+    assert sorted(p.name for p in (store.root / "running").iterdir()) == ["g.json", "k3.json", "k4.json"]
     markers = {m.trial_key: m for m in read_markers(store)}
-    assert (markers["k1"].sweep, markers["k1"].host, markers["k1"].pid) == ("s", "h", 1)
-    assert markers["k3"].problem.startswith("not JSON")
-    store.clear_running(["k1", "k3", "missing"])
-    assert [m.trial_key for m in read_markers(store)] == ["k2"]
+    assert (markers["k1"].sweep, markers["k1"].host, markers["k1"].pid) == ("s", "h", 1) == (
+        markers["k2"].sweep, markers["k2"].host, markers["k2"].pid)
+    assert markers["k3"].problem.startswith("not JSON") and markers["k4"].problem == "no list of trial_keys"
+    store.clear_running("g")
+    store.clear_running("missing")
+    assert sorted(m.trial_key for m in read_markers(store)) == ["k3", "k4"]
 
 
 def test_a_sweep_first_checks_that_running_can_be_written(tmp_path):
     store = ResultStore(tmp_path / "store")
-    store.mark_running(["k1"], {"sweep": "s"})
+    store.mark_running("k1", ["k1"], {"sweep": "s"})
     with immutable(store.root / "running"):
         with pytest.raises(StoreError, match="cannot create a file in running/"):
             store.check_writable()
@@ -129,7 +134,7 @@ SPEC = {"name": "tiny", "backbones": ["scratch-gin"], "methods": {"full-ft": {}}
 
 def marker(store: ResultStore, key: str, silent: timedelta, sweep: str = "tiny") -> None:
     beat = datetime.now(timezone.utc) - silent
-    store.mark_running([key], {"sweep": sweep, "host": "node-7", "pid": 4242, "unit": None, "epoch": 3,
+    store.mark_running(key, [key], {"sweep": sweep, "host": "node-7", "pid": 4242, "unit": None, "epoch": 3,
                                "epochs": 10, "started_at": (beat - timedelta(minutes=5)).isoformat(),
                                "heartbeat_at": beat.isoformat()})
 
