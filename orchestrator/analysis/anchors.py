@@ -32,6 +32,7 @@ import yaml
 PUBLISHED = Path(__file__).with_name("published.yaml")
 EPOCH_RULES = ("best-val", "last")
 CONFIDENCES = ("checked", "recalled")
+TRIAL_COLUMNS = ["num_layers", "emb_dim", "trial_config"]  # what matching needs beyond the tables' columns
 RECIPE = {"method": "full-ft", "split": "scaffold", "label_setting": "full", "epochs": 100, "batch_size": 32,
           "lr": 1e-3, "dropout": 0.5, "weight_decay": 0.0, "num_layers": 5, "emb_dim": 300}
 
@@ -190,14 +191,12 @@ def render(comparison: pd.DataFrame) -> str:
 
 
 def published_notes(store, trials: pd.DataFrame, ddof: int = 0) -> tuple[dict[tuple[str, ...], str], str]:
-    """For a table of ``trials`` (as :func:`orchestrator.analysis.tables.load_trials` returns them)
-    from ``store``: the published numbers beside the matching cells, and their caption."""
+    """For a table of ``trials`` from ``store`` (loaded with :data:`TRIAL_COLUMNS` among their
+    columns): the published numbers beside the matching cells, and their caption."""
     import pyarrow.dataset as ds
 
     if trials.empty:
         return {}, ""
-    details = store.scan("trials", columns=["trial_key", "num_layers", "emb_dim", "trial_config"]).to_pandas()
-    trials = trials.merge(details.drop_duplicates("trial_key"), on="trial_key", how="left")
     epochs = None
     if needs_curves(trials):
         epochs = store.scan("epochs", columns=["trial_key", "epoch", "test_metric"],

@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from orchestrator.analysis import plots
-from orchestrator.analysis.anchors import published_notes
+from orchestrator.analysis.anchors import TRIAL_COLUMNS, published_notes
 from orchestrator.analysis.significance import critical_difference_figure, in_table_units, paired_tests, rank_analysis
 from orchestrator.analysis.tables import COLUMNS, Selected, load_trials, render, select
 from orchestrator.store.results import ResultStore
@@ -33,7 +33,7 @@ img { max-width: 100%; border: 1px solid #eee; }
 pre { background: #f6f6f6; padding: 0.8em; overflow-x: auto; font-size: 0.8em; }
 """
 REPORT_COLUMNS = [*COLUMNS, "method_params", "method_results", "sweep", "code_version", "protocol_version",
-                  "data_sha256", "backbone_sha256", "finished_at", "engine"]
+                  "data_sha256", "backbone_sha256", "finished_at", "engine", *TRIAL_COLUMNS]
 
 
 def _frame_html(frame: pd.DataFrame, floats: str = "{:.4g}") -> str:

@@ -58,15 +58,15 @@ def register(sub) -> None:
 
 
 def print_table(args) -> int:
-    from orchestrator.analysis.anchors import published_notes
+    from orchestrator.analysis.anchors import TRIAL_COLUMNS, published_notes
     from orchestrator.analysis.summary import store_table
-    from orchestrator.analysis.tables import load_trials, parse_where, render, select
+    from orchestrator.analysis.tables import COLUMNS, load_trials, parse_where, render, select
 
     store = existing_store(args.store)
     if args.all_points:
         print(store_table(store, ddof=args.ddof, where=parse_where(args.where)))
         return 0
-    trials = load_trials(store, parse_where(args.where))
+    trials = load_trials(store, parse_where(args.where), [*COLUMNS, *TRIAL_COLUMNS] if args.anchors else COLUMNS)
     notes, note_caption = published_notes(store, trials, args.ddof) if args.anchors else ({}, "")
     print(render(select(trials, args.select, args.ddof), rows=args.rows.split(","), cols=args.cols.split(","),
                  fmt=args.format, notes=notes, note_caption=note_caption))

@@ -187,7 +187,7 @@ def run_sweep(plan: SweepPlan, store: ResultStore, runtime: Runtime, address: st
                            else "Tune's experiment state could not be written")
     # Quarantine what readers of the store's folders would fail on (planning has read trials/ and
     # failures/ already, which quarantines their unreadable files; nothing else of roft reads epochs/).
-    store.check_tables(contents=False)
+    store.check_tables(["trials", "failures"], contents=False)
     store.check_tables(SIDE_TABLES, contents=not store.remote)
     path = sweep_log_path(plan.spec.name)
     with store.sweep_lock(), ray_log(path):  # `roft store compact` waits for no sweep
