@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from orchestrator.analysis.tables import seed_summary
 from trainables.data.tasks import HIGHER_IS_BETTER
 
 CONTEXT = ["method_label", "split", "label_setting"]
@@ -99,18 +100,13 @@ def _architecture(name: str) -> str | None:
 
 def _cells(trials: pd.DataFrame) -> pd.DataFrame:
     """Per (context, task, metric, backbone): seed-mean and seed std (ddof=1) of test, seed-mean val, seeds."""
-    if "val_metric" not in trials:
-        trials = trials.assign(val_metric=np.nan)
-    by = [*CONTEXT, "task", "metric", "backbone", "pretrained"]
-    return trials.groupby(by, sort=True).agg(
-        mean=("test_metric", "mean"), std=("test_metric", lambda s: s.std(ddof=1) if len(s) > 1 else np.nan),
-        val=("val_metric", "mean"), seeds=("test_metric", "count")).reset_index()
+    return seed_summary(trials, [*CONTEXT, "task", "metric", "backbone", "pretrained"], ddof=1)
 
 
 def _best(cells: pd.DataFrame) -> pd.Series:
     """The cell with the best seed-mean validation metric (test never chooses); ties by name."""
     metric = cells["metric"].iloc[0]
-    key = cells["val"] * (1.0 if HIGHER_IS_BETTER[metric] else -1.0)
+    key = cells["val_mean"] * (1.0 if HIGHER_IS_BETTER[metric] else -1.0)
     return cells.assign(_key=key.fillna(-np.inf)).sort_values(["_key", "backbone"], ascending=[False, True]).iloc[0]
 
 
