@@ -72,10 +72,17 @@ def _running_lines(status, markers) -> list[str]:
     rows = []
     for m in markers:
         epoch = "-" if m.epoch is None else f"{m.epoch}" + (f"/{m.epochs}" if m.epochs else "")
-        rows.append([m.trial_key, m.host or "?", m.pid if m.pid is not None else "?", _when(m.started_at),
+        rows.append([m.trial_key, _where(m.host, m.node_ip, m.gpu_ids), m.pid if m.pid is not None else "?",
+                     _when(m.started_at),
                      _ago(m.silent_s(status.now)), epoch, m.unit or "-",
                      ("stale" if status.stale_marker(m) else "") + (f" ({m.problem})" if m.problem else "")])
     return _table(["trial_key", "host", "pid", "started (UTC)", "heartbeat", "epoch", "unit", ""], rows)
+
+
+def _where(host: str | None, node_ip: str | None = None, gpu_ids: str | None = None) -> str:
+    """``host``, with the Ray node's address and the GPUs where known: ``gpu-3 (10.0.1.7, GPU 2)``."""
+    detail = ", ".join(x for x in (node_ip, f"GPU {gpu_ids}" if gpu_ids else None) if x)
+    return f"{host or '?'}" + (f" ({detail})" if detail else "")
 
 
 def status_lines(status) -> list[str]:
@@ -98,7 +105,7 @@ def status_lines(status) -> list[str]:
             lines.append(f"  last {len(sweep.last)} landed:")
             lines += _table(["finished (UTC)", "trial_key", "backbone", "method", "task", "seed", "test", "host"],
                             [[_when(r["finished_at"]), r["trial_key"], r["backbone"], r["method_label"], r["task"],
-                              r["seed"], _metric(r), r["hostname"] or "?"] for r in sweep.last])
+                              r["seed"], _metric(r), _where(r["hostname"], r.get("node_ip"))] for r in sweep.last])
         if sweep.causes:
             lines.append(f"  failures by cause ({sweep.failed}; tracebacks in failures/, roft sweep --retry-failed "
                          "runs them again):")

@@ -59,6 +59,9 @@ TRIAL_SCHEMA = pa.schema([
     ("method_results", pa.string()),  # canonical JSON of method-specific results (RoFt-Mol's alphas)
     ("engine", pa.string()),  # "unfused", or "fused" (trained in a fused group of fused_trials trials)
     ("fused_trials", pa.int32()),  # size of the trial's fused group (1 when unfused)
+    ("started_at", pa.timestamp("us", tz="UTC")),  # when its worker began it (a fused group's start)
+    ("node_ip", pa.string()),  # the Ray node that trained it; null outside Ray
+    ("gpu_ids", pa.string()),  # the accelerators Ray assigned it, comma-separated ("0", "2,3"); null for none
 ])
 
 EPOCH_SCHEMA = pa.schema([
@@ -95,7 +98,7 @@ FAILURE_SCHEMA = pa.schema([
 # Text columns of the trial row that may hold nothing: null in rows written now; rows of stores
 # written before hold "" there instead, so readers treat null and "" alike (``not value``).
 OPTIONAL_TEXT_COLUMNS = ("backbone_sha256", "artifact_path", "artifact_sha256", "parent_trial_key",
-                         "parent_artifact_sha256")
+                         "parent_artifact_sha256", "node_ip", "gpu_ids")
 
 PART_PREFIX = "part-"  # compacted files: trials/part-<id>.parquet, epochs/part-<id>.parquet, ...
 LOCK_NAME = ".lock"

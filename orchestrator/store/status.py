@@ -26,7 +26,7 @@ from orchestrator.store.results import ResultStore
 DEFAULT_STALE_AFTER_S = 600.0  # a running marker's heartbeat older than this: stale
 # The columns of the last rows that ``roft status`` prints (and what it needs to attribute rows to sweeps).
 ROW_COLUMNS = ["trial_key", "sweep", "backbone", "method_label", "task", "seed", "metric", "test_metric", "hostname",
-               "finished_at"]
+               "node_ip", "finished_at"]
 FAILURE_COLUMNS = ["trial_key", "sweep", "error", "failed_at"]
 
 
@@ -48,6 +48,8 @@ class Marker:
     trial_key: str
     sweep: str | None = None
     host: str | None = None
+    node_ip: str | None = None  # the Ray node (markers of roft >= 0.3)
+    gpu_ids: str | None = None  # the accelerators Ray assigned ("0", "2,3"; empty for none)
     pid: int | None = None
     started_at: datetime | None = None
     heartbeat_at: datetime | None = None
@@ -67,7 +69,8 @@ class Marker:
             value = data.get(name)
             return value if isinstance(value, int) and not isinstance(value, bool) else None
 
-        return cls(trial_key=str(data["trial_key"]), sweep=text("sweep"), host=text("host"), pid=number("pid"),
+        return cls(trial_key=str(data["trial_key"]), sweep=text("sweep"), host=text("host"), node_ip=text("node_ip"),
+                   gpu_ids=text("gpu_ids"), pid=number("pid"),
                    started_at=_time(data.get("started_at")), heartbeat_at=_time(data.get("heartbeat_at")),
                    unit=text("unit"), epoch=number("epoch"), epochs=number("epochs"), stage=text("stage"),
                    problem=text("unreadable") or "")

@@ -4,7 +4,9 @@ Design: the store is the truth, Tune's experiment state is disposable. Pending t
 submitted in chunks of ``execution.chunk_size`` (one small Tune experiment each), so the
 driver's memory and Tune's experiment-state file stay bounded by the chunk, not the grid. Each
 trial runs :func:`trainables.worker.trial.tune_trainable` on a reused actor (``reuse_actors``:
-a fresh worker per trial would pay Ray's ~2 s start and ~5 s of imports every time) and
+a fresh worker per trial would pay Ray's ~2 s start and ~5 s of imports every time; which trial a
+freed actor takes is :class:`~orchestrator.sweep.scheduling.NewestPendingFirst`'s choice, so that
+nodes joining mid-sweep get work) and
 commits its own row to the store, so a crash of the driver at any point loses only the trials
 in flight: rerunning the sweep resubmits exactly what is missing.
 
@@ -106,6 +108,8 @@ def run_trials(trials: list[dict[str, Any]], runtime: Runtime, trainable: Callab
     """
     from ray import tune
 
+    from orchestrator.sweep.scheduling import NewestPendingFirst
+
     errors: dict[str, str] = {}
     resourced = tune.with_resources(trainable, resources)
     for start in range(0, len(trials), chunk_size):
@@ -115,7 +119,8 @@ def run_trials(trials: list[dict[str, Any]], runtime: Runtime, trainable: Callab
         tuner = tune.Tuner(
             resourced,
             param_space={"trial": tune.grid_search(chunk), "runtime": runtime.to_dict()},
-            tune_config=tune.TuneConfig(reuse_actors=True, max_concurrent_trials=max_concurrent or None),
+            tune_config=tune.TuneConfig(reuse_actors=True, max_concurrent_trials=max_concurrent or None,
+                                        scheduler=NewestPendingFirst()),
             run_config=tune.RunConfig(name=experiment, storage_path=str(tune_root), verbose=0, callbacks=callbacks,
                                       failure_config=tune.FailureConfig(max_failures=max_failures),
                                       checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),

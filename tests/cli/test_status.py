@@ -21,13 +21,15 @@ def test_status_prints_each_sweeps_counts_and_exits_0(real_env, tmp_path, capsys
     assert "sweep tiny (specs/tiny.yaml, 5 planned): 1 done, 1 failed, 2 running (1 stale), 1 queued" in lines
     assert "sweep other: 1 done, 0 failed, 0 running, ? queued" in lines
     landed = next(line for line in lines if keys[0] in line)
-    assert landed.split()[2:] == [keys[0], "scratch-gin", "full-ft", "esol", "0", "rmse", "1.25", "node-1"]
+    assert landed.split()[2:] == [keys[0], "scratch-gin", "full-ft", "esol", "0", "rmse", "1.25", "node-1",
+                                  "(10.0.0.1)"]
     assert "  no saved spec (specs/other.yaml): its queued trials are unknown" in lines
     assert "        1  DivergedError: train loss is nan at epoch 1" in lines
     running = {line.split()[0]: line for line in lines if line.strip().startswith(tuple(keys[2:4]))}
     assert set(running) == set(keys[2:4])
     assert running[keys[3]].rstrip().endswith("stale") and not running[keys[2]].rstrip().endswith("stale")
-    assert "node-7" in running[keys[2]] and "4242" in running[keys[2]] and " 3/10 " in running[keys[2]]
+    assert "node-7 (10.0.0.7, GPU 2)" in running[keys[2]] and "4242" in running[keys[2]] and " 3/10 " in running[keys[2]]
+    assert "node-7 " in running[keys[3]] and "(" not in running[keys[3]]  # a marker without placement (roft < 0.3)
     assert re.search(r" 20m\d\ds ago ", running[keys[3]])
 
     assert main(["status", "--store", store.location, "--data-root", str(real_env), "--stale-after", "1h",

@@ -1,11 +1,14 @@
-"""A real two-node Ray cluster on loopback, for the tests that need one.
+"""Real Ray clusters on loopback, for the tests that need one: nodes that join and leave.
 
-The head (``ray start --head``, no GPU) and a worker (``ray start --address``, one GPU, which
-Ray only counts) are separate Ray nodes on 127.0.0.2 and 127.0.0.3: Ray rewrites 127.0.0.1 to
-the machine's routable address, other loopback addresses it keeps, so every address the
-cluster reports stays on 127.0.0.0/8. Each node runs under ``ray start --block`` in a process
-group (a session) of its own, with its own temp dir; teardown ends exactly those groups (never
-``ray stop``, which would stop every Ray on the machine, other tests' included).
+The head (``ray start --head``) and every worker (``ray start --address``) are separate Ray nodes
+on addresses of their own, 127.0.0.2, 127.0.0.3, ...: Ray rewrites 127.0.0.1 to the machine's
+routable address, other loopback addresses it keeps, so every address the cluster reports stays
+on 127.0.0.0/8. Each node runs under ``ray start --block`` in a process group (a session) of its
+own, with its own temp dir; teardown ends exactly those groups (never ``ray stop``, which would
+stop every Ray on the machine, other tests' included). A node can leave gracefully
+(:meth:`LoopbackCluster.stop`: SIGTERM to its ``ray start --block``, which stops its processes,
+as ``ray stop`` on that machine would) or be lost (:meth:`LoopbackCluster.kill_raylet`: SIGKILL
+of its raylet, as a crashed machine's would end).
 """
 
 from __future__ import annotations
@@ -20,11 +23,15 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pyarrow.dataset as ds
+
 BIN = Path(sys.executable).parent  # the virtual environment's bin/: ray, python
+REPO = Path(__file__).resolve().parents[2]
 HEAD_IP, WORKER_IP = "127.0.0.2", "127.0.0.3"
 
 
@@ -35,7 +42,7 @@ def free_port() -> int:
 
 
 def node_ports() -> list[str]:
-    """Ports every node opens, chosen free (two nodes share this machine; so may other tests)."""
+    """Ports every node opens, chosen free (nodes share this machine; so may other tests)."""
     return ["--dashboard-agent-listen-port", str(free_port()), "--dashboard-agent-grpc-port", str(free_port()),
             "--metrics-export-port", str(free_port()), "--runtime-env-agent-port", str(free_port()),
             "--min-worker-port", "0", "--max-worker-port", "0", "--disable-usage-stats"]
@@ -50,13 +57,30 @@ def ray_env() -> dict[str, str]:
 
 
 @dataclass
+class Node:
+    ip: str
+    process: subprocess.Popen  # ``ray start --block``; its pid is also its process group's (and session's) id
+    temp_dir: Path
+    joined_at: float = 0.0  # time.time() when the GCS first listed it ALIVE
+
+
+@dataclass
 class LoopbackCluster:
     dashboard: str  # http://127.0.0.1:PORT: the Jobs API and the state API
     gcs: str = ""  # HEAD_IP:PORT, the address nodes and drivers join
-    # ``ray start --block`` of each node; its pid is also its process group's (and session's) id
-    head: subprocess.Popen | None = field(default=None, repr=False)
-    worker: subprocess.Popen | None = field(default=None, repr=False)
-    temp_dirs: tuple[Path, ...] = ()  # the nodes' temp dirs, removed at teardown
+    nodes: dict[str, Node] = field(default_factory=dict)  # by IP, the head first, departed ones included
+
+    @property
+    def head(self) -> subprocess.Popen:
+        return self.nodes[HEAD_IP].process
+
+    @property
+    def worker(self) -> subprocess.Popen:
+        return self.nodes[WORKER_IP].process
+
+    @property
+    def temp_dirs(self) -> tuple[Path, ...]:
+        return tuple(node.temp_dir for node in self.nodes.values())
 
     def state(self, resource: str, **params) -> list[dict]:
         query = "&".join(f"{k}={v}" for k, v in {"limit": 1000, **params}.items())
@@ -69,6 +93,56 @@ class LoopbackCluster:
         except OSError:
             return []
 
+    def alive_ips(self) -> set[str]:
+        return {n["node_ip"] for n in self.alive_nodes()}
+
+    def join(self, ip: str, num_cpus: int = 1, num_gpus: int = 0, resources: dict[str, float] | None = None,
+             timeout: float = 120.0) -> Node:
+        """Start a worker node on ``ip`` and return once the GCS lists it alive."""
+        temp_dir = Path(tempfile.mkdtemp(prefix=f"roft-ray-{ip.rpartition('.')[2]}-", dir="/tmp"))
+        args = ["--address", self.gcs, "--node-ip-address", ip, "--num-cpus", str(num_cpus), "--num-gpus",
+                str(num_gpus), "--resources", json.dumps(resources or {})]
+        node = self.nodes[ip] = Node(ip, _start_node(args, temp_dir), temp_dir)
+        _wait(lambda: ip in self.alive_ips(), f"node {ip}'s joining", [node], timeout)
+        node.joined_at = time.time()
+        return node
+
+    def stop(self, ip: str) -> None:
+        """The node leaves gracefully: SIGTERM to its ``ray start --block``, as Kubernetes deleting its
+        pod or ``ray stop`` there would send. Ray then drains the node (up to
+        ``RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S``, 30 s, while running work goes on) and stops its
+        processes; returns once they are gone."""
+        _stop(self.nodes[ip].process, grace=90.0)
+
+    def kill_raylet(self, ip: str) -> int:
+        """SIGKILL the node's raylet (its trial workers then die with it); returns the raylet's pid."""
+        node = self.nodes[ip]
+        pids = [pid for pid, args in live_processes(node.process.pid) if args.split()[0].endswith("/raylet")]
+        assert len(pids) == 1, live_processes(node.process.pid)
+        os.kill(pids[0], signal.SIGKILL)
+        return pids[0]
+
+    def wait_gone(self, ip: str, timeout: float = 120.0) -> float:
+        """Seconds until the GCS no longer lists node ``ip`` alive."""
+        started = time.monotonic()
+        while ip in self.alive_ips():
+            assert time.monotonic() < started + timeout, f"node {ip} is still alive after {timeout:.0f} s"
+            time.sleep(0.5)
+        return time.monotonic() - started
+
+    def submit(self, argv: list[str], log_path: Path, runtime_env: dict, submission_id: str = "sweep",
+               ) -> subprocess.Popen:
+        """``ray job submit --working-dir .`` of ``argv`` from the repository, its output to ``log_path``."""
+        with open(log_path, "w") as out:
+            return subprocess.Popen(
+                [str(BIN / "ray"), "job", "submit", "--address", self.dashboard, "--submission-id", submission_id,
+                 "--working-dir", ".", "--runtime-env-json", json.dumps(runtime_env), "--", *argv],
+                cwd=REPO, env={**ray_env(), "PYTHONUNBUFFERED": "1"}, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True)
+
+    def jobs(self) -> dict[str, str]:
+        return {j["submission_id"]: j["status"] for j in self.state("jobs") if j.get("type") == "SUBMISSION"}
+
 
 def _start_node(args: list[str], temp_dir: Path) -> subprocess.Popen:
     log = open(temp_dir / "ray-start.log", "w")
@@ -76,12 +150,13 @@ def _start_node(args: list[str], temp_dir: Path) -> subprocess.Popen:
                             env=ray_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def _stop(process: subprocess.Popen) -> None:
-    """End the node: SIGTERM to ``ray start --block`` stops its Ray processes; then its process group."""
+def _stop(process: subprocess.Popen, grace: float = 30.0) -> None:
+    """End the node: SIGTERM to ``ray start --block`` stops its Ray processes (after draining the
+    node for up to ``grace`` seconds); then SIGKILL to its process group."""
     if process.poll() is None:
         process.terminate()
         try:
-            process.wait(timeout=30)
+            process.wait(timeout=grace)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=10)
@@ -91,46 +166,79 @@ def _stop(process: subprocess.Popen) -> None:
         pass
 
 
-def _wait(condition, what: str, nodes: list[subprocess.Popen], dirs: list[Path], timeout: float = 90.0):
+def _wait(condition, what: str, nodes: list[Node], timeout: float = 90.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
             return
-        if any(p.poll() is not None for p in nodes):
+        if any(node.process.poll() is not None for node in nodes):
             break
         time.sleep(0.5)
-    logs = "\n".join((d / "ray-start.log").read_text()[-3000:] for d in dirs)
+    logs = "\n".join((node.temp_dir / "ray-start.log").read_text()[-3000:] for node in nodes)
     raise RuntimeError(f"{what} did not happen; ray start said:\n{logs}")
 
 
 @contextmanager
-def loopback_cluster():
-    """A head on 127.0.0.2 (1 CPU, no GPU) and a worker on 127.0.0.3 (1 CPU, 1 GPU).
+def loopback_cluster(workers: int = 1, head_cpus: int = 1, worker_gpus: int = 1):
+    """A head on 127.0.0.2 (``head_cpus`` CPUs, no GPU) and ``workers`` worker nodes on 127.0.0.3,
+    127.0.0.4, ... (1 CPU and ``worker_gpus`` GPUs each, which Ray only counts).
 
     Each node has a temp dir of its own: on one machine, nodes sharing one would share the
-    job's unpacked working directory, and the worker's cleanup would delete it under the driver.
+    job's unpacked working directory, and a worker's cleanup would delete it under the driver.
     The dirs are short (/tmp/roft-ray-*): Ray's socket paths must fit in 107 bytes.
     """
-    head_dir = Path(tempfile.mkdtemp(prefix="roft-ray-head-", dir="/tmp"))
-    worker_dir = Path(tempfile.mkdtemp(prefix="roft-ray-worker-", dir="/tmp"))
     gcs, dashboard = free_port(), free_port()
-    cluster = LoopbackCluster(f"http://127.0.0.1:{dashboard}", f"{HEAD_IP}:{gcs}", temp_dirs=(head_dir, worker_dir))
-    nodes: list[subprocess.Popen] = []
+    cluster = LoopbackCluster(f"http://127.0.0.1:{dashboard}", f"{HEAD_IP}:{gcs}")
     try:
-        nodes.append(_start_node(["--head", "--node-ip-address", HEAD_IP, "--port", str(gcs),
-                                  "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard),
-                                  "--ray-client-server-port", str(free_port()), "--num-cpus", "1", "--num-gpus", "0",
-                                  "--resources", json.dumps({"roft_head": 1})], head_dir))
-        cluster.head = nodes[-1]
-        _wait(lambda: len(cluster.alive_nodes()) == 1, "the head's start", nodes, [head_dir])
-        nodes.append(_start_node(["--address", f"{HEAD_IP}:{gcs}", "--node-ip-address", WORKER_IP,
-                                  "--num-cpus", "1", "--num-gpus", "1", "--resources", json.dumps({"roft_worker": 1})],
-                                 worker_dir))
-        cluster.worker = nodes[-1]
-        _wait(lambda: len(cluster.alive_nodes()) == 2, "the worker's joining", nodes, [head_dir, worker_dir])
+        head_dir = Path(tempfile.mkdtemp(prefix="roft-ray-head-", dir="/tmp"))
+        head = cluster.nodes[HEAD_IP] = Node(HEAD_IP, _start_node(
+            ["--head", "--node-ip-address", HEAD_IP, "--port", str(gcs), "--dashboard-host", "127.0.0.1",
+             "--dashboard-port", str(dashboard), "--ray-client-server-port", str(free_port()),
+             "--num-cpus", str(head_cpus), "--num-gpus", "0", "--resources", json.dumps({"roft_head": 1})], head_dir),
+            head_dir)
+        _wait(lambda: len(cluster.alive_nodes()) == 1, "the head's start", [head])
+        head.joined_at = time.time()
+        for i in range(workers):
+            cluster.join(f"127.0.0.{3 + i}", num_cpus=1, num_gpus=worker_gpus, resources={"roft_worker": 1})
         yield cluster
     finally:
-        for node in reversed(nodes):
-            _stop(node)
-        for folder in (head_dir, worker_dir):
-            shutil.rmtree(folder, ignore_errors=True)
+        for node in reversed(cluster.nodes.values()):
+            _stop(node.process)
+        for node in cluster.nodes.values():
+            shutil.rmtree(node.temp_dir, ignore_errors=True)
+
+
+def live_processes(session: int | None = None) -> list[tuple[int, str]]:
+    """``(pid, command line)`` of every process of process session ``session`` (None: of every
+    session) that still runs; zombies, dead but not yet reaped by their new parent, are left out."""
+    out = subprocess.run(["ps", "-ww", "-eo", "pid=,sid=,stat=,args="], capture_output=True, text=True, check=True).stdout
+    rows = [line.split(None, 3) for line in out.splitlines()]
+    return [(int(pid), args) for pid, sid, stat, args in (r for r in rows if len(r) == 4)
+            if (session is None or int(sid) == session) and not stat.startswith("Z")]
+
+
+def wait_until_gone(session: int, timeout: float = 30.0) -> list[tuple[int, str]]:
+    """Wait until no process of ``session`` runs (SIGKILL takes effect when the kernel next
+    schedules the process); returns those still running after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while (left := live_processes(session)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return left
+
+
+def kill_group(process: subprocess.Popen) -> None:
+    """SIGKILL the process group (session) that ``process`` leads, which this test started."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait(timeout=30)
+
+
+def rows_per_key(store: Path) -> Counter:
+    """Every row of the trials table, in every data file (per-trial files and part files alike)."""
+    directory = store / "trials"
+    if not directory.is_dir():
+        return Counter()
+    keys = ds.dataset(str(directory), format="parquet").to_table(columns=["trial_key"]).column("trial_key")
+    return Counter(keys.to_pylist())

@@ -15,6 +15,7 @@ import numpy as np
 
 from trainables.core.config import Runtime, TrialSpec
 from trainables.methods import METHODS
+from trainables.worker.placement import Placement
 from trainables.worker.store import StoreOpener
 from trainables.worker.trial import execute_trial
 
@@ -33,11 +34,12 @@ def evaluate_point(config: dict[str, Any], open_store: StoreOpener) -> dict[str,
     """Train (or reuse) every seed's trial of one point; returns what the trainable reports."""
     runtime = Runtime(**config["runtime"])
     store = open_store(runtime.store)
+    placement = Placement.of_ray_worker()
     values, keys, reused = [], [], 0
     for trial in point_trials(config["base"], config["point"]):
         row = store.read_trial(trial.key())
         if row is None:
-            row = execute_trial(trial, runtime, store)
+            row = execute_trial(trial, runtime, store, placement=placement)
         else:
             reused += 1
         values.append(row["val_metric"])

@@ -37,6 +37,7 @@ from trainables.methods.dependencies import parent_methods, parent_spec
 from trainables.models.backbones import BACKBONES, PretrainedWeights, build_model, read_checkpoint
 from trainables.models.shapes import scratch_shape
 from trainables.training.trainer import DivergedError, EpochRecord, FitResult, SplitIndices, fit
+from trainables.worker.placement import OUTSIDE_RAY, Placement
 from trainables.worker.store import StoreOpener, TrialStore
 
 log = logging.getLogger(__name__)
@@ -127,11 +128,13 @@ class RunningMarkers:
     leaves its marker, whose heartbeat then grows old.
     """
 
-    def __init__(self, store: TrialStore, specs: list[TrialSpec], runtime: Runtime, unit: str | None = None):
+    def __init__(self, store: TrialStore, specs: list[TrialSpec], runtime: Runtime, unit: str | None = None,
+                 placement: Placement = OUTSIDE_RAY):
         keys = [spec.key() for spec in specs]
         self.store, self.name, self.keys = store, unit or keys[0], keys
         now = _now()
         self.info: dict[str, Any] = {"sweep": runtime.sweep, "host": socket.gethostname(), "pid": os.getpid(),
+                                     "node_ip": placement.node_ip, "gpu_ids": placement.gpu_ids,
                                      "started_at": now, "heartbeat_at": now, "unit": unit, "epoch": None,
                                      "stage": None, "epochs": specs[0].recipe.epochs}
         self._written = time.monotonic()
@@ -174,7 +177,8 @@ class PreparedTrial:
     """Everything a trial's training needs, built exactly as its result depends on it."""
 
     spec: TrialSpec
-    started: float
+    started: float  # time.perf_counter() when its preparation began
+    started_at: datetime  # the same moment on the wall clock (UTC)
     device: torch.device
     data: GraphDataset
     indices: SplitIndices
@@ -197,7 +201,7 @@ def prepare_trial(spec: TrialSpec, runtime: Runtime, store: TrialStore, device: 
     Seeds the global RNGs with the trial's seed and builds the model under them (the head's
     initialisation draws from them); the caller's training continues from that RNG state.
     """
-    started = time.perf_counter()
+    started, started_at = time.perf_counter(), datetime.now(timezone.utc)
     data = cached_task(spec.task, runtime.data_root)
     if spec.data_sha256 and data.file_sha256 != spec.data_sha256:
         raise RuntimeError(f"task {spec.task}: data file sha256 {data.file_sha256} differs from the planned "
@@ -221,13 +225,17 @@ def prepare_trial(spec: TrialSpec, runtime: Runtime, store: TrialStore, device: 
                         optuna_storage=runtime.optuna_storage, prior_alpha_points=lambda study: [
                             AlphaPoint(p["number"], tuple(p["alphas"]), p["val_metric"], p["test_metric"])
                             for p in store.alpha_points(study)])
-    return PreparedTrial(spec, started, device, data, indices, store, parent, pretrained, model, method, ctx,
+    return PreparedTrial(spec, started, started_at, device, data, indices, store, parent, pretrained, model, method, ctx,
                          torch.Generator().manual_seed(spec.seed))
 
 
-def commit_trial(trial: PreparedTrial, result: FitResult, runtime: Runtime, fused_trials: int = 1,
-                 wall_seconds: float | None = None) -> dict[str, Any]:
-    """Save the trial's artifact (where kept), epochs, side tables and row; returns the row."""
+def commit_trial(trial: PreparedTrial, result: FitResult, runtime: Runtime, placement: Placement = OUTSIDE_RAY,
+                 fused_trials: int = 1, wall_seconds: float | None = None,
+                 started_at: datetime | None = None) -> dict[str, Any]:
+    """Save the trial's artifact (where kept), epochs, side tables and row; returns the row.
+
+    A fused group's members pass the group's ``started_at`` and their share of its wall time.
+    """
     spec, data, store, parent, pretrained = trial.spec, trial.data, trial.store, trial.parent, trial.pretrained
     key, task, backbone = spec.key(), trial.task, BACKBONES.get(spec.backbone)
     artifact, artifact_sha256 = "", ""
@@ -252,6 +260,7 @@ def commit_trial(trial: PreparedTrial, result: FitResult, runtime: Runtime, fuse
         "device": str(trial.device), "hostname": socket.gethostname(),
         "code_version": runtime.code_version, "protocol_version": spec.protocol_version,
         "trial_config": spec.canonical_json(), "finished_at": datetime.now(timezone.utc),
+        "started_at": started_at or trial.started_at, "node_ip": placement.node_ip, "gpu_ids": placement.gpu_ids,
         "artifact_path": artifact, "artifact_sha256": artifact_sha256,
         "parent_trial_key": "" if parent is None else parent.key,
         "parent_artifact_sha256": "" if parent is None else parent.sha256,
@@ -273,12 +282,13 @@ def apply_matmul_precision(runtime: Runtime) -> None:
 
 
 def execute_trial(spec: TrialSpec, runtime: Runtime, store: TrialStore,
-                  on_epoch: Callable[[EpochRecord], None] | None = None) -> dict[str, Any]:
+                  on_epoch: Callable[[EpochRecord], None] | None = None,
+                  placement: Placement = OUTSIDE_RAY) -> dict[str, Any]:
     """Run one trial and commit it to ``store`` (the one at ``runtime.store``); returns the result row.
 
     The trial is marked running in the store (:class:`RunningMarkers`) until its row lands or it fails.
     """
-    markers = RunningMarkers(store, [spec], runtime)
+    markers = RunningMarkers(store, [spec], runtime, placement=placement)
     try:
         torch.set_num_threads(max(1, runtime.threads))
         apply_matmul_precision(runtime)
@@ -292,37 +302,38 @@ def execute_trial(spec: TrialSpec, runtime: Runtime, store: TrialStore,
 
         result = fit(trial.ctx, trial.method, trial.data, trial.indices, task.task_type, task.higher_is_better,
                      spec.recipe, trial.generator, trial.device, epoch_done)
-        return commit_trial(trial, result, runtime)
+        return commit_trial(trial, result, runtime, placement)
     finally:
         markers.clear()
 
 
 def execute_fused_group(specs: list[TrialSpec], runtime: Runtime, store: TrialStore,
                         on_epoch: Callable[[int, EpochRecord], None] | None = None,
-                        unit: str | None = None) -> list[dict[str, Any]]:
+                        unit: str | None = None, placement: Placement = OUTSIDE_RAY) -> list[dict[str, Any]]:
     """Train ``specs`` as one fused group (see :mod:`trainables.training.fused`); commits one row per trial.
 
     Each trial is prepared as unfused (its seed, its model, its generators), so on the CPU its
     results equal its unfused run's within floating-point tolerance. Each member is marked running
     (with the group's ``unit`` key) until its row lands or the group fails.
     """
-    started = time.perf_counter()
+    started = time.perf_counter(), datetime.now(timezone.utc)
     landed = {spec.key(): store.read_trial(spec.key()) for spec in specs}
     todo = [spec for spec in specs if landed[spec.key()] is None]  # a retried group redoes only what is missing
     if len(todo) <= 1:
-        rows = [execute_trial(spec, runtime, store) for spec in todo]
+        rows = [execute_trial(spec, runtime, store, placement=placement) for spec in todo]
         return [row for row in landed.values() if row is not None] + rows
     specs = todo
-    markers = RunningMarkers(store, specs, runtime, unit)
+    markers = RunningMarkers(store, specs, runtime, unit, placement)
     try:
-        return _fused_group(specs, runtime, store, on_epoch, markers, started, landed)
+        return _fused_group(specs, runtime, store, on_epoch, markers, started, landed, placement)
     finally:
         markers.clear()
 
 
 def _fused_group(specs: list[TrialSpec], runtime: Runtime, store: TrialStore,
-                 on_epoch: Callable[[int, EpochRecord], None] | None, markers: RunningMarkers, started: float,
-                 landed: dict[str, dict[str, Any] | None]) -> list[dict[str, Any]]:
+                 on_epoch: Callable[[int, EpochRecord], None] | None, markers: RunningMarkers,
+                 started: tuple[float, datetime], landed: dict[str, dict[str, Any] | None],
+                 placement: Placement) -> list[dict[str, Any]]:
     from trainables.training.fused.engine import FusedMember, dropout_generator_after_init, fit_fused
 
     torch.set_num_threads(max(1, runtime.threads))
@@ -347,11 +358,12 @@ def _fused_group(specs: list[TrialSpec], runtime: Runtime, store: TrialStore,
 
     results = fit_fused(members, first.data, first.task.task_type, first.task.higher_is_better, first.spec.recipe,
                         device, epoch_done, runtime.engine.in_effect(True, device.type, first.model.gnn.shape.gnn_type))
-    share = (time.perf_counter() - started) / len(specs)
+    share = (time.perf_counter() - started[0]) / len(specs)
     rows = []
     for trial, result in zip(trials, results):
         if not isinstance(result, DivergedError):
-            rows.append(commit_trial(trial, result, runtime, fused_trials=len(specs), wall_seconds=share))
+            rows.append(commit_trial(trial, result, runtime, placement, fused_trials=len(specs), wall_seconds=share,
+                                     started_at=started[1]))
     failed = [f"{trial.spec.key()} ({trial.spec.method} {canonical_json(trial.method.params)}): {result}"
               for trial, result in zip(trials, results) if isinstance(result, DivergedError)]
     if failed:
@@ -371,6 +383,7 @@ def tune_trainable(config: dict[str, Any], open_store: StoreOpener) -> None:
 
     runtime = Runtime(**config["runtime"])
     store = open_store(runtime.store)
+    placement = Placement.of_ray_worker()
     unit = config["trial"]
     if "group" in unit:
         specs = [TrialSpec.from_dict(d) for d in unit["group"]]
@@ -379,7 +392,7 @@ def tune_trainable(config: dict[str, Any], open_store: StoreOpener) -> None:
             if k == len(specs) - 1:  # once per epoch of the whole group
                 tune.report({"epoch": record.epoch, "stage": record.stage, "fused_trials": len(specs), "done": False})
 
-        rows = execute_fused_group(specs, runtime, store, report_group, unit=unit["key"])
+        rows = execute_fused_group(specs, runtime, store, report_group, unit=unit["key"], placement=placement)
         tune.report({"epoch": rows[0]["epochs"], "fused_trials": len(rows), "trial_key": unit["key"], "done": True})
         return
 
@@ -389,6 +402,6 @@ def tune_trainable(config: dict[str, Any], open_store: StoreOpener) -> None:
         tune.report({"epoch": record.epoch, "stage": record.stage, "train_loss": record.train_loss,
                      "val_metric": record.val, "test_metric": record.test, "done": False})
 
-    row = execute_trial(spec, runtime, store, report)
+    row = execute_trial(spec, runtime, store, report, placement)
     tune.report({"epoch": row["best_epoch"], "val_metric": row["val_metric"], "test_metric": row["test_metric"],
                  "trial_key": row["trial_key"], "done": True})

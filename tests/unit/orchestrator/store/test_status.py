@@ -132,9 +132,9 @@ SPEC = {"name": "tiny", "backbones": ["scratch-gin"], "methods": {"full-ft": {}}
         "training": {"epochs": 1}, "model": {"num_layers": 2, "emb_dim": 16}}
 
 
-def marker(store: ResultStore, key: str, silent: timedelta, sweep: str = "tiny") -> None:
+def marker(store: ResultStore, key: str, silent: timedelta, sweep: str = "tiny", **placement: str) -> None:
     beat = datetime.now(timezone.utc) - silent
-    store.mark_running(key, [key], {"sweep": sweep, "host": "node-7", "pid": 4242, "unit": None, "epoch": 3,
+    store.mark_running(key, [key], {**placement, "sweep": sweep, "host": "node-7", "pid": 4242, "unit": None, "epoch": 3,
                                "epochs": 10, "started_at": (beat - timedelta(minutes=5)).isoformat(),
                                "heartbeat_at": beat.isoformat()})
 
@@ -146,11 +146,11 @@ def hand_made_store(tmp_path: Path, data_root) -> tuple[ResultStore, list[str]]:
     store.write_spec("tiny", json.dumps(SPEC).encode())  # JSON is YAML
     keys = [t.key() for t in sorted(plan_sweep(parse_spec(SPEC), store, DataRoot(data_root)).trials,
                                     key=lambda t: t.seed)]
-    store.write_trial(make_row(keys[0], sweep="tiny", seed=0, hostname="node-1", test_metric=1.25))
+    store.write_trial(make_row(keys[0], sweep="tiny", seed=0, hostname="node-1", node_ip="10.0.0.1", test_metric=1.25))
     store.write_failure({"trial_key": keys[1], "sweep": "tiny", "method": "full-ft", "trial_config": "{}",
                          "error": "DivergedError: train loss is nan at epoch 1", "traceback": "...",
                          "failed_at": datetime.now(timezone.utc)})
-    marker(store, keys[2], timedelta(seconds=20))
+    marker(store, keys[2], timedelta(seconds=20), node_ip="10.0.0.7", gpu_ids="2")
     marker(store, keys[3], timedelta(minutes=20))
     store.write_trial(make_row("other-0", sweep="other", hostname="node-2"))
     return store, keys
