@@ -73,7 +73,8 @@ def test_ray_job_submit_runs_a_sweep_on_a_two_node_cluster(real_env, session_cac
         deadline = time.monotonic() + 30  # the state API learns of finished actors with a delay
         while True:
             actors = cluster.state("actors", detail="true")
-            trainables = [a for a in actors if a["class_name"] == "ImplicitFunc"]
+            # Tune's trial actor class: ImplicitFunc, or wrap_function.<locals>.ImplicitFunc as Ray names it
+            trainables = [a for a in actors if a["class_name"].endswith("ImplicitFunc")]
             if trainables or time.monotonic() > deadline:
                 break
             time.sleep(1.0)
