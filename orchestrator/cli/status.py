@@ -21,6 +21,14 @@ def register(sub) -> None:
                         help="how many of each sweep's last landed rows to print (default 5)")
     status.set_defaults(handler=print_status)
 
+    placement = sub.add_parser("placement", help="where the trials ran, from the rows alone: per node and GPU, the "
+                                                 "trials or fused groups and the most that trained at once")
+    add_store(placement)
+    placement.add_argument("--sweep", default=None, help="only this sweep's rows (default: every row)")
+    placement.add_argument("--timeline", action="store_true",
+                           help="also list every trial or fused group: node, GPU, start-finish in seconds")
+    placement.set_defaults(handler=print_placement)
+
 
 def print_status(args) -> int:
     from orchestrator.store.clean import age_seconds
@@ -34,6 +42,20 @@ def print_status(args) -> int:
         raise ValueError(f"--last {args.last} is not accepted; accepted: a number of rows >= 0")
     status = sweep_status(existing_store(args.store), data_root(args), stale_after, args.last)
     for line in status_lines(status):
+        print(line)
+    return 0
+
+
+def print_placement(args) -> int:
+    from orchestrator.analysis.placement import COLUMNS, placement_lines
+
+    rows = existing_store(args.store).read_trials(COLUMNS).to_pylist()
+    if args.sweep is not None:
+        sweeps = sorted({r["sweep"] for r in rows})
+        rows = [r for r in rows if r["sweep"] == args.sweep]
+        if not rows:
+            raise ValueError(f"--sweep {args.sweep!r} has no rows in the store; accepted: {', '.join(sweeps) or 'none'}")
+    for line in placement_lines(rows, args.timeline):
         print(line)
     return 0
 

@@ -55,3 +55,24 @@ def test_a_bad_stale_after_is_one_line(tmp_path, capsys):
     assert main(["status", "--store", str(tmp_path / "store"), "--stale-after", "soon"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("roft: error: --stale-after 'soon' is not accepted") and len(err.splitlines()) == 1
+
+
+def test_placement_prints_each_nodes_units_and_most_at_once(tmp_path, capsys):
+    from datetime import datetime, timedelta, timezone
+
+    from orchestrator.store.results import ResultStore
+    from tests.unit.orchestrator.store.rows import make_row
+
+    store = ResultStore(tmp_path / "store")
+    t0 = datetime(2026, 11, 30, 8, 0, tzinfo=timezone.utc)
+    for i, gpus in enumerate(["0", "1", "0"]):
+        store.write_trial(make_row(f"k{i}", sweep="gpu" if i < 2 else "other", node_ip="10.0.0.7", gpu_ids=gpus,
+                                   started_at=t0 + timedelta(seconds=10 * i), finished_at=t0 + timedelta(seconds=15 + 10 * i)))
+    assert main(["placement", "--store", str(tmp_path / "store"), "--sweep", "gpu", "--timeline"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[2] == "| 10.0.0.7 | 2 | 2 | 2 | GPU 0: 1, GPU 1: 1 | 0 - 25 |"
+    assert out[-1] == "Units (node, GPU: start-finish s): 10.0.0.7 0: 0-15, 10.0.0.7 1: 10-25"
+
+    assert main(["placement", "--store", str(tmp_path / "store"), "--sweep", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert err == "roft: error: --sweep 'cpu' has no rows in the store; accepted: gpu, other\n"

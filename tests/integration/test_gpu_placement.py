@@ -4,20 +4,27 @@ The loopback cluster's worker advertises 4 GPUs (Ray only counts them on this CP
 trial actor is still given its devices, ``ray.get_gpu_ids()``, as on a real GPU node) and the
 head none, so every group trains on the worker. Two sweeps of sixteen fused groups of two trials
 each run there, one asking a whole GPU per group, one a quarter. The rows alone show the
-placement: ``node_ip``, ``gpu_ids`` and the group's ``started_at`` / ``finished_at``. With
-``gpu: 1`` at most four groups overlap, each on its own device; with ``gpu: 0.25`` all sixteen
-overlap, four on each device.
+placement: ``node_ip``, ``gpu_ids`` and the group's ``started_at`` / ``finished_at``
+(:mod:`orchestrator.analysis.placement`, ``roft placement``). With ``gpu: 1`` at most four groups
+overlap, each on its own device; with ``gpu: 0.25`` all sixteen overlap, four on each device.
+
+``ROFT_EVIDENCE_DIR=docs/results pytest tests/integration/test_gpu_placement.py`` keeps both
+stores, compacted, as the evidence docs/results/placement-*.md are generated from.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
 import time
-from collections import Counter
+from pathlib import Path
 
 import pytest
 import yaml
 
+from orchestrator.analysis.placement import COLUMNS, by_node, placement_lines, units_of
+from orchestrator.cli import main
 from orchestrator.store.results import ResultStore
 from tests.integration.cluster import WORKER_IP, kill_group, loopback_cluster
 
@@ -42,26 +49,16 @@ def spec(name: str, gpu: float, epochs: int) -> dict:
     }
 
 
-def groups(rows: list[dict]) -> list[dict]:
-    """One entry per fused group: its members share ``started_at`` (the group's start)."""
-    by_start: dict = {}
-    for row in rows:
-        group = by_start.setdefault((row["node_ip"], row["gpu_ids"], row["started_at"]), {
-            "node_ip": row["node_ip"], "gpu_ids": row["gpu_ids"], "start": row["started_at"].timestamp(),
-            "finish": row["finished_at"].timestamp(), "trials": 0})
-        group["finish"] = max(group["finish"], row["finished_at"].timestamp())
-        group["trials"] += 1
-    return sorted(by_start.values(), key=lambda g: g["start"])
-
-
-def most_at_once(entries: list[dict]) -> tuple[int, list[dict]]:
-    """The largest number of groups training at one moment, and those groups (interval overlap)."""
-    best: tuple[int, list[dict]] = (0, [])
-    for moment in sorted(g["start"] for g in entries):
-        live = [g for g in entries if g["start"] <= moment < g["finish"]]
-        if len(live) > best[0]:
-            best = (len(live), live)
-    return best
+def keep_evidence(store: Path, name: str) -> None:
+    """With ``$ROFT_EVIDENCE_DIR`` set, keep the store there, compacted: rows, epoch curves and the
+    spec, without checkpoints, running markers or Tune's folders (the committed evidence of
+    docs/results/placement-*.md)."""
+    if not os.environ.get("ROFT_EVIDENCE_DIR"):
+        return
+    assert main(["store", "compact", "--store", str(store)]) == 0
+    target = Path(os.environ["ROFT_EVIDENCE_DIR"]) / f"store-placement-{name}"
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(store, target, ignore=shutil.ignore_patterns("_tune", "running", "artifacts", ".lock", "quarantine"))
 
 
 def test_a_four_gpu_node_runs_four_whole_gpu_groups_or_sixteen_quarter_gpu_groups_at_once(real_env, session_cache,
@@ -85,20 +82,16 @@ def test_a_four_gpu_node_runs_four_whole_gpu_groups_or_sixteen_quarter_gpu_group
             print(f"\n{name} ({gpu} GPU per group): {time.monotonic() - started:.0f} s", file=sys.stderr)
 
     for name, (gpu, _) in sweeps.items():
-        rows = ResultStore(stores[name]).read_trials(
-            ["trial_key", "node_ip", "gpu_ids", "started_at", "finished_at", "fused_trials"]).to_pylist()
+        rows = ResultStore(stores[name]).read_trials([*COLUMNS, "fused_trials"]).to_pylist()
         assert len(rows) == GROUPS * SIZE and all(r["fused_trials"] == SIZE for r in rows)
-        entries = groups(rows)
-        assert len(entries) == GROUPS and {g["trials"] for g in entries} == {SIZE}
-        assert {g["node_ip"] for g in entries} == {WORKER_IP}  # the head has no GPU
-        assert {g["gpu_ids"] for g in entries} == {"0", "1", "2", "3"}  # one device each, all four used
-        count, live = most_at_once(entries)
-        t0 = entries[0]["start"]
-        print(f"{name}: at most {count} groups at once; devices of those: "
-              f"{dict(sorted(Counter(g['gpu_ids'] for g in live).items()))}; groups (device: start-finish s): "
-              + ", ".join(f"{g['gpu_ids']}: {g['start'] - t0:.0f}-{g['finish'] - t0:.0f}" for g in entries),
-              file=sys.stderr)
+        units, unplaced = units_of(rows)
+        assert unplaced == 0 and len(units) == GROUPS and {u.trials for u in units} == {SIZE}
+        (node,) = by_node(units)
+        assert node.node == WORKER_IP  # the head has no GPU
+        assert {u.gpus for u in units} == {"0", "1", "2", "3"}  # one device each, all four used
+        print(f"{name} (gpu: {gpu}):", *placement_lines(rows, timeline=True), sep="\n", file=sys.stderr)
         if gpu == 1.0:
-            assert count == 4 and sorted(g["gpu_ids"] for g in live) == ["0", "1", "2", "3"]
+            assert node.most_at_once == 4 and node.devices_then == {"0": 1, "1": 1, "2": 1, "3": 1}
         else:
-            assert count == GROUPS and Counter(g["gpu_ids"] for g in live) == {"0": 4, "1": 4, "2": 4, "3": 4}
+            assert node.most_at_once == GROUPS and node.devices_then == {"0": 4, "1": 4, "2": 4, "3": 4}
+        keep_evidence(stores[name], name)
