@@ -1,8 +1,11 @@
 """``roft bench orchestrator``: what the Ray Tune path costs per trial, with no-op trials.
 
 Runs ``N`` no-op trials through :func:`orchestrator.sweep.execute.run_trials` (the sweep's own path:
-chunked Tuner, reused actors) and prints the amortized wall time per trial and the driver's
-peak RSS, for each ``N`` in the same Ray session (so Ray's start is paid once, before timing).
+chunked Tuner, reused actors) under the sweep's scheduler (newest pending trial first) and, as the
+baseline in the same Ray session, under Tune's default (FIFO); prints the amortized wall time per
+trial of each, their ratio and the driver's peak RSS, for each ``N`` (Ray's start is paid once,
+before timing). Last, ``no_reuse`` trials without actor reuse: what a fresh actor per trial costs
+(Ray's worker start alone here; a real trial's actor also imports torch and PyG, about 5 s more).
 """
 
 from __future__ import annotations
@@ -18,28 +21,45 @@ from orchestrator.sweep.execute import init_ray, run_trials
 from trainables.core.config import Runtime
 from trainables.core.data_root import DataRoot
 
+SCHEDULER_LABELS = {"newest-first": "newest-first (roft)", "fifo": "fifo (Tune's default)"}
 
-def bench_orchestrator(sizes: list[int], num_cpus: int | None = None, chunk_size: int = 256) -> list[dict]:
+
+def bench_orchestrator(sizes: list[int], num_cpus: int | None = None, chunk_size: int = 256,
+                       no_reuse: int = 16) -> list[dict]:
     started = time.perf_counter()
     init_ray(num_cpus=num_cpus)
     print(f"ray.init: {time.perf_counter() - started:.1f} s")
     results = []
     with tempfile.TemporaryDirectory(prefix="roft-bench-") as tmp:
         runtime = Runtime(store=tmp, sweep="bench")
-        run_trials([{"key": f"warm-{i}"} for i in range(4)], runtime, noop_trainable, name="warmup",
-                   resources={"cpu": 1}, chunk_size=chunk_size, tune_root=Path(tmp) / "_tune")
-        for n in sizes:
+
+        def timed(n: int, scheduler: str = "newest-first", reuse_actors: bool = True) -> dict:
             start = time.perf_counter()
-            errors = run_trials([{"key": f"t{n}-{i}"} for i in range(n)], runtime, noop_trainable,
-                                name=f"bench{n}", resources={"cpu": 1}, chunk_size=chunk_size,
-                                tune_root=Path(tmp) / "_tune")
+            errors = run_trials([{"key": f"t{n}-{scheduler}-{reuse_actors}-{i}"} for i in range(n)], runtime,
+                                noop_trainable, name=f"bench{n}-{scheduler}-{reuse_actors}", resources={"cpu": 1},
+                                chunk_size=chunk_size,
+                                tune_root=Path(tmp) / "_tune", scheduler=scheduler, reuse_actors=reuse_actors)
             seconds = time.perf_counter() - start
             peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-            row = {"trials": n, "seconds": seconds, "per_trial_ms": 1000 * seconds / n, "errors": len(errors),
-                   "driver_peak_rss_mib": peak_mib}
-            results.append(row)
-            print(f"{n:>6} no-op trials: {seconds:7.1f} s, {row['per_trial_ms']:6.1f} ms/trial amortized, "
-                  f"{len(errors)} errors, driver peak RSS {peak_mib:,.0f} MiB")
+            return {"trials": n, "scheduler": scheduler, "reuse_actors": reuse_actors, "seconds": seconds,
+                    "per_trial_ms": 1000 * seconds / n, "errors": len(errors), "driver_peak_rss_mib": peak_mib}
+
+        timed(4)  # warm-up: the trainable's registration, the first actors
+        for n in sizes:
+            rows = [timed(n, scheduler) for scheduler in SCHEDULER_LABELS]
+            results += rows
+            for row in rows:
+                print(f"{n:>6} no-op trials, {SCHEDULER_LABELS[row['scheduler']]:<22}: {row['seconds']:7.1f} s, "
+                      f"{row['per_trial_ms']:6.1f} ms/trial amortized, {row['errors']} errors, driver peak RSS "
+                      f"{row['driver_peak_rss_mib']:,.0f} MiB")
+            print(f"{'':>6} newest-first / fifo per-trial time: {rows[0]['seconds'] / rows[1]['seconds']:.2f}")
+        if no_reuse:
+            fresh = timed(no_reuse, reuse_actors=False)
+            results.append(fresh)
+            reused = [r for r in results if r["reuse_actors"] and r["scheduler"] == "newest-first"]
+            print(f"{no_reuse:>6} no-op trials without actor reuse: {fresh['seconds']:7.1f} s, "
+                  f"{fresh['per_trial_ms']:6.1f} ms/trial, {fresh['per_trial_ms'] / reused[0]['per_trial_ms']:.0f}x "
+                  f"the reused actors' ({fresh['errors']} errors)")
     return results
 
 

@@ -15,6 +15,8 @@ def register(sub) -> None:
     orch.add_argument("--trials", type=int, nargs="+", default=[200, 1000],
                       help="sweep sizes to time, in no-op trials (default 200 1000)")
     orch.add_argument("--cpus", type=int, default=None, help="CPUs for the local Ray (default: all)")
+    orch.add_argument("--no-reuse", type=int, default=16, metavar="N",
+                      help="also time N trials with a fresh actor each, no reuse (default 16; 0: skip)")
     orch.set_defaults(handler=bench_orchestrator)
 
     plan = bench_sub.add_parser("plan", help="plan a large grid, then diff it against a store holding it")
@@ -93,7 +95,10 @@ def _register_throughput(bench_sub) -> None:
 def bench_orchestrator(args) -> int:
     from orchestrator.bench.sweeps import bench_orchestrator as run
 
-    run(args.trials, num_cpus=args.cpus)
+    if args.no_reuse < 0 or any(n < 1 for n in args.trials):
+        raise ValueError(f"--trials {args.trials} / --no-reuse {args.no_reuse} not accepted; accepted: --trials "
+                         "of at least 1, --no-reuse of at least 0")
+    run(args.trials, num_cpus=args.cpus, no_reuse=args.no_reuse)
     return 0
 
 

@@ -73,10 +73,14 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, env: dict[
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", "16")
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if not address:
+        # On one machine, at most 16 trials wait for resources (each holds a placement-group request).
+        # On a cluster Tune's own default stands (at least 200, more with the cluster's CPUs): the
+        # autoscaler sizes the cluster by those requests, so 16 would add one node at a time.
+        os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", "16")
     if ray.is_initialized():
         return
-    address = address or os.environ.get("RAY_ADDRESS") or None
     if address:
         env = {k: v for k, v in (env or {}).items() if k not in _job_env_vars()}
         ray.init(address=address, log_to_driver=True, **({"runtime_env": {"env_vars": env}} if env else {}))
@@ -99,16 +103,19 @@ def _job_env_vars() -> set[str]:
 def run_trials(trials: list[dict[str, Any]], runtime: Runtime, trainable: Callable[[dict], None], *,
                name: str, resources: dict[str, float], chunk_size: int, max_failures: int = 1,
                max_concurrent: int = 0, tune_root: Path, reporter: ProgressReporter | None = None,
-               log_path: Path | None = None) -> dict[str, str]:
+               log_path: Path | None = None, scheduler: str = "newest-first",
+               reuse_actors: bool = True) -> dict[str, str]:
     """Run ``trials`` (each a unit's config: ``{"key": ..., "spec": TrialSpec dict}`` or a fused
     group's ``{"key": ..., "group": [...], "members": [trial keys]}``) through Tune in chunks.
 
     Returns the errors of trials that failed after their retries, by trial key (every member of a
-    failed group gets the group's error).
+    failed group gets the group's error). ``scheduler`` (a name of
+    :data:`~orchestrator.sweep.scheduling.SCHEDULERS`) and ``reuse_actors`` stay as they are for
+    sweeps; benchmarks set them to measure the alternatives.
     """
     from ray import tune
 
-    from orchestrator.sweep.scheduling import NewestPendingFirst
+    from orchestrator.sweep.scheduling import SCHEDULERS
 
     errors: dict[str, str] = {}
     resourced = tune.with_resources(trainable, resources)
@@ -119,8 +126,8 @@ def run_trials(trials: list[dict[str, Any]], runtime: Runtime, trainable: Callab
         tuner = tune.Tuner(
             resourced,
             param_space={"trial": tune.grid_search(chunk), "runtime": runtime.to_dict()},
-            tune_config=tune.TuneConfig(reuse_actors=True, max_concurrent_trials=max_concurrent or None,
-                                        scheduler=NewestPendingFirst()),
+            tune_config=tune.TuneConfig(reuse_actors=reuse_actors, max_concurrent_trials=max_concurrent or None,
+                                        scheduler=SCHEDULERS[scheduler]()),
             run_config=tune.RunConfig(name=experiment, storage_path=str(tune_root), verbose=0, callbacks=callbacks,
                                       failure_config=tune.FailureConfig(max_failures=max_failures),
                                       checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),

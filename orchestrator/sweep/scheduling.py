@@ -37,3 +37,8 @@ class NewestPendingFirst(FIFOScheduler):
 
     def debug_string(self) -> str:
         return "Newest pending trial first (a freed actor never takes a trial from an actor still starting)."
+
+
+# The schedulers a sweep's chunk can run under, by name: the sweep's own, and Tune's default as the
+# baseline `roft bench orchestrator` compares it with.
+SCHEDULERS = {"newest-first": NewestPendingFirst, "fifo": FIFOScheduler}

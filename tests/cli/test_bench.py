@@ -26,3 +26,10 @@ def test_an_unknown_variant_is_refused_before_any_work(capsys):
                           "comma-separated subset of compile, group-dropout, bf16, csr")
     assert main(["bench", "throughput", "--variant", "tf32"]) == 2  # process-wide: --tf32
     assert "unknown option(s) tf32" in capsys.readouterr().err
+
+
+def test_bad_orchestrator_sizes_are_refused_before_ray_starts(capsys):
+    assert main(["bench", "orchestrator", "--trials", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("roft: error: --trials [0] / --no-reuse 16 not accepted") and len(err.splitlines()) == 1
+    assert main(["bench", "orchestrator", "--no-reuse", "-1"]) == 2

@@ -98,14 +98,18 @@ def test_init_ray_joins_the_cluster_of_ray_address(monkeypatch):
     monkeypatch.setattr(os, "environ", os.environ.copy())  # init_ray sets variables for the Ray it starts
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
     monkeypatch.setattr(ray, "init", lambda **kwargs: calls.append(kwargs))
+    monkeypatch.delenv("TUNE_MAX_PENDING_TRIALS_PG", raising=False)
     monkeypatch.setenv("RAY_ADDRESS", "127.0.0.2:6379")
     init_ray()
     assert calls[-1]["address"] == "127.0.0.2:6379" and "num_cpus" not in calls[-1]
     init_ray("auto")
     assert calls[-1]["address"] == "auto"
+    # on a cluster, as many trials wait for resources as Tune's default lets the autoscaler see
+    assert "TUNE_MAX_PENDING_TRIALS_PG" not in os.environ
     monkeypatch.delenv("RAY_ADDRESS")
     init_ray(num_cpus=2)
     assert "address" not in calls[-1] and calls[-1]["num_cpus"] == 2 and calls[-1]["include_dashboard"] is False
+    assert os.environ["TUNE_MAX_PENDING_TRIALS_PG"] == "16"
 
 
 TINY = {"name": "tiny", "backbones": ["scratch-gin"], "methods": {"full-ft": {}}, "tasks": ["esol"],
