@@ -35,12 +35,12 @@ def register(sub) -> None:
     forget.add_argument("--unlocked", action="store_true", help=UNLOCKED_HELP.format(what="forget on"))
     forget.set_defaults(handler=forget_trials)
 
-    clean = store_sub.add_parser("clean", help="remove temporaries of interrupted writes and Tune state of killed "
-                                               "sweeps (refuses during a sweep)")
+    clean = store_sub.add_parser("clean", help="remove temporaries of interrupted writes, Tune state of killed "
+                                               "sweeps and running markers of lost workers (refuses during a sweep)")
     add_store(clean)
     clean.add_argument("--older-than", default="1h", metavar="AGE",
-                       help="temporaries at least this old (s, m, h, d; default 1h: a write in flight elsewhere "
-                            "is never touched)")
+                       help="temporaries, and running markers whose heartbeat is, at least this old (s, m, h, d; "
+                            "default 1h: a write in flight elsewhere is never touched)")
     clean.add_argument("--dry-run", action="store_true", help="list what would be removed; remove nothing")
     clean.add_argument("--unlocked", action="store_true", help=UNLOCKED_HELP.format(what="clean"))
     clean.set_defaults(handler=clean_store)

@@ -64,3 +64,29 @@ def test_age_seconds(text, seconds):
 def test_bad_ages_are_refused(text):
     with pytest.raises(ValueError, match=f"--older-than '{text}' is not accepted"):
         age_seconds(text)
+
+
+def test_clean_removes_markers_of_lost_workers_and_keeps_live_ones(tmp_path):
+    from datetime import datetime, timedelta, timezone
+
+    store, _, _, _ = leftovers(tmp_path)  # trials a and b landed
+
+    def mark(unit: str, keys: list[str], silent: timedelta) -> None:
+        beat = (datetime.now(timezone.utc) - silent).isoformat()
+        store.mark_running(unit, keys, {"sweep": "t", "host": "h", "pid": 1, "heartbeat_at": beat})
+
+    mark("lost", ["c"], timedelta(hours=2))  # its node died two hours ago
+    mark("live", ["d"], timedelta(seconds=5))
+    mark("fused-landed", ["a", "b"], timedelta(seconds=5))  # every member landed: nothing runs
+    running = tmp_path / "running"
+    (running / "garbled-old.json").write_text("{not json")
+    os.utime(running / "garbled-old.json", (time.time() - 7200, time.time() - 7200))
+    (running / "garbled-new.json").write_text("{not json")
+
+    expected = ["running/fused-landed.json", "running/garbled-old.json", "running/lost.json"]
+    preview = clean(store, dry_run=True)
+    assert sorted(preview.markers) == expected and len(list(running.iterdir())) == 5
+    assert "3 running marker(s) of lost workers" in str(preview)
+    assert sorted(clean(store).markers) == expected
+    assert sorted(p.name for p in running.iterdir()) == ["garbled-new.json", "live.json"]
+    assert [m["trial_key"] for m in store.read_running() if "unreadable" not in m] == ["d"]
