@@ -334,9 +334,17 @@ class ResultStore:
         return [info for info in infos if info.type == pafs.FileType.File]
 
     def list_files(self, directory: str, suffix: str = ".parquet") -> list[str]:
-        """The final files of a store folder, by name: never temporary (hidden) names."""
-        return sorted(info.path for info in self._files_in(directory)
-                      if info.base_name.endswith(suffix) and not info.base_name.startswith("."))
+        """The final files of a store folder, by name: never temporary (hidden) names.
+
+        One listing of the folder: on object storage, one LIST request per 1,000 names directly
+        below ``directory/`` (objects, and the sub-folders S3 rolls up), and no request per object.
+        """
+        return sorted(self._final_files(directory, suffix))
+
+    def _final_files(self, directory: str, suffix: str) -> list[str]:
+        """:meth:`list_files` in the listing's order (the same requests, no sort)."""
+        return [info.path for info in self._files_in(directory)
+                if info.base_name.endswith(suffix) and not info.base_name.startswith(".")]
 
     def _dataset(self, name: str, schema: pa.Schema, files: list[str] | None = None) -> ds.Dataset | None:
         files = self.list_files(name) if files is None else files
@@ -581,15 +589,14 @@ class ResultStore:
         In a folder every trial file is read (its ``trial_key`` column), so an unreadable one is
         quarantined and its trial counts as not done. On object storage a per-trial file is known
         by its name, ``trials/<trial_key>.parquet``: an object is visible only whole (a single PUT,
-        or a server-side copy of a finished upload), so its name is its commit, and a resumed
-        sweep plans against 10^5 trials with one LIST per 1,000 of them instead of one GET each;
-        compacted parts are read (their ``trial_key`` column only).
+        or a server-side copy of a finished upload), so its name is its commit. Requests: one
+        listing of ``trials/`` (one LIST request per 1,000 objects in it, see :meth:`list_files`),
+        none per per-trial object, and the reads of the compacted parts (their ``trial_key`` column
+        only): a resumed sweep against 10^5 per-trial objects costs 100 LISTs, not 10^5 GETs.
         """
         if not self.remote:
             return set(self.scan("trials", columns=["trial_key"]).column("trial_key").to_pylist())
-        files = self.list_files("trials")
-        parts = [path for path in files if _is_part(path)]
-        keys = {path.rpartition("/")[2][:-len(".parquet")] for path in files if not _is_part(path)}
+        keys, parts = _trial_keys_by_name(self._final_files("trials", ".parquet"))
         if parts:
             keys.update(self.scan("trials", columns=["trial_key"], files=parts).column("trial_key").to_pylist())
         return keys
@@ -632,6 +639,20 @@ class ResultStore:
 
 def _is_part(path: str) -> bool:
     return path.rpartition("/")[2].startswith(PART_PREFIX)
+
+
+def _trial_keys_by_name(files: Iterable[str]) -> tuple[set[str], list[str]]:
+    """``(the trial keys that per-trial files are named after, the compacted parts by name)`` among
+    final ``*.parquet`` files of ``trials/``; no file is opened."""
+    keys: set[str] = set()
+    parts: list[str] = []
+    for path in files:
+        name = path.rpartition("/")[2]
+        if name.startswith(PART_PREFIX):
+            parts.append(path)
+        else:
+            keys.add(name[:-len(".parquet")])
+    return keys, sorted(parts)
 
 
 def _table(rows: list[dict[str, Any]], schema: pa.Schema, what: str) -> pa.Table:

@@ -336,6 +336,40 @@ def test_done_keys_on_object_storage_list_trial_files_and_read_only_parts(s3_sto
     assert opened and all(path.rpartition("/")[2].startswith(PART_PREFIX) for path in opened)
 
 
+def test_done_keys_on_object_storage_make_one_list_per_1000_objects_and_no_request_per_trial(
+        s3_store_uri, s3_bucket):
+    """2,342 per-trial objects, a compacted part and a hidden temporary: 3 LIST requests (2,344
+    names at 1,000 per LIST), the part's reads, and no request for any per-trial object (they are
+    not even Parquet: one opened would be quarantined and lose its key)."""
+    import warnings
+
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.s3.models import s3_backends
+
+    from orchestrator.bench.s3_requests import counted
+
+    store = ResultStore(s3_store_uri)
+    compacted = {f"{n:024x}" for n in range(3)}
+    for key in sorted(compacted):
+        store.write_trial(make_row(key))
+    compact(store, unlocked=True)
+    backend = s3_backends[DEFAULT_ACCOUNT_ID]["aws"]  # the server's own store: 2,342 PUTs over HTTP take long
+    singles = {f"{n:024x}" for n in range(3, 2_345)}
+    for key in singles:
+        backend.put_object(s3_bucket, f"results/trials/{key}.parquet", b"never opened")
+    backend.put_object(s3_bucket, "results/trials/.deadbeef.parquet.5f3a.tmp", b"a hidden temporary")
+    with counted(s3_store_uri) as (uri, counter), warnings.catch_warnings():
+        warnings.simplefilter("error")  # a quarantine would warn
+        again = ResultStore(uri)
+        counter.reset()
+        assert again.done_keys() == singles | compacted
+        requests = counter.reset()
+    assert not counter.errors
+    assert requests.count["LIST"] == 3
+    others = requests.total() - requests.count["LIST"]
+    assert 1 <= others <= 4, requests  # the part's footer and column: one or a few GET / HEAD, never 2,342
+
+
 
 def test_leases_exclude_each_other_lapse_when_not_renewed_and_are_renewed_while_held(s3_store_uri):
     import json
