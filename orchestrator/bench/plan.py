@@ -23,6 +23,7 @@ import math
 import resource
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -51,19 +52,18 @@ class _TimedStore(ResultStore):
         super().__init__(root)
         self.reads_s = 0.0
 
-    def done_keys(self) -> set[str]:
+    def _timed(self, read: Callable[[], set[str]]) -> set[str]:
         started = time.perf_counter()
         try:
-            return super().done_keys()
+            return read()
         finally:
             self.reads_s += time.perf_counter() - started
 
+    def done_keys(self) -> set[str]:
+        return self._timed(super().done_keys)
+
     def failed_keys(self) -> set[str]:
-        started = time.perf_counter()
-        try:
-            return super().failed_keys()
-        finally:
-            self.reads_s += time.perf_counter() - started
+        return self._timed(super().failed_keys)
 
 
 @dataclasses.dataclass
