@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import re
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -82,6 +83,18 @@ class Watch:
         """A condition: at least ``count`` rows landed from node ``ip``."""
         return lambda _: sum(n == ip for n in self.store.read_trials(["node_ip"]).column("node_ip").to_pylist()) >= count
 
+    def during(self, action, *args):
+        """Run ``action(*args)`` while polling the markers (so that a trial started meanwhile, e.g.
+        on a node draining, is seen); returns its result."""
+        outcome: dict = {}
+        worker = threading.Thread(target=lambda: outcome.update(value=action(*args)), daemon=True)
+        worker.start()
+        while worker.is_alive():
+            self.running()
+            time.sleep(0.2)
+        assert "value" in outcome, f"{action.__name__}{args} failed"
+        return outcome["value"]
+
     def until(self, condition, what: str, timeout: float = 240.0) -> None:
         """Poll the markers (every 0.2 s) until ``condition(markers)``."""
         deadline = time.monotonic() + timeout
@@ -115,13 +128,13 @@ def test_two_nodes_join_and_two_leave_mid_sweep_and_every_trial_lands_once(real_
             # A leaves gracefully once a trial has just started on it (so it is surely mid-trial) and B trains
             watch.until(lambda m: watch.started_on(A, 2.0)(m) and watch.started_on(B)(m), "fresh trials on A and B")
             left = {A: time.time()}
-            cluster.stop(A)
-            gone = {A: cluster.wait_gone(A) + time.time() - left[A]}
+            watch.during(cluster.stop, A)
+            gone = {A: watch.during(cluster.wait_gone, A) + time.time() - left[A]}
             # B is lost mid-trial: its raylet is killed just after a trial started there
             watch.until(watch.started_on(B, 2.0), f"a fresh trial on {B}")
             left[B] = time.time()
             cluster.kill_raylet(B)
-            gone[B] = cluster.wait_gone(B)
+            gone[B] = watch.during(cluster.wait_gone, B)
             assert job.wait(timeout=600) == 0, log_path.read_text()[-4000:]
             jobs = cluster.jobs()
         finally:
