@@ -341,6 +341,13 @@ class ResultStore:
         """
         return sorted(self._final_files(directory, suffix))
 
+    def list_files_with_times(self, directory: str, suffix: str = ".parquet") -> list[tuple[str, float]]:
+        """:meth:`list_files` with each file's modification time (seconds since the epoch; 0 when
+        the filesystem gives none), from the same one listing (no request per file)."""
+        return sorted((info.path, info.mtime.timestamp() if info.mtime is not None else 0.0)
+                      for info in self._files_in(directory)
+                      if info.base_name.endswith(suffix) and not info.base_name.startswith("."))
+
     def _final_files(self, directory: str, suffix: str) -> list[str]:
         """:meth:`list_files` in the listing's order (the same requests, no sort)."""
         return [info.path for info in self._files_in(directory)

@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from orchestrator.store.results import ResultStore
+from orchestrator.store.schema import PART_PREFIX
 
 DEFAULT_STALE_AFTER_S = 600.0  # a running marker's heartbeat older than this: stale
 # The columns of the last rows that ``roft status`` prints (and what it needs to attribute rows to sweeps).
@@ -87,17 +88,22 @@ class Marker:
 
 @dataclass
 class StoreState:
-    """One read of what ``roft status`` needs from a store."""
+    """One read of what ``roft status`` needs from a store.
+
+    ``rows`` are the rows read; ``done`` every trial with a row, read or known by its file's name
+    (``unread`` of them: per-trial objects on object storage beyond the newest ones read).
+    """
 
     specs: list[tuple[str, str]]  # (file name, text) of specs/
-    rows: pa.Table  # ROW_COLUMNS of every committed trial row, once per trial
+    rows: pa.Table  # ROW_COLUMNS of the committed trial rows read, once per trial
     failures: pa.Table  # FAILURE_COLUMNS of every failure record
     markers: list[Marker]
-    done: set[str] = field(init=False)
+    done: set[str] = field(default_factory=set)  # default: the keys of ``rows``
+    unread: int = 0  # rows known only by their file's name
     failed: set[str] = field(init=False)
 
     def __post_init__(self):
-        self.done = set(self.rows.column("trial_key").to_pylist())
+        self.done = set(self.done) | set(self.rows.column("trial_key").to_pylist())
         self.failed = set(self.failures.column("trial_key").to_pylist()) - self.done
 
     @property
@@ -148,16 +154,46 @@ def _newest(table: pa.Table, column: str, n: int) -> list[dict[str, Any]]:
     return table.take(order[:n]).to_pylist()
 
 
+def _first_of_each_key(table: pa.Table) -> pa.Table:
+    """``table`` with only the first row of each trial key."""
+    first: dict[str, int] = {}
+    for i, key in enumerate(table.column("trial_key").to_pylist()):
+        first.setdefault(key, i)
+    return table.take(sorted(first.values()))
+
+
 def read_markers(store: ResultStore) -> list[Marker]:
     """Every running marker of the store, by key."""
     return [Marker.from_json(data) for data in store.read_running()]
 
 
-def read_store_state(store: ResultStore) -> StoreState:
+# On object storage, the most per-trial row objects ``roft status`` reads (the newest); the rest
+# count by name. A sweep of 10^5 trials that has not been compacted costs one listing and at most
+# this many GETs, not 10^5.
+REMOTE_ROWS_READ = 1000
+
+
+def read_store_state(store: ResultStore, remote_rows_read: int = REMOTE_ROWS_READ) -> StoreState:
     """Specs, rows (:data:`ROW_COLUMNS`), failure records and running markers of ``store``.
 
-    Every committed row is read (its few columns); on object storage that is one GET per
-    uncompacted row file (``roft store compact`` merges them).
+    In a folder every committed row is read (its few columns). On object storage a trial is done
+    when its object is listed (its name is its commit, see :meth:`ResultStore.done_keys`): the
+    compacted parts and the ``remote_rows_read`` newest per-trial objects (by modification time,
+    from the same listing) are read, the others only counted; their rows then miss from what
+    needs a row's columns (a sweep's rows outside its plan, a sweep named only by rows, the last
+    rows landed beyond the newest read), which ``roft store compact`` restores.
     """
-    return StoreState(specs=store.read_specs(), rows=store.read_trials(columns=ROW_COLUMNS),
-                      failures=store.scan("failures", columns=FAILURE_COLUMNS), markers=read_markers(store))
+    common = dict(specs=store.read_specs(), failures=store.scan("failures", columns=FAILURE_COLUMNS),
+                  markers=read_markers(store))
+    if not store.remote:
+        return StoreState(rows=store.read_trials(columns=ROW_COLUMNS), **common)
+    files = store.list_files_with_times("trials")
+    parts = [path for path, _ in files if path.rpartition("/")[2].startswith(PART_PREFIX)]
+    singles = sorted(((t, path) for path, t in files if not path.rpartition("/")[2].startswith(PART_PREFIX)),
+                     reverse=True)
+    newest = [path for _, path in singles[:remote_rows_read]]
+    # a trial both in its own object and in a part (a compaction stopped midway): its own object's row
+    rows = _first_of_each_key(pa.concat_tables([store.scan("trials", columns=ROW_COLUMNS, files=group)
+                                                for group in (newest, parts)]))
+    done = {path.rpartition("/")[2][:-len(".parquet")] for _, path in singles}
+    return StoreState(rows=rows, done=done, unread=len(singles) - len(newest), **common)

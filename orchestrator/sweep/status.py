@@ -67,6 +67,7 @@ class StoreStatus:
     queued: int  # distinct queued trials over the sweeps that could be planned
     unplanned: int  # sweeps whose queued trials are unknown (no spec, or one that cannot be planned)
     unattributed: list[Marker] = field(default_factory=list)  # running markers of no sweep listed
+    unread: int = 0  # rows on object storage known only by their object's name (see read_store_state)
 
     def stale_marker(self, marker: Marker) -> bool:
         return marker.is_stale(self.now, self.stale_after_s)
@@ -145,4 +146,5 @@ def sweep_status(store: ResultStore, data_root: DataRoot, stale_after_s: float =
     return StoreStatus(location=store.location, now=now, stale_after_s=stale_after_s, sweeps=sweeps,
                        done=len(state.done), failed=len(state.failed - running.keys()), running=len(running),
                        stale=len(stale), queued=len(queued_keys), unplanned=unplanned,
-                       unattributed=[m for key, m in sorted(running.items()) if key not in attributed])
+                       unattributed=[m for key, m in sorted(running.items()) if key not in attributed],
+                       unread=state.unread)

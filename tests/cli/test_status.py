@@ -76,3 +76,17 @@ def test_placement_prints_each_nodes_units_and_most_at_once(tmp_path, capsys):
     assert main(["placement", "--store", str(tmp_path / "store"), "--sweep", "cpu"]) == 2
     err = capsys.readouterr().err
     assert err == "roft: error: --sweep 'cpu' has no rows in the store; accepted: gpu, other\n"
+
+
+def test_rows_counted_by_name_only_are_said_under_the_totals():
+    from datetime import datetime, timezone
+
+    from orchestrator.cli.status import status_lines
+    from orchestrator.sweep.status import StoreStatus
+
+    status = StoreStatus(location="s3://b/r", now=datetime(2026, 11, 30, tzinfo=timezone.utc), stale_after_s=600,
+                         sweeps=[], done=12, failed=0, running=0, stale=0, queued=0, unplanned=0, unread=4)
+    lines = status_lines(status)
+    assert lines[0].endswith("0 sweep(s); 12 done, 0 failed, 0 running, 0 queued")
+    assert lines[1].startswith("  4 of the done trials are counted by their object's name only")
+    assert status_lines(StoreStatus(**{**status.__dict__, "unread": 0}))[1:] == []

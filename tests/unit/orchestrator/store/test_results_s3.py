@@ -371,6 +371,41 @@ def test_done_keys_on_object_storage_make_one_list_per_1000_objects_and_no_reque
 
 
 
+def test_status_on_object_storage_reads_the_parts_and_the_newest_rows_and_counts_the_rest_by_name(s3_store_uri):
+    """roft status on S3: one listing of trials/; the compacted part and the ``remote_rows_read``
+    newest per-trial objects are read; the older per-trial objects count as done by their names."""
+    from orchestrator.bench.s3_requests import counted
+    from orchestrator.store.status import read_store_state
+
+    store = ResultStore(s3_store_uri)
+    t0 = datetime(2026, 11, 30, 8, 0, tzinfo=timezone.utc)
+    keys = [f"{n:024x}" for n in range(12)]
+    for i, key in enumerate(keys[:5]):
+        store.write_trial(make_row(key, sweep="s", finished_at=t0.replace(minute=i)))
+    compact(store, unlocked=True)
+    for i, key in enumerate(keys[5:9], start=5):
+        store.write_trial(make_row(key, sweep="s", finished_at=t0.replace(minute=i)))
+    time.sleep(1.1)  # the server's modification times have a resolution of one second
+    for i, key in enumerate(keys[9:], start=9):
+        store.write_trial(make_row(key, sweep="s", finished_at=t0.replace(minute=i)))
+    with counted(s3_store_uri) as (uri, counter):
+        again = ResultStore(uri)
+        counter.reset()
+        state = read_store_state(again, remote_rows_read=3)
+        requests = counter.reset()
+        read_store_state(again, remote_rows_read=100)
+        every_row = counter.reset()
+    assert not counter.errors
+    assert state.done == set(keys) and state.unread == 4  # keys[5:9]: known by name only
+    assert sorted(state.rows.column("trial_key").to_pylist()) == sorted(keys[:5] + keys[9:])
+    assert [r["trial_key"] for r in state.last_rows(state.done, 2)] == [keys[11], keys[10]]
+    # LISTs of specs/, failures/, running/ and trials/ (once each); at most 3 requests (HEAD, footer,
+    # data) for each of the 4 objects read, the part and the 3 newest: not one per row
+    reads = requests.total() - requests.count["LIST"]
+    assert requests.count["LIST"] == 4 and reads <= 3 * 4, requests
+    assert every_row.total() - every_row.count["LIST"] > reads  # reading all 8 objects costs more
+
+
 def test_leases_exclude_each_other_lapse_when_not_renewed_and_are_renewed_while_held(s3_store_uri):
     import json
     import time
