@@ -115,9 +115,10 @@ def status_lines(status) -> list[str]:
     lines = [f"store {status.location} at {_when(status.now)} UTC: {len(status.sweeps)} sweep(s); "
              f"{status.done} done, {status.failed} failed, {running}, {queued}"]
     if status.unread:
-        lines.append(f"  {status.unread} of the done trials are counted by their object's name only (the newest "
-                     "rows and compacted parts are read): their rows are missing from the last rows landed and "
-                     "from a sweep's trials outside its plan until `roft store compact`")
+        lines.append(f"  {status.unread} of the done trials are counted by their object's name only (on object "
+                     "storage only the compacted parts and the newest rows are read): a sweep without a saved "
+                     "spec counts only the rows read, and the last rows landed and a sweep's trials outside its "
+                     "plan may miss some until `roft store compact`")
     for sweep in status.sweeps:
         where = ", ".join(x for x in (sweep.spec_file, None if sweep.planned is None else f"{sweep.planned} planned")
                           if x)
