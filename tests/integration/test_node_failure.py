@@ -10,7 +10,9 @@ store exactly once.
 
 Both nodes train from the start, although the worker's first actor starts seconds after the
 head's: the sweep's scheduler (:mod:`orchestrator.sweep.scheduling`) never hands the worker's
-trial to the head's freed actor.
+trial to the head's freed actor while newer trials wait. (Trials are longer than an actor's
+start: a sweep that the head alone finishes before the worker's actor is up would end with the
+head taking the worker's trial too, the last one pending, which is right.)
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ SPEC = {
     "splits": ["scaffold"],
     "label_settings": ["fewshot:16"],
     "seeds": {"range": [0, 6]},
-    "training": {"epochs": 200, "batch_size": 8},  # a trial trains for about 5 s on one core
+    "training": {"epochs": 1500, "batch_size": 8},  # a trial trains for 8-40 s on one core: longer than an actor start
     "model": {"num_layers": 1, "emb_dim": 8},
     "resources": {"cpu": 1},  # one trial per node at a time
     "execution": {"fuse": False, "max_failures": 2},
