@@ -31,7 +31,7 @@ import pyarrow.fs as pafs
 
 from orchestrator.store.results import RUNNING, ResultStore
 from orchestrator.store.schema import StoreError
-from orchestrator.store.status import Marker
+from orchestrator.store.status import parse_time
 
 DEFAULT_AGE_S = 3600.0
 
@@ -106,8 +106,8 @@ def _lost_markers(store: ResultStore, markers: list[pafs.FileInfo], cutoff: floa
             continue
         try:
             data = json.loads(blob)
-            keys, beat = set(data["trial_keys"]), Marker.from_json({"trial_key": "", **data}).heartbeat_at
-        except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
+            keys, beat = set(data["trial_keys"]), parse_time(data.get("heartbeat_at"))
+        except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError):
             keys, beat = None, None
         last = beat.timestamp() if beat is not None else (info.mtime.timestamp() if info.mtime else 0.0)
         if (keys and keys <= done) or last < cutoff:

@@ -341,16 +341,12 @@ class ResultStore:
         """
         return sorted(self._final_files(directory, suffix))
 
-    def list_files_with_times(self, directory: str, suffix: str = ".parquet") -> list[tuple[str, float]]:
-        """:meth:`list_files` with each file's modification time (seconds since the epoch; 0 when
-        the filesystem gives none), from the same one listing (no request per file)."""
-        return sorted((info.path, info.mtime.timestamp() if info.mtime is not None else 0.0)
-                      for info in self._files_in(directory)
-                      if info.base_name.endswith(suffix) and not info.base_name.startswith("."))
-
     def _final_files(self, directory: str, suffix: str) -> list[str]:
         """:meth:`list_files` in the listing's order (the same requests, no sort)."""
-        return [info.path for info in self._files_in(directory)
+        return [info.path for info in self._final_infos(directory, suffix)]
+
+    def _final_infos(self, directory: str, suffix: str) -> list[pafs.FileInfo]:
+        return [info for info in self._files_in(directory)
                 if info.base_name.endswith(suffix) and not info.base_name.startswith(".")]
 
     def _dataset(self, name: str, schema: pa.Schema, files: list[str] | None = None) -> ds.Dataset | None:
@@ -616,12 +612,27 @@ class ResultStore:
         newest part), as compaction itself does.
         """
         files = self.list_files("trials")
+        return self._trial_rows(columns, [p for p in files if not _is_part(p)], [p for p in files if _is_part(p)])
+
+    def read_newest_trials(self, columns: list[str], limit: int) -> tuple[pa.Table, set[str], int]:
+        """For object storage, where reading every row costs one GET per per-trial object: the rows of
+        the compacted parts and of the ``limit`` newest per-trial objects (by modification time, from
+        the one listing), every done trial's key (the others known by name, see :meth:`done_keys`),
+        and how many per-trial objects were not read."""
+        infos = self._final_infos("trials", ".parquet")
+        keys, parts = _trial_keys_by_name(info.path for info in infos)
+        singles = sorted((info for info in infos if not _is_part(info.path)), reverse=True,
+                         key=lambda info: info.mtime.timestamp() if info.mtime is not None else 0.0)
+        table = self._trial_rows(columns, [info.path for info in singles[:limit]], parts)
+        return table, keys | set(table.column("trial_key").to_pylist()), max(0, len(singles) - limit)
+
+    def _trial_rows(self, columns: list[str] | None, singles: list[str], parts: list[str]) -> pa.Table:
+        """The rows of ``singles`` (per-trial files) and ``parts`` (compacted, by name, oldest first),
+        once per trial: a trial's own file first, else its newest part."""
         wanted = None if columns is None else list(dict.fromkeys([*columns, "trial_key"]))
-        parts = [p for p in files if _is_part(p)]
         if not parts:  # one file per trial key
-            table = self.scan("trials", columns=wanted, files=files)
+            table = self.scan("trials", columns=wanted, files=singles)
         else:
-            singles = [p for p in files if not _is_part(p)]
             tables, seen = [], pa.array([], pa.string())
             for group in ([singles] if singles else []) + [[p] for p in reversed(parts)]:  # newest first
                 table = self.scan("trials", columns=wanted, files=group)

@@ -22,7 +22,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from orchestrator.store.results import ResultStore
-from orchestrator.store.schema import PART_PREFIX
 
 DEFAULT_STALE_AFTER_S = 600.0  # a running marker's heartbeat older than this: stale
 # The columns of the last rows that ``roft status`` prints (and what it needs to attribute rows to sweeps).
@@ -31,7 +30,7 @@ ROW_COLUMNS = ["trial_key", "sweep", "backbone", "method_label", "task", "seed",
 FAILURE_COLUMNS = ["trial_key", "sweep", "error", "failed_at"]
 
 
-def _time(value: Any) -> datetime | None:
+def parse_time(value: Any) -> datetime | None:
     """An ISO time of a marker as an aware datetime (UTC when it names no zone), else None."""
     if not isinstance(value, str):
         return None
@@ -72,7 +71,7 @@ class Marker:
 
         return cls(trial_key=str(data["trial_key"]), sweep=text("sweep"), host=text("host"), node_ip=text("node_ip"),
                    gpu_ids=text("gpu_ids"), pid=number("pid"),
-                   started_at=_time(data.get("started_at")), heartbeat_at=_time(data.get("heartbeat_at")),
+                   started_at=parse_time(data.get("started_at")), heartbeat_at=parse_time(data.get("heartbeat_at")),
                    unit=text("unit"), epoch=number("epoch"), epochs=number("epochs"), stage=text("stage"),
                    problem=text("unreadable") or "")
 
@@ -154,14 +153,6 @@ def _newest(table: pa.Table, column: str, n: int) -> list[dict[str, Any]]:
     return table.take(order[:n]).to_pylist()
 
 
-def _first_of_each_key(table: pa.Table) -> pa.Table:
-    """``table`` with only the first row of each trial key."""
-    first: dict[str, int] = {}
-    for i, key in enumerate(table.column("trial_key").to_pylist()):
-        first.setdefault(key, i)
-    return table.take(sorted(first.values()))
-
-
 def read_markers(store: ResultStore) -> list[Marker]:
     """Every running marker of the store, by key."""
     return [Marker.from_json(data) for data in store.read_running()]
@@ -187,13 +178,5 @@ def read_store_state(store: ResultStore, remote_rows_read: int = REMOTE_ROWS_REA
                   markers=read_markers(store))
     if not store.remote:
         return StoreState(rows=store.read_trials(columns=ROW_COLUMNS), **common)
-    files = store.list_files_with_times("trials")
-    parts = [path for path, _ in files if path.rpartition("/")[2].startswith(PART_PREFIX)]
-    singles = sorted(((t, path) for path, t in files if not path.rpartition("/")[2].startswith(PART_PREFIX)),
-                     reverse=True)
-    newest = [path for _, path in singles[:remote_rows_read]]
-    # a trial both in its own object and in a part (a compaction stopped midway): its own object's row
-    rows = _first_of_each_key(pa.concat_tables([store.scan("trials", columns=ROW_COLUMNS, files=group)
-                                                for group in (newest, parts)]))
-    done = {path.rpartition("/")[2][:-len(".parquet")] for _, path in singles}
-    return StoreState(rows=rows, done=done, unread=len(singles) - len(newest), **common)
+    rows, done, unread = store.read_newest_trials(ROW_COLUMNS, remote_rows_read)
+    return StoreState(rows=rows, done=done, unread=unread, **common)

@@ -23,9 +23,9 @@ rate with one and with three nodes) are printed, for the closing notes of whoeve
 
 from __future__ import annotations
 
+import concurrent.futures
 import re
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -86,14 +86,12 @@ class Watch:
     def during(self, action, *args):
         """Run ``action(*args)`` while polling the markers (so that a trial started meanwhile, e.g.
         on a node draining, is seen); returns its result."""
-        outcome: dict = {}
-        worker = threading.Thread(target=lambda: outcome.update(value=action(*args)), daemon=True)
-        worker.start()
-        while worker.is_alive():
-            self.running()
-            time.sleep(0.2)
-        assert "value" in outcome, f"{action.__name__}{args} failed"
-        return outcome["value"]
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            future = pool.submit(action, *args)
+            while not future.done():
+                self.running()
+                time.sleep(0.2)
+            return future.result()  # its exception, if it raised
 
     def until(self, condition, what: str, timeout: float = 240.0) -> None:
         """Poll the markers (every 0.2 s) until ``condition(markers)``."""
