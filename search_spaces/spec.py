@@ -18,14 +18,17 @@ and the accepted values, and *all* errors of a spec are reported together::
     resources: {cpu: 1, gpu: 0}         # per trial; gpu may be fractional (0.25)
     execution: {chunk_size: 256, max_failures: 1, max_concurrent: 0, artifacts: required,
                 fuse: true, fuse_max: 64, tf32: false, compile: false,
-                dropout_streams: per-trial, precision: fp32, aggregation: scatter}
+                dropout_streams: per-trial, precision: fp32, aggregation: scatter,
+                tracker: mlflow=http://127.0.0.1:5000}
                                         # artifacts: required (keep the checkpoints that WiSE-FT /
                                         # RoFt-Mol start from) or all; fuse: train compatible
                                         # trials as fused groups of up to fuse_max (one Ray trial
                                         # each, with the resources above), false: one by one;
                                         # tf32, compile, dropout_streams (per-trial | group),
                                         # precision (fp32 | bf16), aggregation (scatter | csr):
-                                        # GPU speed options, see trainables.training.fused.engine.fit_fused
+                                        # GPU speed options, see trainables.training.fused.engine.fit_fused;
+                                        # tracker (optional): each trial also an MLflow run
+                                        # (mlflow, or mlflow=TRACKING_URI; roft sweep --tracker)
 
 Methods that start from another trial's checkpoint (``wise-ft``, ``roft-mol``: ``full-ft``)
 make the planner add the ``full-ft`` trials they need when the spec does not list them.
@@ -33,16 +36,20 @@ make the planner add the ``full-ft`` trials they need when the spec does not lis
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import itertools
+import math
 import re
+import reprlib
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
-from trainables.core.config import ARTIFACT_POLICIES, TrainingRecipe
+from trainables.core.config import ARTIFACT_POLICIES, TrainingRecipe, bounded
 from trainables.core.engine import EngineOptions
 from trainables.data.splits import SPLITS, parse_label_setting
 from trainables.data.tasks import TASKS
@@ -50,35 +57,60 @@ from trainables.methods import METHODS
 from trainables.models.backbones import BACKBONES
 from trainables.models.shapes import scratch_shape
 
+MAX_SEEDS = 10_000  # run seeds in one spec
+MAX_METHOD_POINTS = 100_000  # points of one method's hyper-parameter grid
+MAX_YAML_NODES = 1_000_000  # YAML nodes of a spec with its aliases expanded (a "billion laughs" is refused)
+_SHOWN_ERRORS, _SHOWN_CHARS = 12, 400  # a spec's error message: at most so many problems, so long each
+
 
 class SpecError(ValueError):
-    """A sweep spec is invalid; ``errors`` lists every problem as ``key.path: message``."""
+    """A sweep spec is invalid; ``errors`` lists every problem as ``key.path: message`` (the message
+    shows the first few, each cut to a bounded length: a hostile spec cannot flood the terminal)."""
 
     def __init__(self, source: str, errors: list[str]):
         self.errors = errors
-        super().__init__(f"invalid sweep spec {source}:\n" + "\n".join(f"  - {e}" for e in errors))
+        shown = [e if len(e) <= _SHOWN_CHARS else e[: _SHOWN_CHARS - 3] + "..." for e in errors[:_SHOWN_ERRORS]]
+        more = [f"  ... and {len(errors) - _SHOWN_ERRORS} more"] if len(errors) > _SHOWN_ERRORS else []
+        super().__init__(f"invalid sweep spec {source}:\n" + "\n".join([*(f"  - {e}" for e in shown), *more]))
+
+
+_repr = reprlib.Repr()
+_repr.maxstring, _repr.maxother, _repr.maxlist, _repr.maxdict, _repr.maxlevel = 80, 80, 8, 8, 3
+
+
+def _shown(value: object) -> str:
+    """``repr(value)``, shortened (long strings, lists and nested mappings elided with ``...``)."""
+    return _repr.repr(value)
+
+
+TRACKER = re.compile(r"mlflow(=\S+)?")  # execution.tracker: mlflow, or mlflow=TRACKING_URI
+
+# The sections of a spec are validated against their dataclasses' fields: the type of each field, its
+# ``minimum`` (trainables.core.config.bounded), its ``choices``, or its ``pattern``.
 
 
 @dataclass(frozen=True)
 class Resources:
-    cpu: float = 1.0
-    gpu: float = 0.0
+    cpu: float = bounded(1.0, 0.0)
+    gpu: float = bounded(0.0, 0.0)
 
 
 @dataclass(frozen=True)
 class Execution:
-    chunk_size: int = 256
-    max_failures: int = 1
-    max_concurrent: int = 0  # 0: as many as resources allow
-    artifacts: str = "required"  # required | all (which trials keep their best checkpoint)
+    chunk_size: int = bounded(256, 1)
+    max_failures: int = bounded(1, 0)
+    max_concurrent: int = bounded(0, 0)  # 0: as many as resources allow
+    # which trials keep their best checkpoint: required (those others depend on) or all
+    artifacts: str = field(default="required", metadata={"choices": ARTIFACT_POLICIES})
     fuse: bool = True  # train compatible trials as fused groups (trainables.training.fused); false: one by one
-    fuse_max: int = 64  # most trials in one fused group
+    fuse_max: int = bounded(64, 1)  # most trials in one fused group
+    # "mlflow" or "mlflow=TRACKING_URI": each trial also an MLflow run (roft sweep --tracker)
+    tracker: str | None = field(default=None, metadata={"pattern": TRACKER})
     # speed options, written flat under `execution:` (tf32, compile, ...; see trainables.core.engine)
     engine: EngineOptions = field(default_factory=EngineOptions)
 
 
 DISTRIBUTIONS = ("uniform", "log_uniform", "int", "choice")
-SEARCH_KEYS = ("tune", "num_samples", "tune_seed", "max_concurrent")  # keys of a searched method's mapping
 
 
 @dataclass(frozen=True)
@@ -94,13 +126,18 @@ class HyperparameterSearch:
     method: str
     fixed: tuple[tuple[str, Any], ...]
     space: tuple[tuple[str, str, tuple], ...]
-    num_samples: int = 20
-    tune_seed: int = 0
-    max_concurrent: int = 1  # 1: points are proposed in order, so a rerun replays the study from the store
+    num_samples: int = bounded(20, 1)
+    tune_seed: int = bounded(0, 0)
+    max_concurrent: int = bounded(1, 1)  # 1: points are proposed in order, so a rerun replays the study from the store
 
     def describe(self) -> str:
         space = ", ".join(f"{name} ~ {kind}{list(args)}" for name, kind, args in self.space)
         return f"{self.method}: optuna over {space}, {self.num_samples} samples (seed {self.tune_seed})"
+
+
+# The settings of a searched method (num_samples, tune_seed, max_concurrent), and every key of its mapping.
+_SEARCH_SETTINGS = [spec for spec in dataclasses.fields(HyperparameterSearch) if "minimum" in spec.metadata]
+SEARCH_KEYS = ("tune", *(spec.name for spec in _SEARCH_SETTINGS))
 
 
 @dataclass(frozen=True)
@@ -114,24 +151,62 @@ class SweepSpec:
     seeds: tuple[int, ...]
     subset_seed: int | str = 42
     recipe: TrainingRecipe = field(default_factory=TrainingRecipe)
-    num_layers: int | None = None  # scratch backbones; None: the architecture's default (5x300, GPS 16x256)
-    emb_dim: int | None = None
+    # scratch backbones (the spec's `model:` section); None: the architecture's default (5x300, GPS 16x256)
+    num_layers: int | None = bounded(None, 1, section="model")
+    emb_dim: int | None = bounded(None, 1, section="model")
     resources: Resources = field(default_factory=Resources)
     execution: Execution = field(default_factory=Execution)
     source: str = "<spec>"
     searches: tuple[HyperparameterSearch, ...] = ()  # methods searched by Ray Tune + Optuna
 
 
-_TOP_KEYS = ("name", "description", "backbones", "methods", "tasks", "splits", "label_settings", "seeds",
-             "subset_seed", "training", "model", "resources", "execution")
+_TOP_KEYS = (
+    "name",
+    "description",
+    "backbones",
+    "methods",
+    "tasks",
+    "splits",
+    "label_settings",
+    "seeds",
+    "subset_seed",
+    "reference_exact",
+    "training",
+    "model",
+    "resources",
+    "execution",
+)
 _REQUIRED = ("name", "backbones", "methods", "tasks", "splits", "label_settings", "seeds")
-_SECTIONS = {
-    "training": {"epochs": (int, 1), "batch_size": (int, 1), "lr": (float, 0.0), "weight_decay": (float, 0.0),
-                 "dropout": (float, 0.0)},
-    "model": {"num_layers": (int, 1), "emb_dim": (int, 1)},
-    "resources": {"cpu": (float, 0.0), "gpu": (float, 0.0)},
-    "execution": {"chunk_size": (int, 1), "max_failures": (int, 0), "max_concurrent": (int, 0),
-                  "artifacts": ARTIFACT_POLICIES, "fuse": bool, "fuse_max": (int, 1), **EngineOptions.schema()},
+
+
+def _rules(cls: type, section: str | None = None) -> dict[str, Any]:
+    """Key -> rule of a spec section, from the fields of dataclass ``cls`` (those of ``section`` only, when
+    given): ``bool``, a tuple of accepted values, a pattern (``execution.tracker``), or ``(int or float, minimum)``;
+    an :class:`EngineOptions` field contributes every engine option."""
+    hints = typing.get_type_hints(cls)
+    rules: dict[str, Any] = {}
+    for spec in dataclasses.fields(cls):
+        if section is not None and spec.metadata.get("section") != section:
+            continue
+        kind = hints[spec.name]
+        if kind is EngineOptions:
+            rules.update(EngineOptions.schema())
+        elif "pattern" in spec.metadata:
+            rules[spec.name] = spec.metadata["pattern"]
+        elif "choices" in spec.metadata:
+            rules[spec.name] = spec.metadata["choices"]
+        elif kind is bool:
+            rules[spec.name] = bool
+        else:
+            rules[spec.name] = (int if int in (kind, *typing.get_args(kind)) else float, spec.metadata["minimum"])
+    return rules
+
+
+_SECTIONS: dict[str, dict[str, Any]] = {
+    "training": _rules(TrainingRecipe),
+    "model": _rules(SweepSpec, section="model"),
+    "resources": _rules(Resources),
+    "execution": _rules(Execution),
 }
 
 
@@ -160,10 +235,14 @@ class _Validator:
                 out.append(value)
         return tuple(dict.fromkeys(out))
 
-    def methods(self, raw: Any) -> tuple[tuple[str, dict[str, Any]], ...]:
+    def methods(self, raw: Any, reference_exact: bool = False) -> tuple[tuple[str, dict[str, Any]], ...]:
+        """Every method's grid points; with ``reference_exact`` each grid starts from the method's
+        ``reference_params`` (the reference code's behaviour), values the grid gives winning."""
         if not isinstance(raw, dict) or not raw:
-            self.errors.append(f"methods: must be a non-empty mapping of method -> hyper-parameter grid; "
-                               f"accepted methods: {', '.join(METHODS.names())}")
+            self.errors.append(
+                f"methods: must be a non-empty mapping of method -> hyper-parameter grid; "
+                f"accepted methods: {', '.join(METHODS.names())}"
+            )
             return ()
         points: list[tuple[str, dict[str, Any]]] = []
         for name, grid in raw.items():
@@ -176,14 +255,18 @@ class _Validator:
             for index, one in enumerate(grids):
                 where = path if len(grids) == 1 else f"{path}[{index}]"
                 if not isinstance(one, dict):
-                    self.errors.append(f"{where}: must be a mapping of hyper-parameter -> value(s) (or a list of "
-                                       f"such mappings), got {one!r}")
+                    self.errors.append(
+                        f"{where}: must be a mapping of hyper-parameter -> value(s) (or a list of "
+                        f"such mappings), got {_shown(one)}"
+                    )
                     continue
                 if "tune" in one:
                     search = self.method_search(cls, where, one)
                     if search is not None:
                         self.searches.append(search)
                     continue
+                if reference_exact:
+                    one = {**cls.reference_params, **one}
                 for point in self.method_grid(cls, where, one):
                     if (name, point) not in points:
                         points.append((name, point))
@@ -195,8 +278,9 @@ class _Validator:
         if grid["tune"] != "optuna":
             self.errors.append(f"{path}.tune: {grid['tune']!r} is not accepted; accepted: optuna")
         settings = {}
-        for key, minimum, default in (("num_samples", 1, 20), ("tune_seed", 0, 0), ("max_concurrent", 1, 1)):
-            value = grid.get(key, default)
+        for spec in _SEARCH_SETTINGS:
+            key, minimum = spec.name, spec.metadata["minimum"]
+            value = grid.get(key, spec.default)
             if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
                 self.errors.append(f"{path}.{key}: {value!r} is not accepted; accepted: an integer >= {minimum}")
             settings[key] = value
@@ -213,36 +297,51 @@ class _Validator:
                 if entry is not None:
                     space.append((name, *entry))
             elif isinstance(value, list):
-                self.errors.append(f"{where}: a searched method takes a distribution, not a list; accepted: "
-                                   "{uniform: [lo, hi]}, {log_uniform: [lo, hi]}, {int: [lo, hi]}, {choice: [...]} "
-                                   "or one fixed value")
+                self.errors.append(
+                    f"{where}: a searched method takes a distribution, not a list; accepted: "
+                    "{uniform: [lo, hi]}, {log_uniform: [lo, hi]}, {int: [lo, hi]}, {choice: [...]} "
+                    "or one fixed value"
+                )
             else:
                 try:
                     fixed[name] = hp.validate(where, value)
                 except ValueError as exc:
                     self.errors.append(str(exc))
         if not space and len(self.errors) == before:
-            self.errors.append(f"{path}: 'tune: optuna' needs at least one hyper-parameter distribution, e.g. "
-                               "d: {log_uniform: [1.0e-4, 1.0]}")
+            self.errors.append(
+                f"{path}: 'tune: optuna' needs at least one hyper-parameter distribution, e.g. "
+                "d: {log_uniform: [1.0e-4, 1.0]}"
+            )
         if len(self.errors) > before:
             return None
         return HyperparameterSearch(cls.name, tuple(sorted(fixed.items())), tuple(space), **settings)
 
     def distribution(self, hp, path: str, value: dict) -> tuple[str, tuple] | None:
         if len(value) != 1 or next(iter(value)) not in DISTRIBUTIONS:
-            self.errors.append(f"{path}: {value!r} is not accepted; accepted: one of "
-                               + ", ".join(f"{{{d}: [...]}}" for d in DISTRIBUTIONS))
+            self.errors.append(
+                f"{path}: {value!r} is not accepted; accepted: one of "
+                + ", ".join(f"{{{d}: [...]}}" for d in DISTRIBUTIONS)
+            )
             return None
         kind, args = next(iter(value.items()))
         if not isinstance(args, list) or not args or (kind != "choice" and len(args) != 2):
-            self.errors.append(f"{path}.{kind}: {args!r} is not accepted; accepted: "
-                               + ("a non-empty list of values" if kind == "choice" else "[low, high]"))
+            self.errors.append(
+                f"{path}.{kind}: {args!r} is not accepted; accepted: "
+                + ("a non-empty list of values" if kind == "choice" else "[low, high]")
+            )
             return None
         wanted = {"uniform": float, "log_uniform": float, "int": int}.get(kind)
         if wanted is not None and hp.type is not wanted:
-            self.errors.append(f"{path}.{kind}: the hyper-parameter is {hp.type.__name__}-valued; accepted: "
-                               + ("uniform, log_uniform or choice" if hp.type is float else
-                                  "int or choice" if hp.type is int else "choice"))
+            self.errors.append(
+                f"{path}.{kind}: the hyper-parameter is {hp.type.__name__}-valued; accepted: "
+                + (
+                    "uniform, log_uniform or choice"
+                    if hp.type is float
+                    else "int or choice"
+                    if hp.type is int
+                    else "choice"
+                )
+            )
             return None
         try:
             checked = tuple(hp.validate(path, a) for a in args)
@@ -272,6 +371,10 @@ class _Validator:
                 except ValueError as exc:
                     self.errors.append(str(exc))
             axes[hp_name] = checked
+        size = math.prod(len(values) for values in axes.values())
+        if size > MAX_METHOD_POINTS:
+            self.errors.append(f"{path}: the grid has {size} points; accepted: at most {MAX_METHOD_POINTS}")
+            return []
         points = []
         for combo in itertools.product(*axes.values()):
             try:
@@ -294,26 +397,45 @@ class _Validator:
         return tuple(dict.fromkeys(out))
 
     def seeds(self, raw: Any) -> tuple[int, ...]:
-        if isinstance(raw, dict) and set(raw) == {"range"} and isinstance(raw["range"], list) \
-                and len(raw["range"]) == 2 and all(isinstance(v, int) for v in raw["range"]):
+        accepted = f"accepted: a non-empty list of at most {MAX_SEEDS} integers >= 0 or {{range: [start, stop]}}"
+        if (
+            isinstance(raw, dict)
+            and set(raw) == {"range"}
+            and isinstance(raw["range"], list)
+            and len(raw["range"]) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in raw["range"])
+            and raw["range"][1] - raw["range"][0] <= MAX_SEEDS
+        ):
             raw = list(range(*raw["range"]))
-        if not isinstance(raw, list) or not raw or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0
-                                                           for s in raw):
-            self.errors.append(f"seeds: {raw!r} is not accepted; accepted: a non-empty list of integers >= 0 "
-                               "or {range: [start, stop]}")
+        if (
+            not isinstance(raw, list)
+            or not raw
+            or len(raw) > MAX_SEEDS
+            or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in raw)
+        ):
+            self.errors.append(f"seeds: {_shown(raw)} is not accepted; {accepted}")
             return ()
         return tuple(dict.fromkeys(raw))
 
     def section(self, raw: dict, name: str) -> dict[str, Any]:
         value = raw.get(name) or {}
         if not isinstance(value, dict):
-            self.errors.append(f"{name}: must be a mapping, got {value!r}")
+            self.errors.append(f"{name}: must be a mapping, got {_shown(value)}")
             return {}
         schema = _SECTIONS[name]
-        out = {}
+        out: dict[str, Any] = {}
         for key, item in value.items():
             if key not in schema:
                 self.errors.append(_unknown(name, key, list(schema), "key"))
+                continue
+            if isinstance(schema[key], re.Pattern):  # execution.tracker
+                if not (isinstance(item, str) and schema[key].fullmatch(item)):
+                    self.errors.append(
+                        f"{name}.{key}: {item!r} is not accepted; accepted: mlflow, or "
+                        "mlflow=TRACKING_URI (e.g. mlflow=http://127.0.0.1:5000)"
+                    )
+                else:
+                    out[key] = item
                 continue
             if schema[key] is bool:
                 if not isinstance(item, bool):
@@ -323,16 +445,28 @@ class _Validator:
                 continue
             if isinstance(schema[key], tuple) and all(isinstance(c, str) for c in schema[key]):
                 if item not in schema[key]:
-                    self.errors.append(f"{name}.{key}: {item!r} is not accepted; accepted: {', '.join(schema[key])}")
+                    self.errors.append(
+                        f"{name}.{key}: {_shown(item)} is not accepted; accepted: {', '.join(schema[key])}"
+                    )
                 else:
                     out[key] = item
                 continue
             kind, minimum = schema[key]
-            ok = isinstance(item, (int, float)) and not isinstance(item, bool) and (kind is float or isinstance(item, int))
-            if not ok or item < minimum:
-                self.errors.append(f"{name}.{key}: {item!r} is not accepted; accepted: a{'n integer' if kind is int else ' number'} >= {minimum}")
+            ok = (
+                isinstance(item, (int, float))
+                and not isinstance(item, bool)
+                and (kind is float or isinstance(item, int))
+            )
+            try:
+                number = kind(item) if ok else None
+            except OverflowError:  # an integer beyond any float
+                number = None
+            if number is None or (isinstance(number, float) and not math.isfinite(number)) or number < minimum:
+                self.errors.append(
+                    f"{name}.{key}: {_shown(item)} is not accepted; accepted: a{'n integer' if kind is int else ' finite number'} >= {minimum}"
+                )
                 continue
-            out[key] = kind(item)
+            out[key] = number
         return out
 
 
@@ -348,16 +482,26 @@ def parse_spec(raw: Any, source: str = "<spec>") -> SweepSpec:
         if key not in raw:
             v.errors.append(f"{key}: required key is missing")
     name = raw.get("name")
-    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", name or ""):
-        v.errors.append(f"name: {name!r} is not accepted; accepted: letters, digits, '.', '-' and '_'")
+    if not isinstance(name, str) or not re.fullmatch(r"(?!\.+$)[A-Za-z0-9_.-]{1,100}", name or ""):
+        v.errors.append(
+            f"name: {_shown(name)} is not accepted; accepted: 1 to 100 letters, digits, '.', '-' and "
+            "'_', not only dots (the name is part of file names in the store)"
+        )
     backbones = v.names(raw, "backbones", BACKBONES)
     tasks = v.names(raw, "tasks", TASKS)
     splits = v.names(raw, "splits", SPLITS)
-    methods = v.methods(raw.get("methods"))
+    reference_exact = raw.get("reference_exact", False)
+    if not isinstance(reference_exact, bool):
+        v.errors.append(f"reference_exact: {reference_exact!r} is not accepted; accepted: true or false")
+        reference_exact = False
+    methods = v.methods(raw.get("methods"), reference_exact)
     label_settings = v.label_settings(raw.get("label_settings"))
     seeds = v.seeds(raw.get("seeds"))
     subset_seed = raw.get("subset_seed", 42)
-    if not (subset_seed == "run" or (isinstance(subset_seed, int) and not isinstance(subset_seed, bool) and subset_seed >= 0)):
+    if not (
+        subset_seed == "run"
+        or (isinstance(subset_seed, int) and not isinstance(subset_seed, bool) and subset_seed >= 0)
+    ):
         v.errors.append(f"subset_seed: {subset_seed!r} is not accepted; accepted: an integer >= 0 or 'run'")
     training, model = v.section(raw, "training"), v.section(raw, "model")
     resources, execution = v.section(raw, "resources"), v.section(raw, "execution")
@@ -371,11 +515,22 @@ def parse_spec(raw: Any, source: str = "<spec>") -> SweepSpec:
     if v.errors:
         raise SpecError(source, v.errors)
     return SweepSpec(
-        name=name, backbones=backbones, methods=methods, tasks=tasks, splits=splits,
-        label_settings=label_settings, seeds=seeds, subset_seed=subset_seed, recipe=TrainingRecipe(**training),
-        num_layers=model.get("num_layers"), emb_dim=model.get("emb_dim"),
-        resources=Resources(**resources), execution=_execution(execution), source=source,
-        searches=tuple(v.searches))
+        name=cast(str, name),
+        backbones=backbones,
+        methods=methods,
+        tasks=tasks,
+        splits=splits,
+        label_settings=label_settings,
+        seeds=seeds,
+        subset_seed=subset_seed,
+        recipe=TrainingRecipe(**training),
+        num_layers=model.get("num_layers"),
+        emb_dim=model.get("emb_dim"),
+        resources=Resources(**resources),
+        execution=_execution(execution),
+        source=source,
+        searches=tuple(v.searches),
+    )
 
 
 def _execution(values: dict[str, Any]) -> Execution:
@@ -383,6 +538,11 @@ def _execution(values: dict[str, Any]) -> Execution:
     engine_keys = EngineOptions.schema()
     engine = EngineOptions(**{k: v for k, v in values.items() if k in engine_keys})
     return Execution(**{k: v for k, v in values.items() if k not in engine_keys}, engine=engine)
+
+
+def bundled_spec_names() -> list[str]:
+    """The specs shipped with roft, by the names a command accepts (``mini.yaml``, ...)."""
+    return [p.name for p in sorted(Path(__file__).parent.glob("*.yaml"))]
 
 
 def load_spec(path: str | Path) -> SweepSpec:
@@ -393,15 +553,48 @@ def load_spec(path: str | Path) -> SweepSpec:
         if not path.parent.parts and bundled.is_file():
             path = bundled
         else:
-            raise FileNotFoundError(f"sweep spec {str(path)!r} not found (bundled specs: "
-                                    f"{', '.join(p.name for p in sorted(Path(__file__).parent.glob('*.yaml')))})")
+            raise FileNotFoundError(
+                f"sweep spec {str(path)!r} not found (bundled specs: {', '.join(bundled_spec_names())})"
+            )
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
-        raise ValueError(f"sweep spec {str(path)!r} is not a UTF-8 text file ({exc.reason} at offset {exc.start}); "
-                         "accepted: a YAML file") from None
+        raise ValueError(
+            f"sweep spec {str(path)!r} is not a UTF-8 text file ({exc.reason} at offset {exc.start}); "
+            "accepted: a YAML file"
+        ) from None
     try:
-        raw = yaml.safe_load(text)
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        if _expanded_nodes(node) > MAX_YAML_NODES:
+            raise SpecError(
+                str(path),
+                [
+                    f"its YAML aliases expand to more than {MAX_YAML_NODES} nodes; accepted: "
+                    "a spec of at most that size once its aliases are expanded"
+                ],
+            )
+        raw = None if node is None else yaml.SafeLoader("").construct_document(node)
     except yaml.YAMLError as exc:
-        raise SpecError(str(path), [f"not valid YAML: {exc}"]) from exc
+        raise SpecError(str(path), [f"not valid YAML: {exc}"]) from None
     return parse_spec(raw, str(path))
+
+
+def _expanded_nodes(root) -> int:
+    """How many YAML nodes ``root`` stands for once every alias is expanded (each shared node counted
+    once per reference, computed once per node: linear in the document's size, not in the expansion)."""
+    sizes: dict[int, int] = {}
+
+    def size(node) -> int:
+        if id(node) not in sizes:
+            sizes[id(node)] = 1  # a recursive alias counts once (safe_load refuses to build it anyway)
+            children = (
+                node.value
+                if isinstance(node, yaml.SequenceNode)
+                else [n for pair in node.value for n in pair]
+                if isinstance(node, yaml.MappingNode)
+                else []
+            )
+            sizes[id(node)] = 1 + sum(size(child) for child in children)
+        return sizes[id(node)]
+
+    return size(root) if root is not None else 0

@@ -12,6 +12,26 @@ REPO = Path(__file__).resolve().parent.parent
 _DEFAULT_DATA = REPO.parent / "shared" / "data"
 
 
+def _hypothesis_profiles() -> None:
+    """Generated-input tests (tests/*/test_hostile_*.py): ``fast`` (make test) runs a bounded number of
+    examples, ``full`` (HYPOTHESIS_PROFILE=full, set by make test-all) many more. Failing examples are
+    kept in .hypothesis/examples (replayed first on the next run) and printed as a reproduction blob."""
+    try:
+        from hypothesis import HealthCheck, settings
+        from hypothesis.database import DirectoryBasedExampleDatabase
+    except ModuleNotFoundError:  # the dev extra is not installed: those tests are skipped by importorskip
+        return
+    common = dict(deadline=None, print_blob=True, database=DirectoryBasedExampleDatabase(REPO / ".hypothesis" / "examples"),
+                  suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
+                                         HealthCheck.data_too_large])
+    settings.register_profile("fast", max_examples=12, **common)
+    settings.register_profile("full", max_examples=100, **common)
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "fast"))
+
+
+_hypothesis_profiles()
+
+
 def real_data_root() -> Path | None:
     root = Path(os.environ.get("ROFT_DATA") or _DEFAULT_DATA).resolve()
     return root if (root / "moleculenet").is_dir() else None
@@ -92,3 +112,53 @@ def s3_bucket(s3_server) -> str:
 def s3_store_uri(s3_server, s3_bucket) -> str:
     """The URI of an empty results store below a fresh bucket of :func:`s3_server`."""
     return f"s3://{s3_bucket}/results?endpoint_override={s3_server}&scheme=http"
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory) -> str:
+    """A real MLflow tracking server (``mlflow server``) on loopback, with its own SQLite database and
+    artifact folder; yields its URI (``http://127.0.0.1:PORT``) and stops it (its whole process group)."""
+    import shutil
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    pytest.importorskip("mlflow")
+    for name in ("NO_PROXY", "no_proxy"):  # loopback traffic never goes through a proxy
+        os.environ[name] = ",".join(filter(None, [os.environ.get(name), "127.0.0.1", "localhost"]))
+    root = tmp_path_factory.mktemp("mlflow")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    mlflow = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or shutil.which("mlflow")
+    log = open(root / "server.log", "w")
+    server = subprocess.Popen([mlflow, "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+                               "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+                               "--default-artifact-root", str(root / "artifacts")],
+                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            try:
+                with urllib.request.urlopen(f"{uri}/health", timeout=5) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                pass
+            assert server.poll() is None, f"mlflow server exited: {(root / 'server.log').read_text()[-2000:]}"
+            assert time.monotonic() < deadline, "mlflow server did not answer /health within 300 s"
+            time.sleep(1)
+        yield uri
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGTERM)  # the server and its uvicorn workers
+            try:
+                server.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(server.pid, signal.SIGKILL)
+                server.wait(timeout=60)
+        log.close()

@@ -42,6 +42,7 @@ Outputs in ``out``:
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from collections.abc import Callable
@@ -99,8 +100,10 @@ class PretrainConfig:
         check_rate(self.aug_rate, "aug_rate")
         unknown = [a for a in self.augmentations if a not in AUGMENTATIONS]
         if unknown or not self.augmentations:
-            raise ValueError(f"augmentations {list(self.augmentations)!r} are not accepted; accepted: one or more "
-                             f"of {', '.join(AUGMENTATIONS)}")
+            raise ValueError(
+                f"augmentations {list(self.augmentations)!r} are not accepted; accepted: one or more "
+                f"of {', '.join(AUGMENTATIONS)}"
+            )
         for name in ("num_layers", "emb_dim", "epochs", "batch_size", "heads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} {getattr(self, name)!r} is not accepted; accepted: an integer >= 1")
@@ -115,6 +118,7 @@ class PretrainConfig:
         """A :class:`~trainables.models.gnn.GNNShape`, or a ``GPSShape`` for ``arch: gps``."""
         if self.arch == "gps":
             from trainables.models.gps import GPSShape
+
             return GPSShape(self.num_layers, self.emb_dim, self.heads, dropout=self.dropout)
         return GNNShape(self.arch, self.num_layers, self.emb_dim, self.dropout)
 
@@ -144,9 +148,17 @@ def read_corpus(path: str | os.PathLike, limit: int | None = None, smiles_column
     rows = graphs["source_rows"]
     if len(rows) == 0:
         raise ValueError(f"corpus {path}: none of its {len(table)} SMILES could be read by RDKit")
-    data = GraphDataset(x=graphs["x"], edge_index=graphs["edge_index"], edge_attr=graphs["edge_attr"],
-                        node_ptr=graphs["node_ptr"], edge_ptr=graphs["edge_ptr"], y=torch.zeros((len(rows), 0)),
-                        source_rows=rows, scaffolds=graphs["scaffolds"], stats=graphs["stats"])
+    data = GraphDataset(
+        x=graphs["x"],
+        edge_index=graphs["edge_index"],
+        edge_attr=graphs["edge_attr"],
+        node_ptr=graphs["node_ptr"],
+        edge_ptr=graphs["edge_ptr"],
+        y=torch.zeros((len(rows), 0)),
+        source_rows=rows,
+        scaffolds=graphs["scaffolds"],
+        stats=graphs["stats"],
+    )
     return Corpus(data, table[smiles_column].iloc[rows.numpy()].astype(str).tolist())
 
 
@@ -171,8 +183,14 @@ class Objective(nn.Module):
         super().__init__()
         self.config = config
 
-    def loss(self, encoder: nn.Module, batch: GraphBatch, graph_ids: torch.Tensor, generator: torch.Generator,
-             device: torch.device) -> torch.Tensor:
+    def loss(
+        self,
+        encoder: nn.Module,
+        batch: GraphBatch,
+        graph_ids: torch.Tensor,
+        generator: torch.Generator,
+        device: torch.device,
+    ) -> torch.Tensor:
         """The mean loss of one batch (``batch`` on the CPU, ``graph_ids`` its corpus rows ``(B,)``)."""
         raise NotImplementedError
 
@@ -212,15 +230,19 @@ class GraphContrastive(Objective):
         self.projection = nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, d))
 
     def loss(self, encoder, batch, graph_ids, generator, device):
-        first, second = (view.to(device) for view in
-                         two_views(batch, self.config.augmentations, self.config.aug_rate, generator))
+        first, second = (
+            view.to(device) for view in two_views(batch, self.config.augmentations, self.config.aug_rate, generator)
+        )
         z1 = F.normalize(self.projection(mean_pool(encode(encoder, first), first)), dim=-1)
         z2 = F.normalize(self.projection(mean_pool(encode(encoder, second), second)), dim=-1)
         return nt_xent(z1, z2, self.config.temperature)
 
     def metadata(self):
-        return {"augmentations": list(self.config.augmentations), "aug_rate": self.config.aug_rate,
-                "temperature": self.config.temperature}
+        return {
+            "augmentations": list(self.config.augmentations),
+            "aug_rate": self.config.aug_rate,
+            "temperature": self.config.temperature,
+        }
 
 
 def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -244,12 +266,15 @@ class DescriptorRegression(Objective):
             raw = np.load(cached)
         else:
             from trainables.data.sources import atomic_write
+
             raw = compute_descriptors(corpus.smiles)
             out.mkdir(parents=True, exist_ok=True)
             atomic_write(cached, lambda fh: np.save(fh, raw))
         if raw.shape != (len(corpus.smiles), len(DESCRIPTORS)):
-            raise ValueError(f"{cached} holds {raw.shape} descriptor values, not ({len(corpus.smiles)}, "
-                             f"{len(DESCRIPTORS)}): it belongs to another corpus; delete it or choose another --out")
+            raise ValueError(
+                f"{cached} holds {raw.shape} descriptor values, not ({len(corpus.smiles)}, "
+                f"{len(DESCRIPTORS)}): it belongs to another corpus; delete it or choose another --out"
+            )
         self.mean, self.std = standardisation(raw)
         self.targets = torch.as_tensor(standardise(raw, self.mean, self.std), dtype=torch.float32)  # (N, 16)
 
@@ -262,14 +287,25 @@ class DescriptorRegression(Objective):
 
     def metadata(self):
         from trainables.data.descriptors import DESCRIPTOR_SET_VERSION, DESCRIPTORS
-        return {"descriptor_set": DESCRIPTOR_SET_VERSION, "descriptors": list(DESCRIPTORS),
-                "descriptor_mean": self.mean.tolist(), "descriptor_std": self.std.tolist()}
+
+        return {
+            "descriptor_set": DESCRIPTOR_SET_VERSION,
+            "descriptors": list(DESCRIPTORS),
+            "descriptor_mean": self.mean.tolist(),
+            "descriptor_std": self.std.tolist(),
+        }
 
 
-def pretrain(config: PretrainConfig, corpus: str | os.PathLike, out: str | os.PathLike, resume: bool = False,
-             corpus_sha256: str = "", code_version: str = "unknown",
-             on_step: Callable[[int, int, int, float], None] | None = None,
-             device: str | torch.device = "cpu") -> PretrainResult:
+def pretrain(
+    config: PretrainConfig,
+    corpus: str | os.PathLike,
+    out: str | os.PathLike,
+    resume: bool = False,
+    corpus_sha256: str = "",
+    code_version: str = "unknown",
+    on_step: Callable[[int, int, int, float], None] | None = None,
+    device: str | torch.device = "cpu",
+) -> PretrainResult:
     """Pre-train (or, with ``resume``, continue pre-training) into ``out``; see the module docstring.
 
     ``on_step(epoch, step, steps_per_epoch, loss)`` is called after every optimiser step
@@ -285,11 +321,14 @@ def pretrain(config: PretrainConfig, corpus: str | os.PathLike, out: str | os.Pa
             raise FileNotFoundError(f"--resume: no {state_path} to continue from (start without --resume)")
         saved = torch.load(state_path, map_location="cpu", weights_only=True)
         if saved["config"] != _config_dict(config, ignore_epochs=True):
-            raise ValueError(f"--resume: {state_path} was written with another configuration "
-                             f"({saved['config']}); only epochs may change")
+            raise ValueError(
+                f"--resume: {state_path} was written with another configuration "
+                f"({saved['config']}); only epochs may change"
+            )
     elif state_path.exists():
-        raise FileExistsError(f"{out} already holds a pre-training (state.pt): pass --resume to continue it, "
-                              "or choose another --out")
+        raise FileExistsError(
+            f"{out} already holds a pre-training (state.pt): pass --resume to continue it, or choose another --out"
+        )
     corpus_data = read_corpus(corpus, config.limit)
     data = corpus_data.graphs
     torch.manual_seed(config.seed)
@@ -310,14 +349,14 @@ def pretrain(config: PretrainConfig, corpus: str | os.PathLike, out: str | os.Pa
         start_epoch, steps, losses = saved["epoch"] + 1, saved["steps"], list(saved["losses"])
     out.mkdir(parents=True, exist_ok=True)
     n = len(data)
-    steps_per_epoch = -(-n // config.batch_size)
+    steps_per_epoch = math.ceil(n / config.batch_size)
     for epoch in range(start_epoch, config.epochs + 1):
         encoder.train()
         objective.train()
         order = torch.randperm(n, generator=generator)
         total, batches = 0.0, 0
         for first in range(0, n, config.batch_size):
-            graph_ids = order[first:first + config.batch_size]
+            graph_ids = order[first : first + config.batch_size]
             loss = objective.loss(encoder, data.batch(graph_ids), graph_ids, generator, device)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -327,8 +366,21 @@ def pretrain(config: PretrainConfig, corpus: str | os.PathLike, out: str | os.Pa
             if on_step is not None:
                 on_step(epoch, steps, steps_per_epoch, loss.item())
         losses.append(total / batches)
-        _save(out, config, encoder, objective, optimizer, generator, epoch, steps, losses, corpus, corpus_sha256, n,
-              code_version)
+        _save(
+            out,
+            config,
+            encoder,
+            objective,
+            optimizer,
+            generator,
+            epoch,
+            steps,
+            losses,
+            corpus,
+            corpus_sha256,
+            n,
+            code_version,
+        )
     return PretrainResult(out, config.epochs, steps, losses)
 
 
@@ -339,26 +391,59 @@ def _config_dict(config: PretrainConfig, ignore_epochs: bool = False) -> dict:
     return values
 
 
-def _save(out: Path, config: PretrainConfig, encoder: nn.Module, objective: Objective, optimizer, generator,
-          epoch: int, steps: int, losses: list[float], corpus, corpus_sha256: str, molecules: int,
-          code_version: str) -> None:
+def _save(
+    out: Path,
+    config: PretrainConfig,
+    encoder: nn.Module,
+    objective: Objective,
+    optimizer,
+    generator,
+    epoch: int,
+    steps: int,
+    losses: list[float],
+    corpus,
+    corpus_sha256: str,
+    molecules: int,
+    code_version: str,
+) -> None:
     """``model.pth`` + ``model.json`` + ``state.pt``, each written whole under a temporary name."""
     from trainables.data.sources import atomic_write
 
     encoder_state = {k: v.detach().cpu() for k, v in encoder.state_dict().items()}
     atomic_write(out / "model.pth", lambda fh: torch.save(encoder_state, fh))
-    meta = {"layout": LAYOUTS["gps" if config.arch == "gps" else "hu"], "objective": config.objective,
-            "pretraining": PRETRAINING_OBJECTIVES[config.objective][1], "arch": config.arch, "shape": shape_dict(config.shape),
-            "num_layers": config.num_layers, "emb_dim": config.emb_dim, "config": _config_dict(config),
-            "corpus": Path(corpus).name, "corpus_sha256": corpus_sha256, "molecules": molecules,
-            "epochs": epoch, "steps": steps, "molecules_seen": epoch * molecules, "losses": losses,
-            "final_loss": losses[-1], **objective.metadata(), "code_version": code_version,
-            "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    meta = {
+        "layout": LAYOUTS["gps" if config.arch == "gps" else "hu"],
+        "objective": config.objective,
+        "pretraining": PRETRAINING_OBJECTIVES[config.objective][1],
+        "arch": config.arch,
+        "shape": shape_dict(config.shape),
+        "num_layers": config.num_layers,
+        "emb_dim": config.emb_dim,
+        "config": _config_dict(config),
+        "corpus": Path(corpus).name,
+        "corpus_sha256": corpus_sha256,
+        "molecules": molecules,
+        "epochs": epoch,
+        "steps": steps,
+        "molecules_seen": epoch * molecules,
+        "losses": losses,
+        "final_loss": losses[-1],
+        **objective.metadata(),
+        "code_version": code_version,
+        "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
     atomic_write(out / "model.json", lambda fh: fh.write(json.dumps(meta, indent=2).encode()))
-    state = {"config": _config_dict(config, ignore_epochs=True), "encoder": encoder_state,
-             "objective": objective.state_dict(), "optimizer": optimizer.state_dict(),
-             "generator": generator.get_state(), "torch_rng": torch.get_rng_state(), "epoch": epoch, "steps": steps,
-             "losses": losses}
+    state = {
+        "config": _config_dict(config, ignore_epochs=True),
+        "encoder": encoder_state,
+        "objective": objective.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "generator": generator.get_state(),
+        "torch_rng": torch.get_rng_state(),
+        "epoch": epoch,
+        "steps": steps,
+        "losses": losses,
+    }
     atomic_write(out / "state.pt", lambda fh: torch.save(state, fh))
 
 
@@ -369,8 +454,9 @@ def load_pretrained(out: str | os.PathLike) -> tuple[nn.Module, dict]:
     out = Path(out)
     meta = json.loads((out / "model.json").read_text())
     encoder = build_encoder(shape_from_dict(meta["shape"], dropout=0.0))
-    load_state_strict(encoder, torch.load(out / "model.pth", map_location="cpu", weights_only=True),
-                      str(out / "model.pth"))
+    load_state_strict(
+        encoder, torch.load(out / "model.pth", map_location="cpu", weights_only=True), str(out / "model.pth")
+    )
     return encoder, meta
 
 
@@ -392,8 +478,10 @@ def install(out: str | os.PathLike) -> tuple[str, Path]:
     BACKBONES.get(name)  # registered
     target = installed_checkpoint_path(name)
     target.parent.mkdir(parents=True, exist_ok=True)
-    for source, destination in ((Path(out) / "model.json", target.with_suffix(".json")),
-                                (Path(out) / "model.pth", target)):  # the checkpoint last: it marks availability
+    for source, destination in (
+        (Path(out) / "model.json", target.with_suffix(".json")),
+        (Path(out) / "model.pth", target),
+    ):  # the checkpoint last: it marks availability
         blob = source.read_bytes()
         atomic_write(destination, lambda fh: fh.write(blob))
     return name, target

@@ -33,8 +33,18 @@ PUBLISHED = Path(__file__).with_name("published.yaml")
 EPOCH_RULES = ("best-val", "last")
 CONFIDENCES = ("checked", "recalled")
 TRIAL_COLUMNS = ["num_layers", "emb_dim", "trial_config"]  # what matching needs beyond the tables' columns
-RECIPE = {"method": "full-ft", "split": "scaffold", "label_setting": "full", "epochs": 100, "batch_size": 32,
-          "lr": 1e-3, "dropout": 0.5, "weight_decay": 0.0, "num_layers": 5, "emb_dim": 300}
+RECIPE = {
+    "method": "full-ft",
+    "split": "scaffold",
+    "label_setting": "full",
+    "epochs": 100,
+    "batch_size": 32,
+    "lr": 1e-3,
+    "dropout": 0.5,
+    "weight_decay": 0.0,
+    "num_layers": 5,
+    "emb_dim": 300,
+}
 
 
 @dataclass(frozen=True)
@@ -64,14 +74,29 @@ def published_rows(path: Path = PUBLISHED) -> tuple[PublishedRow, ...]:
     for entry in yaml.safe_load(path.read_text()):
         where = f"{path.name}, entry {entry.get('id', '?')!r}"
         if entry.get("epoch") not in EPOCH_RULES:
-            raise ValueError(f"{where}: epoch {entry.get('epoch')!r} is not accepted; accepted: {', '.join(EPOCH_RULES)}")
+            raise ValueError(
+                f"{where}: epoch {entry.get('epoch')!r} is not accepted; accepted: {', '.join(EPOCH_RULES)}"
+            )
         if entry.get("confidence") not in CONFIDENCES:
-            raise ValueError(f"{where}: confidence {entry.get('confidence')!r} is not accepted; accepted: "
-                             f"{', '.join(CONFIDENCES)}")
+            raise ValueError(
+                f"{where}: confidence {entry.get('confidence')!r} is not accepted; accepted: {', '.join(CONFIDENCES)}"
+            )
         values = {task: (float(mean), float(std)) for task, (mean, std) in entry["roc_auc"].items()}
-        rows.append(PublishedRow(entry["id"], entry["source"], tuple(entry["backbones"]), entry["architecture"],
-                                 entry["pretraining"], int(entry["seeds"]), entry["epoch"], entry["epoch_evidence"],
-                                 entry["confidence"], "roc_auc", values))
+        rows.append(
+            PublishedRow(
+                entry["id"],
+                entry["source"],
+                tuple(entry["backbones"]),
+                entry["architecture"],
+                entry["pretraining"],
+                int(entry["seeds"]),
+                entry["epoch"],
+                entry["epoch_evidence"],
+                entry["confidence"],
+                "roc_auc",
+                values,
+            )
+        )
     ids = [row.id for row in rows]
     if len(set(ids)) != len(ids):
         raise ValueError(f"{path.name}: duplicate ids {sorted({i for i in ids if ids.count(i) > 1})}")
@@ -94,15 +119,26 @@ def needs_curves(trials: pd.DataFrame) -> bool:
 
 def _recipe_matches(trial: pd.Series) -> bool:
     """Whether a trial ran the published configuration (a row without its configuration never matches)."""
-    if not isinstance(trial.get("trial_config"), str) or pd.isna(trial.get("num_layers")) or pd.isna(
-            trial.get("emb_dim")):
+    if (
+        not isinstance(trial.get("trial_config"), str)
+        or pd.isna(trial.get("num_layers"))
+        or pd.isna(trial.get("emb_dim"))
+    ):
         return False
     config = json.loads(trial["trial_config"])
     recipe = config.get("recipe", {})
-    values = {"method": trial["method"], "split": trial["split"], "label_setting": trial["label_setting"],
-              "epochs": recipe.get("epochs"), "batch_size": recipe.get("batch_size"), "lr": recipe.get("lr"),
-              "dropout": recipe.get("dropout"), "weight_decay": recipe.get("weight_decay"),
-              "num_layers": int(trial["num_layers"]), "emb_dim": int(trial["emb_dim"])}
+    values = {
+        "method": trial["method"],
+        "split": trial["split"],
+        "label_setting": trial["label_setting"],
+        "epochs": recipe.get("epochs"),
+        "batch_size": recipe.get("batch_size"),
+        "lr": recipe.get("lr"),
+        "dropout": recipe.get("dropout"),
+        "weight_decay": recipe.get("weight_decay"),
+        "num_layers": int(trial["num_layers"]),
+        "emb_dim": int(trial["emb_dim"]),
+    }
     return all(values[k] == v if not isinstance(v, float) else math.isclose(values[k], v) for k, v in RECIPE.items())
 
 
@@ -114,8 +150,22 @@ def compare(trials: pd.DataFrame, epochs: pd.DataFrame | None, ddof: int = 0) ->
     epoch, test_metric``), needed only for rows whose source reports the last epoch.
     Values are in the tables' unit (ROC-AUC in %).
     """
-    columns = ["backbone", "task", "mean", "std", "seeds", "published_mean", "published_std", "published_seeds",
-               "difference", "within_2se", "epoch", "anchor", "source", "confidence"]
+    columns = [
+        "backbone",
+        "task",
+        "mean",
+        "std",
+        "seeds",
+        "published_mean",
+        "published_std",
+        "published_seeds",
+        "difference",
+        "within_2se",
+        "epoch",
+        "anchor",
+        "source",
+        "confidence",
+    ]
     if trials.empty:
         return pd.DataFrame(columns=columns)
     trials = trials.drop_duplicates("trial_key")
@@ -133,13 +183,26 @@ def compare(trials: pd.DataFrame, epochs: pd.DataFrame | None, ddof: int = 0) ->
         mean = float(np.mean(values))
         std = float(np.std(values, ddof=ddof)) if len(values) > ddof else float("nan")
         published_mean, published_std = row.values[task]
-        se = math.sqrt((std ** 2 if not math.isnan(std) else 0.0) / len(values) + published_std ** 2 / row.seeds)
+        se = math.sqrt((std**2 if not math.isnan(std) else 0.0) / len(values) + published_std**2 / row.seeds)
         difference = mean - published_mean
-        out.append({"backbone": backbone, "task": task, "mean": mean, "std": std, "seeds": len(values),
-                    "published_mean": published_mean, "published_std": published_std,
-                    "published_seeds": row.seeds, "difference": difference,
-                    "within_2se": bool(abs(difference) <= 2 * se), "epoch": row.epoch, "anchor": row.id,
-                    "source": row.source, "confidence": row.confidence})
+        out.append(
+            {
+                "backbone": backbone,
+                "task": task,
+                "mean": mean,
+                "std": std,
+                "seeds": len(values),
+                "published_mean": published_mean,
+                "published_std": published_std,
+                "published_seeds": row.seeds,
+                "difference": difference,
+                "within_2se": bool(abs(difference) <= 2 * se),
+                "epoch": row.epoch,
+                "anchor": row.id,
+                "source": row.source,
+                "confidence": row.confidence,
+            }
+        )
     return pd.DataFrame(out, columns=columns)
 
 
@@ -154,15 +217,65 @@ def _measured(cell: pd.DataFrame, epochs: pd.DataFrame | None, rule: str) -> np.
     return last["test_metric"].to_numpy(dtype=float)
 
 
-def cell_notes(comparison: pd.DataFrame) -> dict[tuple[str, ...], str]:
+def note_text(
+    published_mean: float, published_std: float, published_seeds: int, difference: float, within_2se: bool
+) -> str:
+    """``published 65.8 ± 4.5 (n=10; Δ -0.6, within 2 SE)``, from values in the tables' unit."""
+    verdict = "within 2 SE" if within_2se else "outside 2 SE"
+    return f"published {published_mean:.1f} ± {published_std:.1f} (n={published_seeds}; Δ {difference:+.1f}, {verdict})"
+
+
+def cell_notes(comparison: pd.DataFrame) -> dict[tuple, str]:
     """Table cell ``(backbone, method, task, split, label_setting)`` -> ``"published 65.8 ± 4.5 (n=10;
     Δ -0.6, within 2 SE)"``; only the published configuration's cells (Full FT, scaffold, full labels)."""
-    notes = {}
-    for r in comparison.itertuples(index=False):
-        verdict = "within 2 SE" if r.within_2se else "outside 2 SE"
-        notes[(r.backbone, RECIPE["method"], r.task, RECIPE["split"], RECIPE["label_setting"])] = (f"published {r.published_mean:.1f} ± {r.published_std:.1f} "
-                                       f"(n={r.published_seeds}; Δ {r.difference:+.1f}, {verdict})")
-    return notes
+    return {
+        (r.backbone, RECIPE["method"], r.task, RECIPE["split"], RECIPE["label_setting"]): note_text(
+            r.published_mean, r.published_std, r.published_seeds, r.difference, r.within_2se
+        )
+        for r in comparison.itertuples(index=False)
+    }
+
+
+CELL_VALUE_COLUMNS = [
+    "backbone",
+    "method",
+    "task",
+    "split",
+    "label_setting",
+    "published_mean",
+    "published_std",
+    "published_seeds",
+    "published_difference",
+    "within_2se",
+    "anchor",
+]
+
+
+def cell_values(comparison: pd.DataFrame) -> pd.DataFrame:
+    """The published numbers by table cell (the published configuration's: Full FT, scaffold, full
+    labels), in the metric's own unit as the store keeps it (ROC-AUC as a fraction): ``published_mean``,
+    ``published_std``, ``published_seeds``, ``published_difference`` (measured - published, the
+    measured value taken at the epoch the source reports), ``within_2se``, ``anchor`` (the published
+    row's id)."""
+    if comparison.empty:
+        return pd.DataFrame(columns=CELL_VALUE_COLUMNS)
+    scale = 100.0  # the published rows are ROC-AUC, in %
+    return pd.DataFrame(
+        {
+            "backbone": comparison["backbone"],
+            "method": RECIPE["method"],
+            "task": comparison["task"],
+            "split": RECIPE["split"],
+            "label_setting": RECIPE["label_setting"],
+            "published_mean": comparison["published_mean"] / scale,
+            "published_std": comparison["published_std"] / scale,
+            "published_seeds": comparison["published_seeds"].astype(int),
+            "published_difference": comparison["difference"] / scale,
+            "within_2se": comparison["within_2se"].astype(bool),
+            "anchor": comparison["anchor"],
+        },
+        columns=CELL_VALUE_COLUMNS,
+    ).reset_index(drop=True)
 
 
 def caption(comparison: pd.DataFrame) -> str:
@@ -173,10 +286,13 @@ def caption(comparison: pd.DataFrame) -> str:
     for anchor, rows in comparison.groupby("anchor", sort=True):
         first = rows.iloc[0]
         at = "the best-validation epoch" if first["epoch"] == "best-val" else "the last epoch (100)"
-        parts.append(f"{anchor}: {first['source']} ({first['confidence']}); measured values taken at {at}, "
-                     "as the source reports")
-    return ("Published mean ± std beside matching cells; Δ = measured − published, 'within 2 SE' when "
-            "|Δ| ≤ 2·sqrt(s²/n + S²/N). " + "; ".join(parts) + ".")
+        parts.append(
+            f"{anchor}: {first['source']} ({first['confidence']}); measured values taken at {at}, as the source reports"
+        )
+    return (
+        "Published mean ± std beside matching cells; Δ = measured − published, 'within 2 SE' when "
+        "|Δ| ≤ 2·sqrt(s²/n + S²/N). " + "; ".join(parts) + "."
+    )
 
 
 def render(comparison: pd.DataFrame) -> str:
@@ -184,22 +300,26 @@ def render(comparison: pd.DataFrame) -> str:
     lines = ["| backbone | task | measured | published | Δ | within 2 SE | epoch | source |", "|" + "---|" * 8]
     for r in comparison.itertuples(index=False):
         std = "n/a" if math.isnan(r.std) else f"{r.std:.1f}"
-        lines.append(f"| {r.backbone} | {r.task} | {r.mean:.1f} ± {std} (n={r.seeds}) | {r.published_mean:.1f} ± "
-                     f"{r.published_std:.1f} (n={r.published_seeds}) | {r.difference:+.1f} | "
-                     f"{'yes' if r.within_2se else 'no'} | {r.epoch} | {r.anchor} |")
+        lines.append(
+            f"| {r.backbone} | {r.task} | {r.mean:.1f} ± {std} (n={r.seeds}) | {r.published_mean:.1f} ± "
+            f"{r.published_std:.1f} (n={r.published_seeds}) | {r.difference:+.1f} | "
+            f"{'yes' if r.within_2se else 'no'} | {r.epoch} | {r.anchor} |"
+        )
     return "\n".join(lines + ["", caption(comparison)])
 
 
-def published_notes(store, trials: pd.DataFrame, ddof: int = 0) -> tuple[dict[tuple[str, ...], str], str]:
-    """For a table of ``trials`` from ``store`` (loaded with :data:`TRIAL_COLUMNS` among their
-    columns): the published numbers beside the matching cells, and their caption."""
+def published_comparison(store, trials: pd.DataFrame, ddof: int = 0) -> pd.DataFrame:
+    """:func:`compare` of ``trials`` from ``store`` (loaded with :data:`TRIAL_COLUMNS` among their
+    columns), reading the epoch curves only when a matching source reports the last epoch."""
     import pyarrow.dataset as ds
 
     if trials.empty:
-        return {}, ""
+        return compare(trials, None, ddof)
     epochs = None
     if needs_curves(trials):
-        epochs = store.scan("epochs", columns=["trial_key", "epoch", "test_metric"],
-                            filter=ds.field("trial_key").isin(trials["trial_key"].tolist())).to_pandas()
-    comparison = compare(trials, epochs, ddof)
-    return cell_notes(comparison), caption(comparison)
+        epochs = store.scan(
+            "epochs",
+            columns=["trial_key", "epoch", "test_metric"],
+            filter=ds.field("trial_key").isin(trials["trial_key"].tolist()),
+        ).to_pandas()
+    return compare(trials, epochs, ddof)

@@ -49,8 +49,10 @@ def units_of(rows: list[dict]) -> tuple[list[Unit], int]:
             continue
         key = (row.get("node_ip") or "local", row.get("gpu_ids") or "", row["started_at"])
         groups.setdefault(key, []).append(row)
-    units = [Unit(node, gpus, start, max(r["finished_at"] for r in members), len(members))
-             for (node, gpus, start), members in groups.items()]
+    units = [
+        Unit(node, gpus, start, max(r["finished_at"] for r in members), len(members))
+        for (node, gpus, start), members in groups.items()
+    ]
     return sorted(units, key=lambda u: (u.start, u.node, u.gpus)), unplaced
 
 
@@ -81,17 +83,26 @@ def placement_lines(rows: list[dict], timeline: bool = False) -> list[str]:
     if not units:
         return [f"no row holds a placement ({unplaced} rows written before roft 0.3 or outside a sweep)"]
     t0 = units[0].start
-    lines = ["| node | units | trials | most at once | their devices | first start - last finish (s) |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "| node | units | trials | most at once | their devices | first start - last finish (s) |",
+        "|---|---|---|---|---|---|",
+    ]
     for node in by_node(units):
         devices = ", ".join(f"GPU {ids}: {n}" if ids else f"no GPU: {n}" for ids, n in node.devices_then.items())
-        span = (f"{(node.units[0].start - t0).total_seconds():.0f} - "
-                f"{(max(u.finish for u in node.units) - t0).total_seconds():.0f}")
+        span = (
+            f"{(node.units[0].start - t0).total_seconds():.0f} - "
+            f"{(max(u.finish for u in node.units) - t0).total_seconds():.0f}"
+        )
         lines.append(f"| {node.node} | {len(node.units)} | {node.trials} | {node.most_at_once} | {devices} | {span} |")
     if unplaced:
         lines.append(f"\n{unplaced} rows hold no placement (written before roft 0.3).")
     if timeline:
-        lines += ["", "Units (node, GPU: start-finish s): " + ", ".join(
-            f"{u.node} {u.gpus or '-'}: {(u.start - t0).total_seconds():.0f}-{(u.finish - t0).total_seconds():.0f}"
-            for u in units)]
+        lines += [
+            "",
+            "Units (node, GPU: start-finish s): "
+            + ", ".join(
+                f"{u.node} {u.gpus or '-'}: {(u.start - t0).total_seconds():.0f}-{(u.finish - t0).total_seconds():.0f}"
+                for u in units
+            ),
+        ]
     return lines

@@ -30,14 +30,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from orchestrator.analysis.names import task_name
 from orchestrator.analysis.tables import seed_summary
 from trainables.data.tasks import HIGHER_IS_BETTER
 
 CONTEXT = ["method_label", "split", "label_setting"]
 NEEDED = ["backbone", "method_label", "task", "split", "label_setting", "metric", "test_metric"]
-TASK_NAMES = {"bbbp": "BBBP", "clintox": "ClinTox", "tox21": "Tox21", "toxcast": "ToxCast", "sider": "SIDER",
-              "hiv": "HIV", "muv": "MUV", "bace": "BACE", "esol": "ESOL", "freesolv": "FreeSolv",
-              "lipophilicity": "Lipophilicity", "malaria": "Malaria", "cep": "CEP", "qm7": "QM7", "qm8": "QM8"}
 METHOD_NAMES = {"lp": "linear probing", "full-ft": "full fine-tuning", "lp-ft": "LP-FT", "surgical-ft": "surgical FT"}
 
 
@@ -80,22 +78,35 @@ class Comparison:
 def _pretrained_flags(trials: pd.DataFrame) -> pd.Series:
     """Per row: is its backbone pre-trained? The store's ``pretraining`` column, else the backbone registry,
     else the name (``scratch-*`` is not)."""
-    from trainables.models.backbones import BACKBONES
 
     def registry(name: str) -> bool:
+        from trainables.models.backbones import BACKBONES  # only for rows without the column (it loads torch)
+
         if name in BACKBONES:
             return BACKBONES.get(name).is_pretrained
         return not str(name).startswith("scratch")
 
     known = trials["pretraining"] if "pretraining" in trials else pd.Series(None, index=trials.index, dtype=object)
-    return pd.Series([registry(b) if pd.isna(p) else p != "none" for b, p in zip(trials["backbone"], known)],
-                     index=trials.index, dtype=bool)
+    return pd.Series(
+        [registry(b) if pd.isna(p) else p != "none" for b, p in zip(trials["backbone"], known)],
+        index=trials.index,
+        dtype=bool,
+    )
 
 
-def _architecture(name: str) -> str | None:
-    from trainables.models.backbones import BACKBONES
+def _architectures(trials: pd.DataFrame) -> dict[str, str | None]:
+    """Backbone -> its architecture: the rows' ``architecture`` column, else the backbone registry."""
+    known: dict[str, str | None] = (
+        {}
+        if "architecture" not in trials
+        else {b: a for b, a in zip(trials["backbone"], trials["architecture"]) if isinstance(a, str) and a}
+    )
+    missing = set(trials["backbone"]) - set(known)
+    if missing:
+        from trainables.models.backbones import BACKBONES  # only for rows without the column (it loads torch)
 
-    return BACKBONES.get(name).gnn_type if name in BACKBONES else None
+        known.update({name: BACKBONES.get(name).gnn_type if name in BACKBONES else None for name in missing})
+    return known
 
 
 def _cells(trials: pd.DataFrame) -> pd.DataFrame:
@@ -114,6 +125,7 @@ def compare(trials: pd.DataFrame) -> tuple[tuple[str, str, str] | None, list[Com
     """The chosen context, its per-task comparisons (tasks by name), and every context's count of
     paired tasks. ``trials`` carries a boolean ``pretrained`` column."""
     cells = _cells(trials)
+    architecture = _architectures(trials)
     pairs: dict[tuple, list[Comparison]] = {}
     counts: dict[tuple, int] = {}
     for context, block in cells.groupby(CONTEXT, sort=True):
@@ -123,10 +135,22 @@ def compare(trials: pd.DataFrame) -> tuple[tuple[str, str, str] | None, list[Com
             if pre.empty or scratch.empty:
                 continue
             p = _best(pre)
-            same = scratch[scratch["backbone"].map(_architecture) == _architecture(p["backbone"])]
+            same = scratch[scratch["backbone"].map(architecture) == architecture[p["backbone"]]]
             s = _best(same if not same.empty else scratch)
-            found.append(Comparison(task, metric, p["backbone"], s["backbone"], float(p["mean"]), float(s["mean"]),
-                                    float(p["std"]), float(s["std"]), int(p["seeds"]), int(s["seeds"])))
+            found.append(
+                Comparison(
+                    task,
+                    metric,
+                    p["backbone"],
+                    s["backbone"],
+                    float(p["mean"]),
+                    float(s["mean"]),
+                    float(p["std"]),
+                    float(s["std"]),
+                    int(p["seeds"]),
+                    int(s["seeds"]),
+                )
+            )
         pairs[context] = found
         counts[context] = int(block["seeds"].sum())  # trials
     if not any(pairs.values()):
@@ -136,7 +160,7 @@ def compare(trials: pd.DataFrame) -> tuple[tuple[str, str, str] | None, list[Com
 
 
 def _task(name: str) -> str:
-    return TASK_NAMES.get(name, name)
+    return task_name(name)
 
 
 def _seeds(comparisons: Sequence[Comparison]) -> str:
@@ -154,9 +178,15 @@ def _method(label: str, params: bool = True) -> str:
 
 def _setting(context: tuple[str, str, str], comparisons: Sequence[Comparison]) -> str:
     label, split, label_setting = context
-    labels = ("full labels" if label_setting == "full" else
-              f"{label_setting.split(':', 1)[1]}-shot" if label_setting.startswith("fewshot:") else
-              f"{label_setting.split(':', 1)[1]} of the labels" if label_setting.startswith("ratio:") else label_setting)
+    labels = (
+        "full labels"
+        if label_setting == "full"
+        else f"{label_setting.split(':', 1)[1]}-shot"
+        if label_setting.startswith("fewshot:")
+        else f"{label_setting.split(':', 1)[1]} of the labels"
+        if label_setting.startswith("ratio:")
+        else label_setting
+    )
     return f"{_method(label)}, {_seeds(comparisons)}, {split} split, {labels}"
 
 
@@ -166,7 +196,9 @@ def _part(c: Comparison, unit: bool) -> str:
         change = f"{c.gain:+.1f}{' ROC-AUC points' if unit else ''}"
         values = f"{c.pre_mean * 100:.1f} vs {c.scratch_mean * 100:.1f}"
     else:
-        change = f"{abs(c.gain):.2f} {'lower' if c.gain > 0 else 'higher' if c.gain < 0 else 'equal'} {c.metric.upper()}"
+        change = (
+            f"{abs(c.gain):.2f} {'lower' if c.gain > 0 else 'higher' if c.gain < 0 else 'equal'} {c.metric.upper()}"
+        )
         values = f"{c.pre_mean:.2f} vs {c.scratch_mean:.2f}"
     return f"{change} on {_task(c.task)} ({values})"
 
@@ -196,25 +228,32 @@ def first_line(context: tuple[str, str, str], comparisons: Sequence[Comparison])
     return f"{who} beats {against} on {len(wins)} of {len(comparisons)} tasks only: {_join(parts)} ({setting})."
 
 
-def second_line(context: tuple[str, str, str], comparisons: Sequence[Comparison], trials: pd.DataFrame,
-                others: dict[tuple, int]) -> str:
+def second_line(
+    context: tuple[str, str, str], comparisons: Sequence[Comparison], trials: pd.DataFrame, others: dict[tuple, int]
+) -> str:
     """What the comparison shows, and its caveats (noise, seeds, recipe, other settings in the store)."""
     method = context[0].partition("[")[0]
     name = _method(method, params=False)
     wins = [c for c in comparisons if c.gain > 0]
     losses = [c for c in comparisons if c.gain <= 0]
     if wins and not losses and method == "lp":
-        shows = ("What it shows: the frozen pre-trained encoder's embeddings predict these labels better than a "
-                 "random encoder's of the same shape: the pre-training gain Hu et al. (2020) report for fine-tuning "
-                 "is there before any encoder weight moves")
+        shows = (
+            "What it shows: the frozen pre-trained encoder's embeddings predict these labels better than a "
+            "random encoder's of the same shape: the pre-training gain Hu et al. (2020) report for fine-tuning "
+            "is there before any encoder weight moves"
+        )
     elif wins and not losses:
         shows = f"What it shows: starting from pre-trained weights helps under {name}, as Hu et al. (2020) report"
     elif wins:
-        shows = (f"What it shows: pre-training helps on {_join([_task(c.task) for c in wins])} but not on "
-                 f"{_join([_task(c.task) for c in losses])} in this run")
+        shows = (
+            f"What it shows: pre-training helps on {_join([_task(c.task) for c in wins])} but not on "
+            f"{_join([_task(c.task) for c in losses])} in this run"
+        )
     else:
-        shows = ("What it shows: pre-training does not help in this run; check the recipe (epochs, learning rate) "
-                 "and the backbone's fit to these tasks before concluding")
+        shows = (
+            "What it shows: pre-training does not help in this run; check the recipe (epochs, learning rate) "
+            "and the backbone's fit to these tasks before concluding"
+        )
     caveats = []
     noisy = [c for c in comparisons if c.within_noise]
     if noisy:
@@ -244,21 +283,28 @@ def reading(trials: pd.DataFrame) -> str:
         trials = trials.drop_duplicates("trial_key", keep="last")
     trials = trials[trials["test_metric"].notna()]
     if trials.empty:
-        return ("No finished trials to read.\n"
-                "Run a sweep with a pre-trained and a scratch backbone (e.g. make demo) first.")
+        return (
+            "No finished trials to read.\nRun a sweep with a pre-trained and a scratch backbone (e.g. make demo) first."
+        )
     trials = trials.assign(pretrained=_pretrained_flags(trials))
     if not trials["pretrained"].any():
         names = ", ".join(sorted(trials["backbone"].unique()))
-        return (f"No pre-trained backbone in these trials (only {names}): nothing to compare scratch against.\n"
-                "Add a pre-trained backbone such as hu-gcn-supervised-contextpred to the spec's backbones.")
+        return (
+            f"No pre-trained backbone in these trials (only {names}): nothing to compare scratch against.\n"
+            "Add a pre-trained backbone such as hu-gcn-supervised-contextpred to the spec's backbones."
+        )
     if trials["pretrained"].all():
         names = ", ".join(sorted(trials["backbone"].unique()))
-        return (f"No scratch backbone in these trials (only pre-trained {names}): nothing measures what "
-                "pre-training adds.\n"
-                "Add the scratch backbone of the same architecture (e.g. scratch-gcn) to the spec's backbones.")
+        return (
+            f"No scratch backbone in these trials (only pre-trained {names}): nothing measures what "
+            "pre-training adds.\n"
+            "Add the scratch backbone of the same architecture (e.g. scratch-gcn) to the spec's backbones."
+        )
     context, comparisons, others = compare(trials)
     if context is None:
-        return ("The pre-trained and scratch backbones never share a task, method, split and label setting: "
-                "nothing to compare.\n"
-                "Run both backbones on the same cells (one spec listing both) to measure what pre-training adds.")
+        return (
+            "The pre-trained and scratch backbones never share a task, method, split and label setting: "
+            "nothing to compare.\n"
+            "Run both backbones on the same cells (one spec listing both) to measure what pre-training adds."
+        )
     return first_line(context, comparisons) + "\n" + second_line(context, comparisons, trials, others)

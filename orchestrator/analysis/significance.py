@@ -35,8 +35,9 @@ def selected_runs(trials: pd.DataFrame, selected: Selected) -> pd.DataFrame:
     return trials.merge(keys, on=[*CELL, "method_label"], how="inner")
 
 
-def paired_tests(trials: pd.DataFrame, selected: Selected, baseline: str = "full-ft", test: str = "ttest",
-                 alpha: float = 0.05) -> pd.DataFrame:
+def paired_tests(
+    trials: pd.DataFrame, selected: Selected, baseline: str = "full-ft", test: str = "ttest", alpha: float = 0.05
+) -> pd.DataFrame:
     """Each method vs ``baseline`` per task, paired over seeds, Holm-corrected within the task.
 
     Columns: GROUP, metric, method, pairs, mean_diff (method - baseline, in the metric's units:
@@ -63,6 +64,27 @@ def paired_tests(trials: pd.DataFrame, selected: Selected, baseline: str = "full
     out = [{"p_holm": np.nan, "significant": False, **r} for rows in families for r in rows]
     columns = [*GROUP, "metric", "method", "pairs", "mean_diff", "better", "statistic", "p", "p_holm", "significant"]
     return pd.DataFrame(out, columns=columns)
+
+
+def missing_comparison(selected: Selected, baseline: str = "full-ft") -> str:
+    """Why :func:`paired_tests` has nothing to test here, in one sentence."""
+    frame = selected.frame
+    methods = sorted(frame["method"].unique()) if not frame.empty else []
+    if baseline not in methods:
+        return (
+            f"every test compares a method with {baseline}, and {baseline} did not run here (methods: "
+            f"{', '.join(methods) or 'none'})"
+        )
+    if methods == [baseline]:
+        return f"only {baseline} ran here: there is no other method to compare with it"
+    with_baseline = frame[frame["method"] == baseline][GROUP].drop_duplicates()
+    others = frame[frame["method"] != baseline][GROUP].drop_duplicates()
+    if with_baseline.merge(others, on=GROUP).empty:
+        return (
+            f"{baseline} and the other methods ({', '.join(m for m in methods if m != baseline)}) never ran on "
+            "the same backbone, task, split and label setting"
+        )
+    return f"the seeds of {baseline} and of the other methods never match (the tests pair runs by seed)"
 
 
 TABLE_UNITS = {"roc_auc": (100.0, "pp (ROC-AUC %)"), "rmse": (1.0, "RMSE")}
@@ -119,9 +141,18 @@ def _paired_families(runs: pd.DataFrame, baseline: str, test: str) -> list[list[
         mean_diff = np.nanmean(diff, axis=1)
         for i, key in enumerate(keys):
             higher = HIGHER_IS_BETTER[metric.loc[key]]
-            families.setdefault(key, []).append({
-                **dict(zip(GROUP, key)), "metric": metric.loc[key], "method": method, "pairs": int(count[i]), "mean_diff": float(mean_diff[i]),
-                "better": bool(mean_diff[i] > 0) == higher, "statistic": float(statistic[i]), "p": float(p[i])})
+            families.setdefault(key, []).append(
+                {
+                    **dict(zip(GROUP, key)),
+                    "metric": metric.loc[key],
+                    "method": method,
+                    "pairs": int(count[i]),
+                    "mean_diff": float(mean_diff[i]),
+                    "better": bool(mean_diff[i] > 0) == higher,
+                    "statistic": float(statistic[i]),
+                    "p": float(p[i]),
+                }
+            )
     return [families[key] for key in sorted(families)]
 
 
@@ -147,9 +178,11 @@ def rank_analysis(selected: Selected) -> RankAnalysis:
     complete = table.dropna()
     dropped = [tuple(i) if isinstance(i, tuple) else (i,) for i in table.index.difference(complete.index)]
     if complete.shape[1] < 3 or complete.shape[0] < 2:
-        raise ValueError(f"ranking needs at least 3 methods on at least 2 complete blocks (tasks); have "
-                         f"{complete.shape[1]} methods on {complete.shape[0]} complete blocks"
-                         + (f" ({len(dropped)} blocks lack a method)" if dropped else ""))
+        raise ValueError(
+            f"ranking needs at least 3 methods on at least 2 complete blocks (tasks); have "
+            f"{complete.shape[1]} methods on {complete.shape[0]} complete blocks"
+            + (f" ({len(dropped)} blocks lack a method)" if dropped else "")
+        )
     ranks = complete.rank(axis=1, ascending=False, method="average")
     statistic, p = friedmanchisquare(*[complete[c].to_numpy() for c in complete.columns])
     nemenyi = sp.posthoc_nemenyi_friedman(complete.reset_index(drop=True))
@@ -159,13 +192,15 @@ def rank_analysis(selected: Selected) -> RankAnalysis:
 def critical_difference_figure(analysis: RankAnalysis):
     """The Nemenyi critical-difference diagram as a matplotlib figure."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import scikit_posthocs as sp
 
     figure, axes = plt.subplots(figsize=(8, 0.6 + 0.35 * len(analysis.average_ranks)))
     sp.critical_difference_diagram(analysis.average_ranks, analysis.nemenyi, ax=axes)
-    axes.set_title(f"average rank over {len(analysis.ranks)} blocks (1 = best); Friedman p = {analysis.friedman_p:.3g}",
-                   fontsize=9)
+    axes.set_title(
+        f"average rank over {len(analysis.ranks)} blocks (1 = best); Friedman p = {analysis.friedman_p:.3g}", fontsize=9
+    )
     figure.tight_layout()
     return figure

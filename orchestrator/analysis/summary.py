@@ -7,7 +7,7 @@ caption states it and each cell shows its seed count.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
@@ -26,6 +26,8 @@ def summarize(trials: pd.DataFrame, ddof: int = 0) -> pd.DataFrame:
 
 def markdown_table(summary: pd.DataFrame, ddof: int = 0) -> str:
     """Markdown rendering of :func:`summarize` with a caption."""
+    from orchestrator.analysis.tables import markdown_escape as md
+
     if summary.empty:
         return "(the store holds no finished trials)"
     header = "| backbone | method | task | split | label setting | metric | test (mean ± std) | seeds |"
@@ -33,15 +35,20 @@ def markdown_table(summary: pd.DataFrame, ddof: int = 0) -> str:
     for row in summary.itertuples(index=False):
         scale = 100.0 if row.metric == "roc_auc" else 1.0
         std = "n/a" if pd.isna(row.std) else f"{row.std * scale:.2f}"
-        lines.append(f"| {row.backbone} | {row.method_label} | {row.task} | {row.split} | {row.label_setting} | "
-                     f"{row.metric}{' (%)' if scale != 1 else ''} | {row.mean * scale:.2f} ± {std} | {row.seeds} |")
+        names = [md(str(value)) for value in (row.backbone, row.method_label, row.task, row.split, row.label_setting)]
+        lines.append(
+            f"| {' | '.join(names)} | "
+            f"{md(str(row.metric))}{' (%)' if scale != 1 else ''} | {row.mean * scale:.2f} ± {std} | {row.seeds} |"
+        )
     lines.append("")
-    lines.append(f"Test metric at the best-validation epoch; mean ± std over seeds (std with ddof={ddof}); "
-                 "ROC-AUC in %, higher is better; RMSE lower is better.")
+    lines.append(
+        f"Test metric at the best-validation epoch; mean ± std over seeds (std with ddof={ddof}); "
+        "ROC-AUC in %, higher is better; RMSE lower is better."
+    )
     return "\n".join(lines)
 
 
-def store_table(store: ResultStore, ddof: int = 0, where: dict[str, Sequence[str]] | None = None) -> str:
+def store_table(store: ResultStore, ddof: int = 0, where: Mapping[str, Sequence[str]] | None = None) -> str:
     """Every grid point of the store (``roft table --all-points``, and the table a sweep prints),
     restricted to the rows matching ``where`` (column -> accepted values, as ``--where`` gives them;
     ValueError for an unknown column or a value of the wrong type)."""

@@ -44,8 +44,8 @@ def synthetic_dataset(num_molecules: int = 2039, mean_atoms: float = 24.0, seed:
         edges.append(np.stack([np.concatenate([src, dst]), np.concatenate([dst, src])]))
         attrs.append(np.stack([np.tile(bond, 2), np.tile(direction, 2)], axis=1))
         hetero.append(np.mean(atoms != 5))
-    hetero = np.array(hetero)
-    labels = (hetero > np.median(hetero)).astype(np.float32)
+    fractions = np.array(hetero)
+    labels = (fractions > np.median(fractions)).astype(np.float32)
     flip = rng.random(num_molecules) < 0.1
     labels[flip] = 1 - labels[flip]
     node_ptr = np.concatenate([[0], np.cumsum(sizes)])
@@ -54,8 +54,12 @@ def synthetic_dataset(num_molecules: int = 2039, mean_atoms: float = 24.0, seed:
         x=torch.from_numpy(np.concatenate(xs).astype(np.int64)),
         edge_index=torch.from_numpy(np.concatenate(edges, axis=1).astype(np.int64)),
         edge_attr=torch.from_numpy(np.concatenate(attrs).astype(np.int64)),
-        node_ptr=torch.from_numpy(node_ptr.astype(np.int64)), edge_ptr=torch.from_numpy(edge_ptr.astype(np.int64)),
-        y=torch.from_numpy(labels[:, None]), source_rows=torch.arange(num_molecules),
-        scaffolds=[f"synthetic-{i % 97}" for i in range(num_molecules)], stats={}, file_sha256="synthetic",
+        node_ptr=torch.from_numpy(node_ptr.astype(np.int64)),
+        edge_ptr=torch.from_numpy(edge_ptr.astype(np.int64)),
+        y=torch.from_numpy(labels[:, None]),
+        source_rows=torch.arange(num_molecules),
+        scaffolds=[f"synthetic-{i % 97}" for i in range(num_molecules)],
+        stats={},
+        file_sha256="synthetic",
         label_columns=("label",),
     )

@@ -107,8 +107,15 @@ def replan(spec: SweepSpec, uri: str, data_root: DataRoot) -> Replan:
         requests = counter.reset() if counter is not None else None
         if counter is not None and counter.errors:
             raise RuntimeError(f"the request counter failed, its counts would be wrong: {counter.errors[0]}")
-    figures = Replan(objects=objects, plain_s=plain_s, total_s=total_s, reads_s=store.reads_s,
-                     pending=len(again.pending), plain_requests=plain_requests, requests=requests)
+    figures = Replan(
+        objects=objects,
+        plain_s=plain_s,
+        total_s=total_s,
+        reads_s=store.reads_s,
+        pending=len(again.pending),
+        plain_requests=plain_requests,
+        requests=requests,
+    )
     _check(figures)
     return figures
 
@@ -117,16 +124,22 @@ def _check(figures: Replan) -> None:
     if not 0 <= figures.reads_s <= figures.total_s:
         raise RuntimeError(f"store reads of {figures.reads_s:.3f} s in a re-plan of {figures.total_s:.3f} s")
     least = max(1, math.ceil(figures.objects / LIST_PAGE))
-    for what, requests, wall in (("the plain listing", figures.plain_requests, figures.plain_s),
-                                 ("the re-plan's store reads", figures.requests, figures.reads_s)):
+    for what, requests, wall in (
+        ("the plain listing", figures.plain_requests, figures.plain_s),
+        ("the re-plan's store reads", figures.requests, figures.reads_s),
+    ):
         if requests is None:
             continue
         if requests.count["LIST"] < least:
-            raise RuntimeError(f"{what} made {requests.count['LIST']} LIST requests counted for {figures.objects:,} "
-                               f"names, which need at least {least}: requests were missed")
+            raise RuntimeError(
+                f"{what} made {requests.count['LIST']} LIST requests counted for {figures.objects:,} "
+                f"names, which need at least {least}: requests were missed"
+            )
         if requests.server_s["LIST"] > wall:
-            raise RuntimeError(f"{what}: the server answered its LIST requests in {requests.server_s['LIST']:.3f} s, "
-                               f"more than the {wall:.3f} s it took")
+            raise RuntimeError(
+                f"{what}: the server answered its LIST requests in {requests.server_s['LIST']:.3f} s, "
+                f"more than the {wall:.3f} s it took"
+            )
 
 
 def _counted(n: int, noun: str) -> str:
@@ -140,62 +153,94 @@ def _requests_text(requests: Requests, wall_s: float) -> str:
     server = requests.server_s["LIST"]
     share = f" ({server / wall_s:.0%})" if wall_s > 0 else ""
     lists = _counted(requests.count["LIST"], "LIST request")
-    return (f"{lists} ({other}); the server answered the LISTs in {server:.1f} s{share}, "
-            f"leaving {wall_s - server:.1f} s to this process and the loopback")
+    return (
+        f"{lists} ({other}); the server answered the LISTs in {server:.1f} s{share}, "
+        f"leaving {wall_s - server:.1f} s to this process and the loopback"
+    )
 
 
-def bench_plan(spec_name: str = "paper.yaml", data_root: DataRoot = DataRoot(), seeds: int | None = None,
-               store: str | None = None, per_trial_files: bool = False, writers: int = 16) -> dict[str, float]:
+def bench_plan(
+    spec_name: str = "paper.yaml",
+    data_root: DataRoot = DataRoot(),
+    seeds: int | None = None,
+    store: str | None = None,
+    per_trial_files: bool = False,
+    writers: int = 16,
+) -> dict[str, float]:
     """``seeds``: replace the spec's seeds by ``0 .. seeds-1`` (to plan a grid of another size)."""
     spec = load_spec(spec_name)
     if seeds is not None:
         spec = dataclasses.replace(spec, seeds=tuple(range(seeds)))
     figures: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="roft-plan-bench-") as tmp:
-        store = ResultStore(store if store is not None else Path(tmp) / "store")
-        if store.exists() and store.list_files("trials"):
-            raise ValueError(f"--store {store.location} already holds trials; accepted: an empty folder or prefix")
+        results = ResultStore(store if store is not None else Path(tmp) / "store")
+        if results.exists() and results.list_files("trials"):
+            raise ValueError(f"--store {results.location} already holds trials; accepted: an empty folder or prefix")
         started = time.perf_counter()
-        plan = plan_sweep(spec, store, data_root)
+        plan = plan_sweep(spec, results, data_root)
         summary = plan.summary()
         figures["plan against an empty store"] = time.perf_counter() - started
-        print(f"{spec.name}: {len(plan.trials):,} trials planned in {figures['plan against an empty store']:.1f} s, "
-              f"peak RSS {_peak_mib():,.0f} MiB")
+        print(
+            f"{spec.name}: {len(plan.trials):,} trials planned in {figures['plan against an empty store']:.1f} s, "
+            f"peak RSS {_peak_mib():,.0f} MiB"
+        )
         started = time.perf_counter()
         keys = pa.array([t.key() for t in plan.trials], pa.string())
         columns = [keys if field.name == "trial_key" else pa.nulls(len(keys), field.type) for field in TRIAL_SCHEMA]
         table = pa.Table.from_arrays(columns, schema=TRIAL_SCHEMA)
         if per_trial_files:
             with ThreadPoolExecutor(max_workers=max(1, writers)) as pool:
-                list(pool.map(lambda i: store.write_table(table.slice(i, 1), store.path("trials", f"{keys[i]}.parquet")),
-                              range(len(keys))))
+                list(
+                    pool.map(
+                        lambda i: results.write_table(table.slice(i, 1), results.path("trials", f"{keys[i]}.parquet")),
+                        range(len(keys)),
+                    )
+                )
         else:
-            store.write_table(table, store.path("trials", f"{PART_PREFIX}0.parquet"))
+            results.write_table(table, results.path("trials", f"{PART_PREFIX}0.parquet"))
         figures["write a store of every planned row"] = time.perf_counter() - started
         layout = "one file per trial" if per_trial_files else "one compacted file"
-        print(f"store of {len(keys):,} rows ({layout}, {store.location}) written in "
-              f"{figures['write a store of every planned row']:.1f} s")
-        again = replan(spec, store.uri, data_root)
+        print(
+            f"store of {len(keys):,} rows ({layout}, {results.location}) written in "
+            f"{figures['write a store of every planned row']:.1f} s"
+        )
+        again = replan(spec, results.uri, data_root)
         if again.pending:
             raise RuntimeError(f"{again.pending} trials still pending against a store holding every planned row")
-        figures.update({"plan against the full store": again.total_s, "store reads in the re-plan": again.reads_s,
-                        "planning in the re-plan": again.planning_s, "plain listing of trials/": again.plain_s,
-                        "objects in trials/": again.objects})
-        print(f"planned again against the {len(keys):,}-row store in {again.total_s:.1f} s (0 pending), "
-              f"peak RSS {_peak_mib():,.0f} MiB")
-        reads = (f"  store reads (done_keys, failed_keys): {again.reads_s:.1f} s for "
-                 f"{_counted(again.objects, 'object')} in trials/")
-        plain = (f"  a plain listing of trials/ in the same run (the store's pyarrow filesystem, no roft code): "
-                 f"{again.plain_s:.1f} s")
+        figures.update(
+            {
+                "plan against the full store": again.total_s,
+                "store reads in the re-plan": again.reads_s,
+                "planning in the re-plan": again.planning_s,
+                "plain listing of trials/": again.plain_s,
+                "objects in trials/": again.objects,
+            }
+        )
+        print(
+            f"planned again against the {len(keys):,}-row store in {again.total_s:.1f} s (0 pending), "
+            f"peak RSS {_peak_mib():,.0f} MiB"
+        )
+        reads = (
+            f"  store reads (done_keys, failed_keys): {again.reads_s:.1f} s for "
+            f"{_counted(again.objects, 'object')} in trials/"
+        )
+        plain = (
+            f"  a plain listing of trials/ in the same run (the store's pyarrow filesystem, no roft code): "
+            f"{again.plain_s:.1f} s"
+        )
         if again.requests is not None and again.plain_requests is not None:
-            figures.update({"LIST requests in the re-plan": again.requests.count["LIST"],
-                            "other requests in the re-plan": again.requests.total() - again.requests.count["LIST"],
-                            "server seconds on the re-plan's LISTs": again.requests.server_s["LIST"],
-                            "LIST requests of the plain listing": again.plain_requests.count["LIST"],
-                            "server seconds on the plain listing's LISTs": again.plain_requests.server_s["LIST"]})
+            figures.update(
+                {
+                    "LIST requests in the re-plan": again.requests.count["LIST"],
+                    "other requests in the re-plan": again.requests.total() - again.requests.count["LIST"],
+                    "server seconds on the re-plan's LISTs": again.requests.server_s["LIST"],
+                    "LIST requests of the plain listing": again.plain_requests.count["LIST"],
+                    "server seconds on the plain listing's LISTs": again.plain_requests.server_s["LIST"],
+                }
+            )
             reads += f": {_requests_text(again.requests, again.reads_s)}"
             plain += f": {_requests_text(again.plain_requests, again.plain_s)}"
-        elif store.remote:
+        elif results.remote:
             reads += " (requests not counted: only a store on a plain-HTTP endpoint_override can be)"
         print(reads)
         print(f"  planning (grid, parents, keys, diff): {again.planning_s:.1f} s")

@@ -30,9 +30,11 @@ def bench_report(rows: int = 100_000) -> dict[str, float]:
         selected = select(trials)
         figures["select per cell"] = time.perf_counter() - started
         started = time.perf_counter()
-        block = selected.frame[(selected.frame.backbone == selected.frame.backbone.iloc[0])
-                               & (selected.frame.split == selected.frame.split.iloc[0])
-                               & (selected.frame.label_setting == selected.frame.label_setting.iloc[0])]
+        block = selected.frame[
+            (selected.frame.backbone == selected.frame.backbone.iloc[0])
+            & (selected.frame.split == selected.frame.split.iloc[0])
+            & (selected.frame.label_setting == selected.frame.label_setting.iloc[0])
+        ]
         render(Selected(block, "val", 0))
         figures["render one table"] = time.perf_counter() - started
         started = time.perf_counter()

@@ -156,7 +156,7 @@ class RequestCounter:
                 with self._lock:
                     if connection.pending is not None:
                         requests, kind, sent = connection.pending
-                        requests.server_s[kind] += arrived - sent
+                        requests.server_s[kind] += arrived - sent  # type: ignore[assignment]  # seconds
                         connection.pending = None
                 connection.client.sendall(data)
         except OSError:
@@ -167,7 +167,7 @@ class RequestCounter:
 
 def _read_head(reader: BinaryIO) -> bytes | None:
     """The request line and headers (up to the empty line), or None at the end of the connection."""
-    lines = []
+    lines: list[bytes] = []
     while True:
         line = reader.readline(_LINE_LIMIT)
         if not line:
@@ -196,8 +196,18 @@ def _parse_head(head: bytes) -> tuple[str, str, dict[str, str]]:
     return parts[0], parts[1], headers
 
 
-_LIST_OPTIONS = {"list-type", "prefix", "delimiter", "marker", "max-keys", "encoding-type", "continuation-token",
-                 "start-after", "fetch-owner", "optional-object-attributes"}
+_LIST_OPTIONS = {
+    "list-type",
+    "prefix",
+    "delimiter",
+    "marker",
+    "max-keys",
+    "encoding-type",
+    "continuation-token",
+    "start-after",
+    "fetch-owner",
+    "optional-object-attributes",
+}
 
 
 def _kind(method: str, target: str) -> str:

@@ -24,8 +24,9 @@ from trainables.core.data_root import DataRoot
 SCHEDULER_LABELS = {"newest-first": "newest-first (roft)", "fifo": "fifo (Tune's default)"}
 
 
-def bench_orchestrator(sizes: list[int], num_cpus: int | None = None, chunk_size: int = 256,
-                       no_reuse: int = 16) -> list[dict]:
+def bench_orchestrator(
+    sizes: list[int], num_cpus: int | None = None, chunk_size: int = 256, no_reuse: int = 16
+) -> list[dict]:
     started = time.perf_counter()
     init_ray(num_cpus=num_cpus)
     print(f"ray.init: {time.perf_counter() - started:.1f} s")
@@ -35,88 +36,61 @@ def bench_orchestrator(sizes: list[int], num_cpus: int | None = None, chunk_size
 
         def timed(n: int, scheduler: str = "newest-first", reuse_actors: bool = True) -> dict:
             start = time.perf_counter()
-            errors = run_trials([{"key": f"t{n}-{scheduler}-{reuse_actors}-{i}"} for i in range(n)], runtime,
-                                noop_trainable, name=f"bench{n}-{scheduler}-{reuse_actors}", resources={"cpu": 1},
-                                chunk_size=chunk_size,
-                                tune_root=Path(tmp) / "_tune", scheduler=scheduler, reuse_actors=reuse_actors)
+            errors = run_trials(
+                [{"key": f"t{n}-{scheduler}-{reuse_actors}-{i}"} for i in range(n)],
+                runtime,
+                noop_trainable,
+                name=f"bench{n}-{scheduler}-{reuse_actors}",
+                resources={"cpu": 1},
+                chunk_size=chunk_size,
+                tune_root=Path(tmp) / "_tune",
+                scheduler=scheduler,
+                reuse_actors=reuse_actors,
+            )
             seconds = time.perf_counter() - start
             peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-            return {"trials": n, "scheduler": scheduler, "reuse_actors": reuse_actors, "seconds": seconds,
-                    "per_trial_ms": 1000 * seconds / n, "errors": len(errors), "driver_peak_rss_mib": peak_mib}
+            return {
+                "trials": n,
+                "scheduler": scheduler,
+                "reuse_actors": reuse_actors,
+                "seconds": seconds,
+                "per_trial_ms": 1000 * seconds / n,
+                "errors": len(errors),
+                "driver_peak_rss_mib": peak_mib,
+            }
 
         timed(4)  # warm-up: the trainable's registration, the first actors
         for n in sizes:
             rows = [timed(n, scheduler) for scheduler in SCHEDULER_LABELS]
             results += rows
             for row in rows:
-                print(f"{n:>6} no-op trials, {SCHEDULER_LABELS[row['scheduler']]:<22}: {row['seconds']:7.1f} s, "
-                      f"{row['per_trial_ms']:6.1f} ms/trial amortized, {row['errors']} errors, driver peak RSS "
-                      f"{row['driver_peak_rss_mib']:,.0f} MiB")
+                print(
+                    f"{n:>6} no-op trials, {SCHEDULER_LABELS[row['scheduler']]:<22}: {row['seconds']:7.1f} s, "
+                    f"{row['per_trial_ms']:6.1f} ms/trial amortized, {row['errors']} errors, driver peak RSS "
+                    f"{row['driver_peak_rss_mib']:,.0f} MiB"
+                )
             print(f"{'':>6} newest-first / fifo per-trial time: {rows[0]['seconds'] / rows[1]['seconds']:.2f}")
         if no_reuse:
             fresh = timed(no_reuse, reuse_actors=False)
             results.append(fresh)
             reused = [r for r in results if r["reuse_actors"] and r["scheduler"] == "newest-first"]
-            print(f"{no_reuse:>6} no-op trials without actor reuse: {fresh['seconds']:7.1f} s, "
-                  f"{fresh['per_trial_ms']:6.1f} ms/trial, {fresh['per_trial_ms'] / reused[0]['per_trial_ms']:.0f}x "
-                  f"the reused actors' ({fresh['errors']} errors)")
+            print(
+                f"{no_reuse:>6} no-op trials without actor reuse: {fresh['seconds']:7.1f} s, "
+                f"{fresh['per_trial_ms']:6.1f} ms/trial, {fresh['per_trial_ms'] / reused[0]['per_trial_ms']:.0f}x "
+                f"the reused actors' ({fresh['errors']} errors)"
+            )
     return results
 
 
-# Each method in the paper's configuration, with ``E`` the Full-FT epochs: LP-FT trains E + E
-# epochs, RoFt-Mol 2E epochs of alpha fitting (100 + 100 and 200 in the paper), WiSE-FT none.
-def _paper_configuration(epochs: int) -> list[tuple[str, dict]]:
-    return [("full-ft", {}), ("lp", {}), ("surgical-ft", {"layer": 4}),
-            ("lp-ft", {"lp_epochs": epochs, "ft_epochs": epochs}), ("wise-ft", {"alpha": 0.5}),
-            ("l2-sp", {"d": 0.01}), ("feature-map", {"d": 0.01}), ("bss", {"d": 0.01}),
-            ("roft-mol", {"groups": 6, "epochs": 2 * epochs})]
-
-
-def bench_methods(backbone: str, task: str, label_setting: str, epochs: int, repeats: int = 2,
-                  data_root: DataRoot = DataRoot(), threads: int = 1) -> list[dict]:
-    """Wall time of one trial of every method, in-process on this machine, relative to Full FT.
-
-    Every method runs its paper configuration (see ``_paper_configuration``) on the same
-    backbone, task, split and seed; the figure is the minimum over ``repeats`` of the trial's
-    wall time with the data and checkpoint already loaded (one untimed Full-FT trial warms
-    them up). Per-epoch cost is per *fitting* epoch (RoFt-Mol fits on validation molecules).
-    """
-    from trainables.core.config import TrainingRecipe, TrialSpec
-    from trainables.worker.trial import execute_trial
-
-    recipe = TrainingRecipe(epochs=epochs)
-    results = []
-    with tempfile.TemporaryDirectory(prefix="roft-bench-methods-") as tmp:
-        def timed(method: str, params: dict, seed: int) -> dict:
-            spec = TrialSpec(backbone=backbone, method=method, task=task, split="scaffold",
-                             label_setting=label_setting, seed=seed, subset_seed=42, recipe=recipe,
-                             method_params=params)
-            store = f"{tmp}/r{seed}"
-            return execute_trial(spec, Runtime(store=store, sweep="bench", data_root=data_root,
-                                               threads=threads), ResultStore(store))
-
-        timed("full-ft", {}, seed=-1 % 2**31)  # warm-up: featurized data, checkpoint, allocator
-        for method, params in _paper_configuration(epochs):
-            rows = [timed(method, params, seed) for seed in range(repeats)]
-            seconds = min(r["wall_seconds"] for r in rows)
-            fitted_epochs = {"lp-ft": 2 * epochs, "wise-ft": 0, "roft-mol": 2 * epochs}.get(method, epochs)
-            results.append({"method": method, "params": params, "seconds": seconds, "epochs": fitted_epochs,
-                            "n_fit": {"roft-mol": rows[0]["n_val"], "wise-ft": 0}.get(method, rows[0]["n_train"])})
-    base = results[0]["seconds"]
-    base_epoch = base / epochs
-    print(f"{backbone}, {task}, scaffold, {label_setting}; Full FT = {epochs} epochs; min of {repeats} trials; "
-          f"{threads} torch thread(s)")
-    print(f"{'method':<12} {'epochs':>6} {'fit mols':>8} {'trial s':>8} {'x FT':>6} {'s/epoch':>8} {'x FT/epoch':>10}")
-    for r in results:
-        per_epoch = r["seconds"] / r["epochs"] if r["epochs"] else float("nan")
-        r["ratio"], r["epoch_ratio"] = r["seconds"] / base, per_epoch / base_epoch
-        print(f"{r['method']:<12} {r['epochs']:>6} {r['n_fit']:>8} {r['seconds']:>8.2f} {r['ratio']:>6.2f} "
-              f"{per_epoch:>8.3f} {r['epoch_ratio']:>10.2f}")
-    return results
-
-
-def bench_alpha(backbone: str, task: str, label_setting: str, ft_epochs: int, n_trials: int,
-                data_root: DataRoot = DataRoot(), threads: int = 1) -> dict:
+def bench_alpha(
+    backbone: str,
+    task: str,
+    label_setting: str,
+    ft_epochs: int,
+    n_trials: int,
+    data_root: DataRoot = DataRoot(),
+    threads: int = 1,
+) -> dict:
     """Cost of an ``n_trials``-point Optuna alpha search relative to one Full-FT trial, same task.
 
     Runs one Full-FT trial of ``ft_epochs`` epochs (timed), then a WiSE-FT and a 6-group
@@ -131,26 +105,46 @@ def bench_alpha(backbone: str, task: str, label_setting: str, ft_epochs: int, n_
 
     with tempfile.TemporaryDirectory(prefix="roft-bench-alpha-") as tmp:
         runtime = Runtime(store=tmp, sweep="bench", data_root=data_root, threads=threads)
-        ft = TrialSpec(backbone=backbone, method="full-ft", task=task, split="scaffold", label_setting=label_setting,
-                       seed=0, subset_seed=42, recipe=TrainingRecipe(epochs=1))
+        ft = TrialSpec(
+            backbone=backbone,
+            method="full-ft",
+            task=task,
+            split="scaffold",
+            label_setting=label_setting,
+            seed=0,
+            subset_seed=42,
+            recipe=TrainingRecipe(epochs=1),
+        )
         execute_trial(ft, runtime, ResultStore(runtime.store))  # warm-up: data, checkpoint, allocator
         ft = dataclasses.replace(ft, recipe=TrainingRecipe(epochs=ft_epochs))
         ft_row = execute_trial(ft, runtime, ResultStore(runtime.store))
         per_epoch = ft_row["wall_seconds"] / ft_epochs
-        print(f"{backbone}, {task}, scaffold, {label_setting} (n_train={ft_row['n_train']}, n_val={ft_row['n_val']}); "
-              f"{threads} torch thread(s)")
-        print(f"full-ft: {ft_epochs} epochs in {ft_row['wall_seconds']:.1f} s = {per_epoch:.2f} s/epoch; "
-              f"100-epoch trial at that rate: {100 * per_epoch:.0f} s")
+        print(
+            f"{backbone}, {task}, scaffold, {label_setting} (n_train={ft_row['n_train']}, n_val={ft_row['n_val']}); "
+            f"{threads} torch thread(s)"
+        )
+        print(
+            f"full-ft: {ft_epochs} epochs in {ft_row['wall_seconds']:.1f} s = {per_epoch:.2f} s/epoch; "
+            f"100-epoch trial at that rate: {100 * per_epoch:.0f} s"
+        )
         out = {"ft_seconds": ft_row["wall_seconds"], "ft_seconds_per_epoch": per_epoch, "searches": []}
         for method, params in (("wise-ft", {}), ("roft-mol", {"groups": 6})):
-            spec = dataclasses.replace(ft, method=method,
-                                       method_params={"search": "optuna", "n_trials": n_trials, **params})
+            spec = dataclasses.replace(
+                ft, method=method, method_params={"search": "optuna", "n_trials": n_trials, **params}
+            )
             row = execute_trial(spec, runtime, ResultStore(runtime.store))
             seconds = row["wall_seconds"]
-            result = {"method": row["method_label"], "seconds": seconds, "per_point": seconds / n_trials,
-                      "vs_measured_ft": seconds / ft_row["wall_seconds"], "vs_100_epoch_ft": seconds / (100 * per_epoch)}
+            result = {
+                "method": row["method_label"],
+                "seconds": seconds,
+                "per_point": seconds / n_trials,
+                "vs_measured_ft": seconds / ft_row["wall_seconds"],
+                "vs_100_epoch_ft": seconds / (100 * per_epoch),
+            }
             out["searches"].append(result)
-            print(f"{result['method']}: {seconds:.1f} s = {result['per_point']:.3f} s/point; "
-                  f"{100 * result['vs_measured_ft']:.1f}% of the measured FT trial, "
-                  f"{100 * result['vs_100_epoch_ft']:.1f}% of a 100-epoch FT trial")
+            print(
+                f"{result['method']}: {seconds:.1f} s = {result['per_point']:.3f} s/point; "
+                f"{100 * result['vs_measured_ft']:.1f}% of the measured FT trial, "
+                f"{100 * result['vs_100_epoch_ft']:.1f}% of a 100-epoch FT trial"
+            )
     return out

@@ -4,6 +4,7 @@
     roft backbones list                 pre-trained and scratch backbones, with the state of their checkpoints
     roft methods list                   fine-tuning methods, their hyper-parameters, defaults and paper grids
     roft sweep SPEC [--dry-run]         plan, dedup against the store, run on Ray Tune, print the table
+    roft submit SPEC --address URL      the same sweep as a Ray job on a cluster (code, data root, store, credentials)
     roft pretrain --out DIR             pre-training (attr-mask, contrastive, descriptors; GIN..GPS), resumable
     roft table --store DIR              paper tables (selection protocol, formats, best marked)
     roft report --store DIR --out DIR   one HTML page: tables, significance, figures, provenance
@@ -13,7 +14,7 @@
     roft store clean --store DIR        remove temporaries of interrupted writes and Tune state of killed sweeps
     roft status --store DIR             per sweep: done/failed/running/queued, last rows, failure causes (no Ray)
     roft bench orchestrator             Ray Tune per-trial overhead with a no-op trial
-    roft bench methods                  wall time of every method relative to Full FT
+    roft bench methods                  trials per hour of every method, alone and fused
     roft bench alpha                    cost of an Optuna alpha search relative to Full FT
     roft bench throughput               trials per hour: reference loop vs roft unfused vs roft fused
     roft bench plan [--spec S]          planning a large grid and diffing it against a full store
@@ -21,7 +22,7 @@
     roft --version                      the installed version and the code's commit
 
 Each sub-command's parser sits beside its handler in one module per command group (``data``,
-``sweep``, ``pretrain``, ``results``, ``store``, ``status``, ``bench``); each module's ``register(subparsers)``
+``sweep``, ``submit``, ``pretrain``, ``results``, ``store``, ``status``, ``bench``); each module's ``register(subparsers)``
 adds its parsers with ``set_defaults(handler=...)``, and :func:`main` calls the handler.
 """
 
@@ -31,10 +32,13 @@ import argparse
 import os
 import sys
 
-from orchestrator.cli import bench, data, pretrain, results, status, store, sweep
+from orchestrator.cli import bench, data, pretrain, results, status, store, submit, sweep
+from orchestrator.cli.common import missing_module_message
+from trainables.core.registry import UnknownNameError
 
-COMMAND_GROUPS = (data, sweep, pretrain, results, store, status, bench)
-ERRORS = (ValueError, FileNotFoundError, FileExistsError, RuntimeError)  # one line `roft: error: ...`, exit 2
+COMMAND_GROUPS = (data, sweep, submit, pretrain, results, store, status, bench)
+# one line `roft: error: ...`, exit 2 (an unknown task, backbone or method name included)
+ERRORS = (ValueError, FileNotFoundError, FileExistsError, RuntimeError, UnknownNameError)
 SIGPIPE_EXIT = 128 + 13  # as a shell reports a process killed by SIGPIPE
 
 
@@ -42,7 +46,7 @@ def version_line() -> str:
     """``roft <installed version>``, then the code's version (commit, dirty) where known."""
     from importlib.metadata import PackageNotFoundError, version
 
-    from orchestrator import code_version
+    from orchestrator.version import code_version
 
     try:
         installed = version("roft")
@@ -76,6 +80,11 @@ def main(argv: list[str] | None = None) -> int:
     """Run one ``roft`` command; returns its exit status."""
     try:
         return _run(argv)
+    except ModuleNotFoundError as exc:  # building the parser or running a command
+        if (exc.name or "").split(".")[0] in ("orchestrator", "trainables", "search_spaces"):
+            raise  # roft's own module: a bug, not this Python's environment
+        print(f"roft: error: {missing_module_message(exc.name)}", file=sys.stderr)
+        return 2
     except BrokenPipeError:
         # The reader of stdout went away (`roft table | head`). As the Python docs recommend
         # (signal module, "Note on SIGPIPE"): send the rest of stdout to devnull, so that the
@@ -98,8 +107,20 @@ def _run(argv: list[str] | None) -> int:
     except ERRORS as exc:
         print(f"roft: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        raise  # the reader of stdout went away: main exits quietly
+    except OSError as exc:  # a path the command cannot create or write (--out below a file, no permission, ...)
+        print(f"roft: error: {os_error_line(exc)}", file=sys.stderr)
+        return 2
     sys.stdout.flush()
     return code
+
+
+def os_error_line(exc: OSError) -> str:
+    """``exc`` in one line: the path(s) it concerns and the system's reason."""
+    paths = " -> ".join(repr(str(p)) for p in (exc.filename, exc.filename2) if p is not None)
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    return f"{paths}: {reason}" if paths else reason
 
 
 def _stdout_to_devnull() -> None:

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Sequence
 
 DEFAULT_STORE = "results"
 STORE_ENV = "ROFT_STORE"  # the store's default location (cluster images set it to shared storage)
-STORE_HELP = (f"results store: a folder, or s3://bucket/prefix[?endpoint_override=HOST:PORT&scheme=http] with "
-              f"credentials in AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (default: ${STORE_ENV}, else ./{DEFAULT_STORE})")
+STORE_HELP = (
+    f"results store: a folder, or s3://bucket/prefix[?endpoint_override=HOST:PORT&scheme=http] with "
+    f"credentials in AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (default: ${STORE_ENV}, else ./{DEFAULT_STORE})"
+)
 DATA_ROOT_HELP = "folder laid out like shared/data (default: $ROFT_DATA, else download into the cache)"
-OPTUNA_STORAGE_HELP = ("where alpha-search studies live: a JournalStorage file path (safe on a shared filesystem; "
-                       "optuna-dashboard opens it) or an RDB URL such as sqlite:///studies.db (default: in memory, "
-                       "continued from the store's alpha_trials table)")
+OPTUNA_STORAGE_HELP = (
+    "where alpha-search studies live: a JournalStorage file path (safe on a shared filesystem; "
+    "optuna-dashboard opens it) or an RDB URL such as sqlite:///studies.db (default: in memory, "
+    "continued from the store's alpha_trials table)"
+)
 WHERE_HELP = "keep rows whose COLUMN is one of the values (repeatable), e.g. --where {example}"
 SELECT_HELP = "pick each cell's hyper-parameters by seed-mean val (default) or test (optimistic)"
 DDOF_HELP = "degrees of freedom of the std over seeds (default 0)"
@@ -28,8 +33,9 @@ def add_store(parser: argparse.ArgumentParser) -> None:
 
 
 def add_where(parser: argparse.ArgumentParser, example: str) -> None:
-    parser.add_argument("--where", action="append", default=[], metavar="COLUMN=V[,V...]",
-                        help=WHERE_HELP.format(example=example))
+    parser.add_argument(
+        "--where", action="append", default=[], metavar="COLUMN=V[,V...]", help=WHERE_HELP.format(example=example)
+    )
 
 
 def data_root(args: argparse.Namespace):
@@ -40,7 +46,7 @@ def data_root(args: argparse.Namespace):
     return DataRoot.from_setting(args.data_root)
 
 
-def print_rows(header: list[str], rows: list[list[object]]) -> None:
+def print_rows(header: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
     """Left-aligned columns under a header and a rule of dashes."""
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
     for row in [header, ["-" * w for w in widths], *rows]:
@@ -70,3 +76,22 @@ def existing_store(location: str):
         raise FileNotFoundError(f"store {store.location!r} does not exist")
     return store
 
+
+def in_ray_job() -> bool:
+    """Whether this process is the entry point of a Ray job (Ray sets the job's configuration for it)."""
+    return bool(os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR"))
+
+
+def missing_module_message(module: str | None) -> str:
+    """Why roft cannot run in this Python (it lacks ``module``, a dependency), and which environment to use."""
+    import sys
+
+    problem = f"this Python ({sys.executable}) has no module {module!r}, which roft needs"
+    if in_ray_job():
+        return (
+            f"{problem}. A Ray job's entry point runs the `python` first on the PATH of the head's `ray start`: "
+            "start Ray from roft's environment (`make cluster-up` in the checkout, or `ray start` with the "
+            "checkout's .venv/bin first on PATH, e.g. after `source .venv/bin/activate`), or run the cluster "
+            "from the image of deploy/Dockerfile"
+        )
+    return f"{problem}; run roft from its environment (`make setup` creates .venv; then .venv/bin/roft)"

@@ -30,8 +30,10 @@ def register(sub) -> None:
 
     methods = sub.add_parser("methods", help="fine-tuning method registry")
     methods_sub = methods.add_subparsers(dest="methods_command", required=True)
-    methods_sub.add_parser("list", help="one line per method: mechanism, hyper-parameters with their defaults and "
-                                        "the paper's grid where declared").set_defaults(handler=methods_list)
+    methods_sub.add_parser(
+        "list",
+        help="one line per method: mechanism, hyper-parameters with their defaults and the paper's grid where declared",
+    ).set_defaults(handler=methods_list)
 
 
 def data_verify(args) -> int:
@@ -51,8 +53,10 @@ def data_featurize(args) -> int:
 
     for done in featurize_tasks(args.tasks, data_root(args)):
         rate = f", {done.molecules_per_second:,.0f} molecules/s" if done.cold else ""
-        print(f"{done.task}: {done.molecules} molecules, {done.dropped} dropped, "
-              f"{'featurized' if done.cold else 'loaded from cache'} in {done.seconds:.2f} s{rate}")
+        print(
+            f"{done.task}: {done.molecules} molecules, {done.dropped} dropped, "
+            f"{'featurized' if done.cold else 'loaded from cache'} in {done.seconds:.2f} s{rate}"
+        )
     return 0
 
 
@@ -62,9 +66,20 @@ def data_list(args) -> int:
     def shown(value):
         return "-" if value is None else value
 
-    rows = [[t.name + ("" if t.in_paper else " *"), t.task_type, t.metric, t.file,
-             "missing" if t.rows is None else t.rows, shown(t.valid), shown(t.dropped), shown(t.label_columns),
-             "yes" if t.cached else "no"] for t in task_inventory(data_root(args))]
+    rows = [
+        [
+            t.name + ("" if t.in_paper else " *"),
+            t.task_type,
+            t.metric,
+            t.file,
+            "missing" if t.rows is None else t.rows,
+            shown(t.valid),
+            shown(t.dropped),
+            shown(t.label_columns),
+            "yes" if t.cached else "no",
+        ]
+        for t in task_inventory(data_root(args))
+    ]
     print_rows(["task", "type", "metric", "file", "rows", "valid", "dropped", "#tasks", "cached"], rows)
     print("* not in the RoFt-Mol paper. 'valid' needs the featurized cache: `roft data featurize`.", file=sys.stderr)
     return 0
@@ -73,11 +88,15 @@ def data_list(args) -> int:
 def backbones_list(args) -> int:
     from trainables.models.inventory import CHECKPOINT_STATES, backbone_inventory
 
-    rows = [[b.name, b.architecture, b.pretraining, "yes" if b.available else "no", b.checkpoint, b.file]
-            for b in backbone_inventory(data_root(args))]
+    rows = [
+        [b.name, b.architecture, b.pretraining, "yes" if b.available else "no", b.checkpoint, b.file]
+        for b in backbone_inventory(data_root(args))
+    ]
     print_rows(["backbone", "architecture", "pre-training", "available", "checkpoint", "file"], rows)
-    print("checkpoint: " + "; ".join(f"{state}: {meaning}" for state, meaning in CHECKPOINT_STATES.items()),
-          file=sys.stderr)
+    print(
+        "checkpoint: " + "; ".join(f"{state}: {meaning}" for state, meaning in CHECKPOINT_STATES.items()),
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -97,7 +116,14 @@ def methods_list(args) -> int:
             text += f" (paper grid: {', '.join(hp.paper_grid)})"
         return text
 
-    rows = [[m.name, m.mechanism, m.requires_parent or "-",
-             "; ".join(described(hp) for hp in m.hyperparameters) or "(none)"] for m in method_inventory()]
+    rows = [
+        [
+            m.name,
+            m.mechanism,
+            m.requires_parent or "-",
+            "; ".join(described(hp) for hp in m.hyperparameters) or "(none)",
+        ]
+        for m in method_inventory()
+    ]
     print_rows(["method", "mechanism", "parent", "hyper-parameters: name=default {choices} (paper grid)"], rows)
     return 0

@@ -11,15 +11,26 @@ from orchestrator.cli.common import add_data_root, data_root
 
 def register(sub) -> None:
     pre = sub.add_parser("pretrain", help="pre-train a backbone encoder (Hu GNN or GPS) on a molecule corpus")
-    pre.add_argument("--objective", default="attr-mask", choices=("attr-mask", "contrastive", "descriptors"),
-                     help="attr-mask (masked atom types), contrastive (GraphCL) or descriptors (supervised: 16 RDKit "
-                          "descriptors); default attr-mask")
+    pre.add_argument(
+        "--objective",
+        default="attr-mask",
+        choices=("attr-mask", "contrastive", "descriptors"),
+        help="attr-mask (masked atom types), contrastive (GraphCL) or descriptors (supervised: 16 RDKit "
+        "descriptors); default attr-mask",
+    )
     pre.add_argument("--arch", default="gin", choices=("gin", "gcn", "graphsage", "gat", "gps"), help="default gin")
-    pre.add_argument("--corpus", default=None,
-                     help="CSV with a smiles column (default: the data root's pretrain/zinc250k.csv.gz, sha256-checked)")
+    pre.add_argument(
+        "--corpus",
+        default=None,
+        help="CSV with a smiles column (default: the data root's pretrain/zinc250k.csv.gz, sha256-checked)",
+    )
     pre.add_argument("--out", required=True, help="folder for model.pth, model.json (metadata) and state.pt (resume)")
-    pre.add_argument("--epochs", type=int, default=1,
-                     help="epochs in all: with --resume, training continues up to this epoch (default 1)")
+    pre.add_argument(
+        "--epochs",
+        type=int,
+        default=1,
+        help="epochs in all: with --resume, training continues up to this epoch (default 1)",
+    )
     pre.add_argument("--limit", type=int, default=None, help="only the corpus's first N molecules")
     pre.add_argument("--batch-size", type=int, default=256, help="molecules per batch (default 256)")
     pre.add_argument("--layers", type=int, default=None, help="default 5 (GPS 16)")
@@ -27,17 +38,27 @@ def register(sub) -> None:
     pre.add_argument("--heads", type=int, default=8, help="GPS attention heads (default 8)")
     pre.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 0.001)")
     pre.add_argument("--mask-rate", type=float, default=0.15, help="attr-mask: fraction of atoms masked")
-    pre.add_argument("--augmentations", default="node-drop,edge-perturb,attr-mask,subgraph",
-                     help="contrastive: comma-separated views to draw from (default all four)")
+    pre.add_argument(
+        "--augmentations",
+        default="node-drop,edge-perturb,attr-mask,subgraph",
+        help="contrastive: comma-separated views to draw from (default all four)",
+    )
     pre.add_argument("--aug-rate", type=float, default=0.2, help="contrastive: strength of each augmentation")
     pre.add_argument("--temperature", type=float, default=0.1, help="contrastive: NT-Xent temperature")
-    pre.add_argument("--seed", type=int, default=0,
-                     help="seed of the initialisation, the batch order, masks and augmentations (default 0)")
+    pre.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the initialisation, the batch order, masks and augmentations (default 0)",
+    )
     pre.add_argument("--device", default="cpu", help="torch device, e.g. cuda (default cpu)")
     pre.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     pre.add_argument("--resume", action="store_true", help="continue the pre-training saved in --out")
-    pre.add_argument("--install", action="store_true",
-                     help="then install the checkpoint as backbone roft-<arch>-<objective> (in the cache) for sweeps")
+    pre.add_argument(
+        "--install",
+        action="store_true",
+        help="then install the checkpoint as backbone roft-<arch>-<objective> (in the cache) for sweeps",
+    )
     add_data_root(pre)
     pre.set_defaults(handler=run_pretraining)
 
@@ -45,30 +66,55 @@ def register(sub) -> None:
 def run_pretraining(args) -> int:
     import torch
 
-    from orchestrator import code_version
     from orchestrator.sweep.progress import ProgressLine
+    from orchestrator.version import code_version
     from trainables.data.inventory import pretraining_corpus
     from trainables.pretrain import PretrainConfig, install, pretrain
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    config = PretrainConfig(objective=args.objective, arch=args.arch, num_layers=args.layers, emb_dim=args.width,
-                            heads=args.heads, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                            mask_rate=args.mask_rate, aug_rate=args.aug_rate, temperature=args.temperature,
-                            augmentations=tuple(a.strip() for a in args.augmentations.split(",") if a.strip()),
-                            seed=args.seed, limit=args.limit)
+    config = PretrainConfig(
+        objective=args.objective,
+        arch=args.arch,
+        num_layers=args.layers,
+        emb_dim=args.width,
+        heads=args.heads,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        mask_rate=args.mask_rate,
+        aug_rate=args.aug_rate,
+        temperature=args.temperature,
+        augmentations=tuple(a.strip() for a in args.augmentations.split(",") if a.strip()),
+        seed=args.seed,
+        limit=args.limit,
+    )
     corpus, sha = pretraining_corpus(args.corpus, data_root(args))
     started = time.perf_counter()
     progress = ProgressLine(sys.stderr)
 
     def on_step(epoch: int, step: int, steps_per_epoch: int, loss: float) -> None:
-        progress.update(step - (epoch - 1) * steps_per_epoch, steps_per_epoch,
-                        f"epoch {epoch}/{config.epochs}  loss {loss:.4f}  {time.perf_counter() - started:,.0f} s")
+        progress.update(
+            step - (epoch - 1) * steps_per_epoch,
+            steps_per_epoch,
+            f"epoch {epoch}/{config.epochs}  loss {loss:.4f}  {time.perf_counter() - started:,.0f} s",
+        )
 
-    print(f"pre-training {config.arch} {config.num_layers}x{config.emb_dim} by {config.objective} on {corpus} "
-          f"({'first ' + str(config.limit) if config.limit else 'all'} molecules) into {args.out}", file=sys.stderr)
-    result = pretrain(config, corpus, args.out, resume=args.resume, corpus_sha256=sha, code_version=code_version(),
-                      on_step=on_step, device=args.device)
+    print(
+        f"pre-training {config.arch} {config.num_layers}x{config.emb_dim} by {config.objective} on {corpus} "
+        f"({'first ' + str(config.limit) if config.limit else 'all'} molecules) into {args.out}",
+        file=sys.stderr,
+    )
+    result = pretrain(
+        config,
+        corpus,
+        args.out,
+        resume=args.resume,
+        corpus_sha256=sha,
+        code_version=code_version(),
+        on_step=on_step,
+        device=args.device,
+    )
     progress.close()
     for epoch, loss in enumerate(result.losses, 1):
         print(f"epoch {epoch}: mean {config.objective} loss {loss:.4f}")

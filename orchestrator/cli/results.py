@@ -14,6 +14,7 @@ from orchestrator.cli.common import (
     data_root,
     existing_store,
 )
+from orchestrator.cli.watch import add_watch, repeat, stopped
 
 
 def register(sub) -> None:
@@ -23,27 +24,45 @@ def register(sub) -> None:
     table = sub.add_parser("table", help="paper tables: per-cell hyper-parameter selection, mean +- std over seeds")
     add_store(table)
     add_where(table, "backbone=hu-gcn-contextpred")
-    table.add_argument("--rows", default="method",
-                       help=f"comma-separated row dimensions, of: {dimensions} (default: method)")
-    table.add_argument("--cols", default="task",
-                       help=f"comma-separated column dimensions, of: {dimensions} (default: task)")
+    table.add_argument(
+        "--rows", default="method", help=f"comma-separated row dimensions, of: {dimensions} (default: method)"
+    )
+    table.add_argument(
+        "--cols", default="task", help=f"comma-separated column dimensions, of: {dimensions} (default: task)"
+    )
     table.add_argument("--select", default="val", choices=list(SELECTIONS), help=SELECT_HELP)
     table.add_argument("--ddof", type=int, default=0, choices=[0, 1], help=DDOF_HELP)
     table.add_argument("--format", default="markdown", choices=list(FORMATS), help="output format (default markdown)")
-    table.add_argument("--all-points", action="store_true",
-                       help="every grid point as its own row (no selection), as the sweep prints")
-    table.add_argument("--anchors", action="store_true",
-                       help="put the published mean ± std beside each cell whose configuration a published "
-                            "result matches (GIN 5x300, Full FT, scaffold, full labels, 100 epochs), with the "
-                            "difference and whether it lies within two combined standard errors")
+    table.add_argument(
+        "--all-points", action="store_true", help="every grid point as its own row (no selection), as the sweep prints"
+    )
+    table.add_argument(
+        "--anchors",
+        action="store_true",
+        help="put the published mean ± std beside each cell whose configuration a published "
+        "result matches (GIN 5x300, Full FT, scaffold, full labels, 100 epochs), with the "
+        "difference and whether it lies within two combined standard errors",
+    )
     table.set_defaults(handler=print_table)
 
-    reading = sub.add_parser("reading", help="two lines under a table: does a pre-trained backbone beat its "
-                                             "random-init counterpart, task by task (what `make demo` prints)")
+    reading = sub.add_parser(
+        "reading",
+        help="two lines under a table: does a pre-trained backbone beat its "
+        "random-init counterpart, task by task (what `make demo` prints)",
+    )
     add_store(reading)
-    reading.add_argument("--spec", default=None,
-                         help="read only this sweep spec's trials (a path or a bundled name such as mini.yaml)")
+    reading.add_argument(
+        "--spec", default=None, help="read only this sweep spec's trials (a path or a bundled name such as mini.yaml)"
+    )
     add_data_root(reading)
+    reading.add_argument(
+        "--claims",
+        action="store_true",
+        help="instead: the published claims about few-label fine-tuning (RoFt-Mol vs WiSE-FT and "
+        "Full FT; weight-based methods ranking first; supervised vs self-supervised "
+        "pre-training; pre-training vs scratch), each supported, contradicted or "
+        "inconclusive by paired tests on the store",
+    )
     reading.set_defaults(handler=print_reading)
 
     report = sub.add_parser("report", help="one static HTML page: tables, significance, figures, provenance")
@@ -52,24 +71,40 @@ def register(sub) -> None:
     add_where(report, "task=bbbp,tox21")
     report.add_argument("--select", default="val", choices=list(SELECTIONS), help=SELECT_HELP)
     report.add_argument("--ddof", type=int, default=0, choices=[0, 1], help=DDOF_HELP)
-    report.add_argument("--test", default="ttest", choices=["ttest", "wilcoxon"],
-                        help="paired test against Full FT (default: paired t-test)")
+    report.add_argument(
+        "--test",
+        default="ttest",
+        choices=["ttest", "wilcoxon"],
+        help="paired test against Full FT (default: paired t-test)",
+    )
+    add_watch(
+        report,
+        "rebuild the page whenever rows have landed (each file replaced whole; the page reloads "
+        "itself in a browser), checking the store",
+    )
     report.set_defaults(handler=write_report)
 
 
 def print_table(args) -> int:
-    from orchestrator.analysis.anchors import TRIAL_COLUMNS, published_notes
+    """``roft table``: :func:`orchestrator.api.table`'s frame, rendered (``--all-points``: every grid point)."""
+    from orchestrator import api
     from orchestrator.analysis.summary import store_table
-    from orchestrator.analysis.tables import COLUMNS, load_trials, parse_where, render, select
+    from orchestrator.analysis.tables import parse_where, render_frame
 
     store = existing_store(args.store)
     if args.all_points:
         print(store_table(store, ddof=args.ddof, where=parse_where(args.where)))
         return 0
-    trials = load_trials(store, parse_where(args.where), [*COLUMNS, *TRIAL_COLUMNS] if args.anchors else COLUMNS)
-    notes, note_caption = published_notes(store, trials, args.ddof) if args.anchors else ({}, "")
-    print(render(select(trials, args.select, args.ddof), rows=args.rows.split(","), cols=args.cols.split(","),
-                 fmt=args.format, notes=notes, note_caption=note_caption))
+    frame = api.table(
+        store,
+        rows=args.rows.split(","),
+        cols=args.cols.split(","),
+        where=parse_where(args.where),
+        select=args.select,
+        anchors=args.anchors,
+        ddof=args.ddof,
+    )
+    print(render_frame(frame, args.format))
     return 0
 
 
@@ -77,11 +112,50 @@ def write_report(args) -> int:
     from orchestrator.analysis.report import build_report
     from orchestrator.analysis.tables import parse_where
 
+    if args.watch is not None:
+        try:
+            return watch_report(args)
+        except KeyboardInterrupt:
+            return stopped()
     started = time.perf_counter()
-    page = build_report(existing_store(args.store), Path(args.out), parse_where(args.where), args.select, args.ddof,
-                        args.test)
+    page = build_report(
+        existing_store(args.store), Path(args.out), parse_where(args.where), args.select, args.ddof, args.test
+    )
     print(f"wrote {page} in {time.perf_counter() - started:.1f} s")
     return 0
+
+
+def watch_report(args) -> int:
+    """``roft report --watch``: the page rebuilt whenever the store's set of finished trials changed."""
+    import hashlib
+    from datetime import datetime, timezone
+
+    from orchestrator.analysis.report import NoTrials, build_report, waiting_page
+    from orchestrator.analysis.tables import parse_where
+
+    store, out, where = existing_store(args.store), Path(args.out), parse_where(args.where)
+    seen: list[str] = []
+
+    def step() -> None:
+        keys = sorted(store.done_keys())
+        fingerprint = hashlib.sha256("\n".join(keys).encode()).hexdigest()
+        if seen and seen[-1] == fingerprint:
+            return
+        started = time.perf_counter()
+        moment = f"{datetime.now(timezone.utc):%H:%M:%S} UTC"
+        try:
+            page = build_report(store, out, where, args.select, args.ddof, args.test, refresh_s=args.watch)
+        except NoTrials:
+            page = waiting_page(store, out, args.watch)
+            print(f"{moment}: no finished trial yet; wrote {page}, which reloads itself", flush=True)
+        else:
+            print(
+                f"{moment}: wrote {page} from {len(keys)} finished trials in {time.perf_counter() - started:.1f} s",
+                flush=True,
+            )
+        seen.append(fingerprint)
+
+    return repeat(step, args.watch)
 
 
 def print_reading(args) -> int:
@@ -96,5 +170,10 @@ def print_reading(args) -> int:
         planned, _ = expand(load_spec(args.spec), data_root(args))
         planned, _ = with_parents(planned)
         trials = trials[trials["trial_key"].isin({t.key() for t in planned})]
-    print(reading(trials))
+    if args.claims:
+        from orchestrator.analysis.claims import claims_text
+
+        print(claims_text(trials))
+    else:
+        print(reading(trials))
     return 0

@@ -52,16 +52,19 @@ class CleanSummary:
 
     def __str__(self) -> str:
         verb = "would remove" if self.dry_run else "removed"
-        lines = [f"{verb} {len(self.temporaries)} temporary file(s) of interrupted writes "
-                 f"({self.temporary_bytes:,} bytes) and {len(self.tune_experiments)} Tune experiment folder(s) "
-                 f"of killed sweeps, {len(self.markers)} running marker(s) of lost workers; kept "
-                 f"{self.kept_recent} temporary file(s) younger than the age limit"]
+        lines = [
+            f"{verb} {len(self.temporaries)} temporary file(s) of interrupted writes "
+            f"({self.temporary_bytes:,} bytes) and {len(self.tune_experiments)} Tune experiment folder(s) "
+            f"of killed sweeps, {len(self.markers)} running marker(s) of lost workers; kept "
+            f"{self.kept_recent} temporary file(s) younger than the age limit"
+        ]
         lines += [f"  {path}" for path in self.temporaries + self.tune_experiments + self.markers]
         return "\n".join(lines)
 
 
-def clean(store: ResultStore, older_than_s: float = DEFAULT_AGE_S, dry_run: bool = False,
-          unlocked: bool = False) -> CleanSummary:
+def clean(
+    store: ResultStore, older_than_s: float = DEFAULT_AGE_S, dry_run: bool = False, unlocked: bool = False
+) -> CleanSummary:
     """Remove (or with ``dry_run`` list) the leftovers of interrupted writes and killed sweeps."""
     if older_than_s < 0:
         raise ValueError(f"older_than_s={older_than_s!r} is not accepted; accepted: seconds >= 0")
@@ -73,8 +76,13 @@ def clean(store: ResultStore, older_than_s: float = DEFAULT_AGE_S, dry_run: bool
         except OSError as exc:
             raise StoreError(f"cannot list the store at {store.location}: {exc}") from exc
         tune = store.tune_dir()
-        markers = [info for info in infos if info.type == pafs.FileType.File and
-                   store.relative(info.path).startswith(f"{RUNNING}/") and info.base_name.endswith(".json")]
+        markers = [
+            info
+            for info in infos
+            if info.type == pafs.FileType.File
+            and store.relative(info.path).startswith(f"{RUNNING}/")
+            and info.base_name.endswith(".json")
+        ]
         if markers:
             _lost_markers(store, markers, cutoff, summary)
         for info in infos:
@@ -123,9 +131,9 @@ def age_seconds(text: str) -> float:
     try:
         seconds = float(value) * units[unit]
     except ValueError:
-        raise ValueError(f"--older-than {text!r} is not accepted; accepted: a number with s, m, h or d "
-                         "(e.g. 30m, 2h)") from None
+        raise ValueError(
+            f"--older-than {text!r} is not accepted; accepted: a number with s, m, h or d (e.g. 30m, 2h)"
+        ) from None
     if seconds < 0:
         raise ValueError(f"--older-than {text!r} is not accepted; accepted: a duration >= 0")
     return seconds
-

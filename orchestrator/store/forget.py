@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 
 from orchestrator.store.results import ResultStore
 from orchestrator.store.schema import PART_PREFIX, SIDE_TABLES, TRIAL_SCHEMA, StoreError
+from orchestrator.wording import plural
 
 TRIAL_KEY = re.compile(r"[0-9a-f]{24}")  # TrialSpec.key(): 24 hex digits
 
@@ -36,9 +37,12 @@ class ForgetSummary:
     failures: int = 0
 
     def __str__(self) -> str:
-        rows = ", ".join(f"{n} {name} rows" for name, n in self.rows.items() if n)
-        return (f"forgot {len(self.keys)} trial(s): {rows or 'no rows'}, {self.artifacts} checkpoint(s), "
-                f"{self.failures} failure record(s); the next sweep that plans them runs them again")
+        rows = ", ".join(f"{plural(n, name + ' row')}" for name, n in self.rows.items() if n)
+        return (
+            f"forgot {plural(len(self.keys), 'trial')}: {rows or 'no rows'}, "
+            f"{plural(self.artifacts, 'checkpoint')}, "
+            f"{plural(self.failures, 'failure record')}; the next sweep that plans them runs them again"
+        )
 
 
 def forget(store: ResultStore, keys: list[str], unlocked: bool = False) -> ForgetSummary:
@@ -49,14 +53,18 @@ def forget(store: ResultStore, keys: list[str], unlocked: bool = False) -> Forge
         raise StoreError("no trial key given; accepted: one or more trial keys (24 hex digits, the trial_key column)")
     malformed = [k for k in keys if not TRIAL_KEY.fullmatch(k)]
     if malformed:
-        raise StoreError(f"malformed trial key(s) {', '.join(map(repr, malformed))}; accepted: 24 hex digits "
-                         "(the trial_key column of the store's rows)")
+        raise StoreError(
+            f"malformed trial key(s) {', '.join(map(repr, malformed))}; accepted: 24 hex digits "
+            "(the trial_key column of the store's rows)"
+        )
     with store.compaction_lock(unlocked, action="forget trials"):
         known = store.done_keys() | store.failed_keys()
         unknown = [k for k in keys if k not in known]
         if unknown:
-            raise StoreError(f"trial key(s) {', '.join(unknown)} have neither a row nor a failure record in the store "
-                             f"at {store.location}; nothing was removed")
+            raise StoreError(
+                f"trial key(s) {', '.join(unknown)} have neither a row nor a failure record in the store "
+                f"at {store.location}; nothing was removed"
+            )
         summary = ForgetSummary(keys)
         for name, schema in SIDE_TABLES.items():
             summary.rows[name] = _remove_rows(store, name, schema, keys)

@@ -29,6 +29,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from orchestrator.store.files import StoreFiles
 from orchestrator.store.schema import StoreError
 
 LEASES = "leases"
@@ -46,11 +47,13 @@ class Lease:
     path: str
 
     def describe(self, now: float) -> str:
-        return (f"a {self.kind} held by {self.holder} since {time.strftime('%H:%M:%S', time.gmtime(self.acquired_at))}"
-                f" UTC (lease valid {max(0.0, self.expires_at - now):.0f} s more unless renewed)")
+        return (
+            f"a {self.kind} held by {self.holder} since {time.strftime('%H:%M:%S', time.gmtime(self.acquired_at))}"
+            f" UTC (lease valid {max(0.0, self.expires_at - now):.0f} s more unless renewed)"
+        )
 
 
-def live_leases(store, now: float | None = None) -> list[Lease]:
+def live_leases(store: StoreFiles, now: float | None = None) -> list[Lease]:
     """The store's leases that have not lapsed (unreadable lease files are ignored)."""
     now = time.time() if now is None else now
     out = []
@@ -60,8 +63,9 @@ def live_leases(store, now: float | None = None) -> list[Lease]:
             continue
         try:
             record: dict[str, Any] = json.loads(data)
-            lease = Lease(record["kind"], record["holder"], float(record["acquired_at"]), float(record["expires_at"]),
-                          path)
+            lease = Lease(
+                record["kind"], record["holder"], float(record["acquired_at"]), float(record["expires_at"]), path
+            )
         except (ValueError, KeyError, TypeError):
             continue
         if lease.expires_at > now:
@@ -70,7 +74,7 @@ def live_leases(store, now: float | None = None) -> list[Lease]:
 
 
 @contextlib.contextmanager
-def hold(store, kind: str, ttl: float = DEFAULT_TTL_S, action: str = "") -> Iterator[Lease]:
+def hold(store: StoreFiles, kind: str, ttl: float = DEFAULT_TTL_S, action: str = "") -> Iterator[Lease]:
     """Hold a ``kind`` lease on ``store`` for the block; :class:`StoreError` naming the live lease
     that excludes it (nothing is held then)."""
     if kind not in KINDS:
@@ -80,16 +84,20 @@ def hold(store, kind: str, ttl: float = DEFAULT_TTL_S, action: str = "") -> Iter
     acquired = time.time()
 
     def write(expires_at: float) -> None:
-        store.write_bytes(path, json.dumps({"kind": kind, "holder": holder, "acquired_at": acquired,
-                                            "expires_at": expires_at}).encode())
+        store.write_bytes(
+            path,
+            json.dumps({"kind": kind, "holder": holder, "acquired_at": acquired, "expires_at": expires_at}).encode(),
+        )
 
     write(acquired + ttl)
     now = time.time()
     blocking = [lease for lease in live_leases(store, now) if lease.path != path and lease.kind in EXCLUDES[kind]]
     if blocking:
         _delete_quietly(store, path)
-        raise StoreError(f"the store at {store.location} is in use: {blocking[0].describe(now)}; "
-                         f"{action or kind} after it ends (a lease lapses {ttl:.0f} s after its holder stops)")
+        raise StoreError(
+            f"the store at {store.location} is in use: {blocking[0].describe(now)}; "
+            f"{action or kind} after it ends (a lease lapses {ttl:.0f} s after its holder stops)"
+        )
     stop = threading.Event()
 
     def renew() -> None:
@@ -109,6 +117,6 @@ def hold(store, kind: str, ttl: float = DEFAULT_TTL_S, action: str = "") -> Iter
         _delete_quietly(store, path)
 
 
-def _delete_quietly(store, path: str) -> None:
+def _delete_quietly(store: StoreFiles, path: str) -> None:
     with contextlib.suppress(StoreError, OSError):
         store.delete(path)

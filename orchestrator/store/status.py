@@ -25,8 +25,19 @@ from orchestrator.store.results import ResultStore
 
 DEFAULT_STALE_AFTER_S = 600.0  # a running marker's heartbeat older than this: stale
 # The columns of the last rows that ``roft status`` prints (and what it needs to attribute rows to sweeps).
-ROW_COLUMNS = ["trial_key", "sweep", "backbone", "method_label", "task", "seed", "metric", "test_metric", "hostname",
-               "node_ip", "finished_at"]
+ROW_COLUMNS = [
+    "trial_key",
+    "sweep",
+    "backbone",
+    "method_label",
+    "task",
+    "seed",
+    "metric",
+    "test_metric",
+    "hostname",
+    "node_ip",
+    "finished_at",
+]
 FAILURE_COLUMNS = ["trial_key", "sweep", "error", "failed_at"]
 
 
@@ -69,11 +80,21 @@ class Marker:
             value = data.get(name)
             return value if isinstance(value, int) and not isinstance(value, bool) else None
 
-        return cls(trial_key=str(data["trial_key"]), sweep=text("sweep"), host=text("host"), node_ip=text("node_ip"),
-                   gpu_ids=text("gpu_ids"), pid=number("pid"),
-                   started_at=parse_time(data.get("started_at")), heartbeat_at=parse_time(data.get("heartbeat_at")),
-                   unit=text("unit"), epoch=number("epoch"), epochs=number("epochs"), stage=text("stage"),
-                   problem=text("unreadable") or "")
+        return cls(
+            trial_key=str(data["trial_key"]),
+            sweep=text("sweep"),
+            host=text("host"),
+            node_ip=text("node_ip"),
+            gpu_ids=text("gpu_ids"),
+            pid=number("pid"),
+            started_at=parse_time(data.get("started_at")),
+            heartbeat_at=parse_time(data.get("heartbeat_at")),
+            unit=text("unit"),
+            epoch=number("epoch"),
+            epochs=number("epochs"),
+            stage=text("stage"),
+            problem=text("unreadable") or "",
+        )
 
     def silent_s(self, now: datetime) -> float | None:
         """Seconds since the last heartbeat (None when the marker holds none)."""
@@ -101,7 +122,7 @@ class StoreState:
     unread: int = 0  # rows known only by their file's name
     failed: set[str] = field(init=False)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         self.done = set(self.done) | set(self.rows.column("trial_key").to_pylist())
         self.failed = set(self.failures.column("trial_key").to_pylist()) - self.done
 
@@ -112,7 +133,7 @@ class StoreState:
     def sweep_names(self) -> list[str]:
         """The sweeps the store knows of: those with a saved spec (by name), then those only named
         by rows, failure records or running markers."""
-        named = [name[:-len(".yaml")] for name, _ in self.specs]
+        named = [name[: -len(".yaml")] for name, _ in self.specs]
         others = set(self.rows.column("sweep").drop_null().to_pylist())
         others |= set(self.failures.column("sweep").drop_null().to_pylist())
         others |= {m.sweep for m in self.markers if m.sweep}
@@ -130,14 +151,32 @@ class StoreState:
 
     def last_rows(self, keys: set[str], n: int) -> list[dict[str, Any]]:
         """The ``n`` rows among ``keys`` that landed last, newest first."""
-        table = self.rows.filter(pc.is_in(self.rows.column("trial_key"), value_set=pa.array(sorted(keys),
-                                                                                            pa.string())))
+        table = self.rows.filter(pc.is_in(self.rows.column("trial_key"), value_set=pa.array(sorted(keys), pa.string())))
         return _newest(table, "finished_at", n)
+
+    def landed_since(self, keys: set[str], since: datetime) -> int:
+        """How many rows among ``keys`` landed at ``since`` or later (by ``finished_at``)."""
+        if not keys or self.rows.num_rows == 0:
+            return 0
+        table = self.rows.filter(pc.is_in(self.rows.column("trial_key"), value_set=pa.array(sorted(keys), pa.string())))
+        times = table.column("finished_at").cast(pa.timestamp("us", tz="UTC"))
+        return int(pc.sum(pc.greater_equal(times, pa.scalar(since, pa.timestamp("us", tz="UTC")))).as_py() or 0)
+
+    def newest_failures(self, keys: set[str], n: int) -> list[dict[str, Any]]:
+        """The ``n`` failure records among ``keys`` (not landed since) that were written last, newest first."""
+        failed = sorted(keys & self.failed)
+        table = self.failures.filter(
+            pc.is_in(self.failures.column("trial_key"), value_set=pa.array(failed, pa.string()))
+        )
+        return _newest(table, "failed_at", n)
 
     def failure_causes(self, keys: set[str]) -> list[tuple[str, int]]:
         """``(error line, how many)`` of the failure records of ``keys`` (not landed since), most frequent first."""
-        errors = [r["error"] or "(no error line)" for r in self.failures.select(["trial_key", "error"]).to_pylist()
-                  if r["trial_key"] in keys and r["trial_key"] in self.failed]
+        errors = [
+            r["error"] or "(no error line)"
+            for r in self.failures.select(["trial_key", "error"]).to_pylist()
+            if r["trial_key"] in keys and r["trial_key"] in self.failed
+        ]
         return sorted(Counter(errors).items(), key=lambda item: (-item[1], item[0]))
 
 
@@ -174,8 +213,9 @@ def read_store_state(store: ResultStore, remote_rows_read: int = REMOTE_ROWS_REA
     needs a row's columns (a sweep's rows outside its plan, a sweep named only by rows, the last
     rows landed beyond the newest read), which ``roft store compact`` restores.
     """
-    common = dict(specs=store.read_specs(), failures=store.scan("failures", columns=FAILURE_COLUMNS),
-                  markers=read_markers(store))
+    common = dict(
+        specs=store.read_specs(), failures=store.scan("failures", columns=FAILURE_COLUMNS), markers=read_markers(store)
+    )
     if not store.remote:
         return StoreState(rows=store.read_trials(columns=ROW_COLUMNS), **common)
     rows, done, unread = store.read_newest_trials(ROW_COLUMNS, remote_rows_read)

@@ -30,16 +30,19 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from orchestrator.store.results import ResultStore
-from orchestrator.store.schema import SIDE_TABLES, StoreError
+from orchestrator.store.schema import SIDE_TABLES, StoreError, refused_access
 from orchestrator.sweep.fusion import plan_units
 from orchestrator.sweep.plan import SweepPlan
 from orchestrator.sweep.progress import ProgressReporter, tune_callback
 from orchestrator.sweep.ray_log import filter_ray_console, log, ray_log, see_log, sweep_log_path
 from trainables.core.config import Runtime
 from trainables.methods.dependencies import parent_spec
+
+if TYPE_CHECKING:  # for the annotations only
+    from orchestrator.sweep.tracking import MlflowTracker
 
 
 @dataclass
@@ -50,9 +53,11 @@ class SweepOutcome:
     wall_seconds: float = 0.0
     searches: Any = None  # orchestrator.sweep.searches.SearchOutcome when the spec has searched methods
     log_path: Path | None = None  # Ray's driver log of the sweep (full tracebacks), kept when a trial failed
+    tracker: Any = None  # orchestrator.sweep.tracking.MlflowTracker when the sweep tracks its trials
 
 
 # This module's own records (e.g. the traceback behind a StoreError) go to the sweep's log file only.
+
 
 # Ray's console messages that roft reports itself, or whose advice does not apply to a roft sweep.
 def init_ray(address: str | None = None, num_cpus: int | None = None, env: dict[str, str] | None = None) -> None:
@@ -86,8 +91,16 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, env: dict[
         ray.init(address=address, log_to_driver=True, **({"runtime_env": {"env_vars": env}} if env else {}))
     else:
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=True,
-                 configure_logging=True, logging_level="WARNING")
+        # Tune hands the AWS_* variables of this process to every trial actor's runtime_env, which Ray's
+        # runtime-env agent logs at INFO level (runtime_env_agent.log): keep Ray's own processes at warning.
+        os.environ.setdefault("RAY_LOGGER_LEVEL", "warning")
+        ray.init(
+            num_cpus=num_cpus,
+            include_dashboard=False,
+            log_to_driver=True,
+            configure_logging=True,
+            logging_level="WARNING",
+        )
     filter_ray_console()  # inside a sweep's ray_log: filter the terminal handlers ray.init may have made
 
 
@@ -100,18 +113,31 @@ def _job_env_vars() -> set[str]:
     return set((config.get("runtime_env") or {}).get("env_vars") or {})
 
 
-def run_trials(trials: list[dict[str, Any]], runtime: Runtime, trainable: Callable[[dict], None], *,
-               name: str, resources: dict[str, float], chunk_size: int, max_failures: int = 1,
-               max_concurrent: int = 0, tune_root: Path, reporter: ProgressReporter | None = None,
-               log_path: Path | None = None, scheduler: str = "newest-first",
-               reuse_actors: bool = True) -> dict[str, str]:
+def run_trials(
+    trials: list[dict[str, Any]],
+    runtime: Runtime,
+    trainable: Callable[[dict], None],
+    *,
+    name: str,
+    resources: dict[str, float],
+    chunk_size: int,
+    max_failures: int = 1,
+    max_concurrent: int = 0,
+    tune_root: Path,
+    reporter: ProgressReporter | None = None,
+    log_path: Path | None = None,
+    scheduler: str = "newest-first",
+    reuse_actors: bool = True,
+    callbacks: tuple = (),
+) -> dict[str, str]:
     """Run ``trials`` (each a unit's config: ``{"key": ..., "spec": TrialSpec dict}`` or a fused
     group's ``{"key": ..., "group": [...], "members": [trial keys]}``) through Tune in chunks.
 
     Returns the errors of trials that failed after their retries, by trial key (every member of a
     failed group gets the group's error). ``scheduler`` (a name of
     :data:`~orchestrator.sweep.scheduling.SCHEDULERS`) and ``reuse_actors`` stay as they are for
-    sweeps; benchmarks set them to measure the alternatives.
+    sweeps; benchmarks set them to measure the alternatives. ``callbacks``: more Tune callbacks (the
+    tracker's).
     """
     from ray import tune
 
@@ -120,28 +146,38 @@ def run_trials(trials: list[dict[str, Any]], runtime: Runtime, trainable: Callab
     errors: dict[str, str] = {}
     resourced = tune.with_resources(trainable, resources)
     for start in range(0, len(trials), chunk_size):
-        chunk = trials[start:start + chunk_size]
+        chunk = trials[start : start + chunk_size]
         experiment = f"{name}-{int(time.time())}-{start // chunk_size}"
-        callbacks = [tune_callback(reporter)] if reporter is not None else []
+        chunk_callbacks = ([tune_callback(reporter)] if reporter is not None else []) + list(callbacks)
         tuner = tune.Tuner(
             resourced,
             param_space={"trial": tune.grid_search(chunk), "runtime": runtime.to_dict()},
-            tune_config=tune.TuneConfig(reuse_actors=reuse_actors, max_concurrent_trials=max_concurrent or None,
-                                        scheduler=SCHEDULERS[scheduler]()),
-            run_config=tune.RunConfig(name=experiment, storage_path=str(tune_root), verbose=0, callbacks=callbacks,
-                                      failure_config=tune.FailureConfig(max_failures=max_failures),
-                                      checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
+            tune_config=tune.TuneConfig(
+                reuse_actors=reuse_actors,
+                max_concurrent_trials=max_concurrent or None,
+                scheduler=SCHEDULERS[scheduler](),
+            ),
+            run_config=tune.RunConfig(
+                name=experiment,
+                storage_path=str(tune_root),
+                verbose=0,
+                callbacks=chunk_callbacks,
+                failure_config=tune.FailureConfig(max_failures=max_failures),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            ),
         )
         try:
             grid = tuner.fit()
         except (OSError, EOFError) as exc:  # Tune's experiment state under tune_root: a full or unwritable disk
             # (EOFError: Tune reading back a trial's error file that the full disk truncated)
             log.error("Tune could not write its experiment state under %s", tune_root, exc_info=exc)
-            raise StoreError(f"Tune could not write its experiment state under {tune_root} "
-                             f"({type(exc).__name__}: {exc}{_free_space(tune_root)}); the sweep "
-                             f"stopped in units {start + 1}-{start + len(chunk)} of {len(trials)}. Rows already in "
-                             "the store are untouched: free space or fix the permissions, then rerun the same "
-                             f"command{see_log(log_path)}") from exc
+            raise StoreError(
+                f"Tune could not write its experiment state under {tune_root} "
+                f"({type(exc).__name__}: {exc}{_free_space(tune_root)}); the sweep "
+                f"stopped in units {start + 1}-{start + len(chunk)} of {len(trials)}. Rows already in "
+                "the store are untouched: free space or fix the permissions, then rerun the same "
+                f"command{see_log(log_path)}"
+            ) from exc
         unfinished = 0
         for i in range(len(grid)):
             result = grid[i]
@@ -160,11 +196,19 @@ def run_trials(trials: list[dict[str, Any]], runtime: Runtime, trainable: Callab
         if unwritable:
             # every later trial would fail the same way: stop (what landed stays as it is)
             log.error("the results store could not be written:\n%s", _ANSI_ESCAPE.sub("", unwritable[0]))
-            raise StoreError(f"the results store could not be written ({error_line(unwritable[0])}); the sweep "
-                             f"stopped after {min(start + chunk_size, len(trials))} of {len(trials)} units, "
-                             f"{len(trials) - start - len(chunk)} not started. Rows already in the store are "
-                             "untouched: free space or fix the store's permissions, then rerun the same command"
-                             f"{see_log(log_path)}")
+            cause = error_line(unwritable[0])
+            remedy = (
+                ""
+                if refused_access(cause)
+                # StoreError names the credentials
+                else "free space or fix the store's permissions, then rerun the same command"
+            )
+            raise StoreError(
+                f"the results store could not be written ({cause}); the sweep "
+                f"stopped after {min(start + chunk_size, len(trials))} of {len(trials)} units, "
+                f"{len(trials) - start - len(chunk)} not started. Rows already in the store are "
+                f"untouched{': ' + remedy if remedy else ''}{see_log(log_path)}"
+            )
         if not errors:
             shutil.rmtree(tune_root / experiment, ignore_errors=True)
     return errors
@@ -180,37 +224,84 @@ def _free_space(path: Path) -> str:
                 free = shutil.disk_usage(folder).free
             except OSError:
                 return ""
-            return "; No space left on device (0 bytes free on its disk)" if free == 0 else \
-                f"; {free:,} bytes free on its disk"
+            return (
+                "; No space left on device (0 bytes free on its disk)"
+                if free == 0
+                else f"; {free:,} bytes free on its disk"
+            )
     return ""
 
 
-def run_sweep(plan: SweepPlan, store: ResultStore, runtime: Runtime, address: str | None = None,
-              stream: TextIO | None = None) -> SweepOutcome:
+def run_sweep(
+    plan: SweepPlan,
+    store: ResultStore,
+    runtime: Runtime,
+    address: str | None = None,
+    stream: TextIO | None = None,
+    tracker: MlflowTracker | None = None,
+) -> SweepOutcome:
     """Run every pending trial of ``plan``, wave by wave, and report what landed in the store.
 
     A dependant whose parent failed is not submitted; it is reported failed with the reason.
+    ``tracker`` (:class:`~orchestrator.sweep.tracking.MlflowTracker`, started): each trial is logged
+    as it lands, and at the end every landed trial of the plan (and of the sweep's searches) that
+    has no run yet, also when nothing was pending.
     """
+    try:
+        outcome = _run_pending(plan, store, runtime, address, stream, tracker)
+    finally:
+        if tracker is not None:
+            tracker.wait()  # the units handed to its thread as they landed
+    if tracker is not None:
+        tracker.log(store, _sweep_keys(plan, store))
+        outcome.tracker = tracker
+    return outcome
+
+
+def _sweep_keys(plan: SweepPlan, store: ResultStore) -> set[str]:
+    """The landed trials of ``plan``, and the rows its sweep wrote outside it (points of its searches)."""
+    import pyarrow.compute as pc
+
+    rows = store.read_trials(columns=["trial_key", "sweep"])
+    mine = rows.filter(pc.equal(rows.column("sweep"), plan.spec.name)).column("trial_key").to_pylist()
+    return ({t.key() for t in plan.trials} & set(rows.column("trial_key").to_pylist())) | set(mine)
+
+
+def _run_pending(
+    plan: SweepPlan,
+    store: ResultStore,
+    runtime: Runtime,
+    address: str | None,
+    stream: TextIO | None,
+    tracker: MlflowTracker | None,
+) -> SweepOutcome:
     started = time.perf_counter()
     if not plan.pending and not plan.spec.searches:
         return SweepOutcome(0, 0)
     store.check_writable()  # before anything starts: an unwritable store is one line, not a Ray traceback
-    _check_folder_writable(store.tune_dir(), "the results store could not be written" if not store.remote
-                           else "Tune's experiment state could not be written")
+    _check_folder_writable(
+        store.tune_dir(),
+        "the results store could not be written"
+        if not store.remote
+        else "Tune's experiment state could not be written",
+    )
     # Quarantine what readers of the store's folders would fail on (planning has read trials/ and
     # failures/ already, which quarantines their unreadable files; nothing else of roft reads epochs/).
     store.check_tables(["trials", "failures"], contents=False)
     store.check_tables(SIDE_TABLES, contents=not store.remote)
     path = sweep_log_path(plan.spec.name)
     with store.sweep_lock(), ray_log(path):  # `roft store compact` waits for no sweep
-        outcome = _run_sweep(plan, store, runtime, address, stream, path)
+        outcome = _run_sweep(plan, store, runtime, address, stream, path, tracker)
     outcome.wall_seconds = time.perf_counter() - started
     if not outcome.failed:  # nothing to look up: no log file left behind (one is kept when the sweep raised)
         path.unlink(missing_ok=True)
     outcome.log_path = path if path.exists() else None
     if outcome.log_path is not None:
-        print(f"[{plan.spec.name}] Ray's log of this sweep, with the full tracebacks: {outcome.log_path}",
-              file=stream or sys.stderr, flush=True)
+        print(
+            f"[{plan.spec.name}] Ray's log of this sweep, with the full tracebacks: {outcome.log_path}",
+            file=stream or sys.stderr,
+            flush=True,
+        )
     return outcome
 
 
@@ -222,18 +313,32 @@ def _check_folder_writable(folder: Path, problem: str) -> None:
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as exc:
-        raise StoreError(f"{problem}: cannot create a file for Tune's experiment state in {folder} ({exc}); "
-                         "nothing was run. Fix the permissions or free space, then rerun the same command") from exc
+        raise StoreError(
+            f"{problem}: cannot create a file for Tune's experiment state in {folder} ({exc}); "
+            "nothing was run. Fix the permissions or free space, then rerun the same command"
+        ) from exc
 
 
-def _run_sweep(plan: SweepPlan, store: ResultStore, runtime: Runtime, address: str | None,
-               stream: TextIO | None, log_path: Path | None = None) -> SweepOutcome:
+def _run_sweep(
+    plan: SweepPlan,
+    store: ResultStore,
+    runtime: Runtime,
+    address: str | None,
+    stream: TextIO | None,
+    log_path: Path | None = None,
+    tracker: MlflowTracker | None = None,
+) -> SweepOutcome:
     pending = plan.pending
     spec = plan.spec
     _save_spec(plan, store)
     _prefeaturize(plan, runtime)
     init_ray(address, env=store.worker_env())
     reporter = ProgressReporter(len(pending), spec.name, stream)
+    callbacks: tuple = ()
+    if tracker is not None:
+        from orchestrator.sweep.tracking import tune_callback as tracking_callback
+
+        callbacks = (tracking_callback(tracker, store),)
     errors: dict[str, str] = {}
     for wave in plan.waves():
         landed = store.done_keys()
@@ -241,22 +346,37 @@ def _run_sweep(plan: SweepPlan, store: ResultStore, runtime: Runtime, address: s
         for trial in wave:
             parent = parent_spec(trial)
             if parent is not None and parent.key() not in landed:
-                errors[trial.key()] = (f"not run: its {parent.method} parent trial {parent.key()} did not land "
-                                       f"({errors.get(parent.key(), 'see the failures above')})")
+                errors[trial.key()] = (
+                    f"not run: its {parent.method} parent trial {parent.key()} did not land "
+                    f"({errors.get(parent.key(), 'see the failures above')})"
+                )
                 reporter.update(reporter.running, finished_failed=1)
             else:
                 runnable.append(trial)
         if runnable:
             units = plan_units(runnable, spec.execution.fuse, spec.execution.fuse_max, runtime.data_root)
-            errors.update(run_trials(
-                [unit.to_config() for unit in units], runtime, _trainable(), name=spec.name,
-                resources={"cpu": spec.resources.cpu, "gpu": spec.resources.gpu},
-                chunk_size=spec.execution.chunk_size, max_failures=spec.execution.max_failures,
-                max_concurrent=spec.execution.max_concurrent, tune_root=store.tune_dir(), reporter=reporter,
-                log_path=log_path))
+            errors.update(
+                run_trials(
+                    [unit.to_config() for unit in units],
+                    runtime,
+                    _trainable(),
+                    name=spec.name,
+                    resources={"cpu": spec.resources.cpu, "gpu": spec.resources.gpu},
+                    chunk_size=spec.execution.chunk_size,
+                    max_failures=spec.execution.max_failures,
+                    max_concurrent=spec.execution.max_concurrent,
+                    tune_root=store.tune_dir(),
+                    reporter=reporter,
+                    log_path=log_path,
+                    callbacks=callbacks,
+                )
+            )
     landed = store.done_keys()
-    failed = {t.key(): errors.get(t.key(), "finished without committing a row to the store")
-              for t in pending if t.key() not in landed}
+    failed = {
+        t.key(): errors.get(t.key(), "finished without committing a row to the store")
+        for t in pending
+        if t.key() not in landed
+    }
     recorded = store.failed_keys()
     _record_failures(store, runtime, [t for t in pending if t.key() in failed], failed)
     for trial in pending:
@@ -266,6 +386,7 @@ def _run_sweep(plan: SweepPlan, store: ResultStore, runtime: Runtime, address: s
     searches = None
     if spec.searches:
         from orchestrator.sweep.searches import run_searches
+
         searches = run_searches(spec, runtime)
         failed.update({f"search {name}": error for name, error in searches.failed.items()})
     return SweepOutcome(len(pending), succeeded, failed, searches=searches)
@@ -288,9 +409,17 @@ def _record_failures(store: ResultStore, runtime: Runtime, trials: list, errors:
 
     for trial in trials:
         report = _ANSI_ESCAPE.sub("", errors[trial.key()])  # Ray colours its remote reports
-        store.write_failure({"trial_key": trial.key(), "sweep": runtime.sweep, "method": trial.method,
-                             "trial_config": trial.canonical_json(), "error": error_line(report),
-                             "traceback": report, "failed_at": datetime.now(timezone.utc)})
+        store.write_failure(
+            {
+                "trial_key": trial.key(),
+                "sweep": runtime.sweep,
+                "method": trial.method,
+                "trial_config": trial.canonical_json(),
+                "error": error_line(report),
+                "traceback": report,
+                "failed_at": datetime.now(timezone.utc),
+            }
+        )
 
 
 def _save_spec(plan: SweepPlan, store: ResultStore) -> None:
@@ -300,11 +429,12 @@ def _save_spec(plan: SweepPlan, store: ResultStore) -> None:
         store.write_spec(plan.spec.name, source.read_bytes())
 
 
-def _trainable():
+def _trainable() -> Callable[[dict], None]:
     """The worker's trainable with the store opener bound (``trainables`` never imports the store)."""
     from ray import tune
 
     from trainables.worker.trial import tune_trainable
+
     return tune.with_parameters(tune_trainable, open_store=ResultStore)
 
 

@@ -18,9 +18,11 @@ import itertools
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import cast
 
 from orchestrator.store.results import ResultStore
 from orchestrator.sweep.fusion import plan_units
+from orchestrator.wording import plural
 from search_spaces.spec import SweepSpec
 from trainables.core.config import TrialSpec
 from trainables.core.data_root import DataRoot
@@ -29,6 +31,7 @@ from trainables.data.dataset import checked_sha256
 from trainables.data.tasks import TASKS
 from trainables.methods import METHODS
 from trainables.methods.dependencies import parent_spec
+from trainables.methods.revisions import with_revisions
 from trainables.models.backbones import BACKBONES
 from trainables.models.shapes import default_size
 
@@ -50,10 +53,14 @@ class SweepPlan:
 
     def waves(self) -> list[list[TrialSpec]]:
         """Pending trials in dependency order: [ready now, waiting for a parent of the first wave]."""
-        ready, waiting = [], []
+        ready: list[TrialSpec] = []
+        waiting: list[TrialSpec] = []
         for trial in self.pending:
             parent = parent_spec(trial)
-            (waiting if parent is not None and parent.key() not in self.done else ready).append(trial)
+            if parent is not None and parent.key() not in self.done:
+                waiting.append(trial)
+            else:
+                ready.append(trial)
         return [wave for wave in (ready, waiting) if wave]
 
     def fusion_summary(self) -> str:
@@ -67,34 +74,47 @@ class SweepPlan:
         fused = sum(size * n for size, n in sizes.items())
         later = sum(len(w) for w in waves[1:])
         groups = ", ".join(f"{n} x {size}" for size, n in sorted(sizes.items(), reverse=True)) or "none"
-        return (f"fusion: {fused} trials in {sum(sizes.values())} fused groups ({groups}; at most "
-                f"{execution.fuse_max}), {len(units) - sum(sizes.values())} trials alone"
-                + (f", {later} dependants after them" if later else ""))
+        return (
+            f"fusion: {plural(fused, 'trial')} in {plural(sum(sizes.values()), 'fused group')} ({groups}; at most "
+            f"{execution.fuse_max}), {plural(len(units) - sum(sizes.values()), 'trial')} alone"
+            + (f", {plural(later, 'dependant')} after them" if later else "")
+        )
 
     def summary(self) -> str:
         """Counts per dimension, done / pending, and missing files (the dry-run report)."""
-        lines = [f"sweep {self.spec.name} ({self.spec.source}): {len(self.trials)} trials, "
-                 f"{len(self.trials) - len(self.pending)} already in the store, {len(self.pending)} to run"]
+        lines = [
+            f"sweep {self.spec.name} ({self.spec.source}): {plural(len(self.trials), 'trial')}, "
+            f"{len(self.trials) - len(self.pending)} already in the store, {len(self.pending)} to run"
+        ]
         if self.failed:
-            lines.append(f"  skipped {len(self.failed)} trials that failed before (their errors: the store's "
-                         "failures/ table); roft sweep --retry-failed runs them again")
+            lines.append(
+                f"  skipped {plural(len(self.failed), 'trial')} that failed before (their errors: the store's "
+                "failures/ table); roft sweep --retry-failed runs them again"
+            )
         if self.added_parents:
-            lines.append(f"  added {self.added_parents} full-ft trials that wise-ft / roft-mol trials start from "
-                         "(not listed in the spec); they run first")
+            lines.append(
+                f"  added {plural(self.added_parents, 'full-ft trial')} that wise-ft / roft-mol trials start from "
+                "(not listed in the spec); they run first"
+            )
         for dimension in ("backbone", "method", "task", "split", "label_setting", "seed"):
             counts = Counter(str(getattr(t, dimension)) for t in self.trials)
             pending = Counter(str(getattr(t, dimension)) for t in self.pending)
-            values = ", ".join(f"{k}={v}" + (f" ({pending[k]} to run)" if pending[k] != v else "")
-                               for k, v in counts.items())
+            values = ", ".join(
+                f"{k}={v}" + (f" ({pending[k]} to run)" if pending[k] != v else "") for k, v in counts.items()
+            )
             lines.append(f"  {dimension:<14} {len(counts):>3}: {values}")
         res = self.spec.resources
         recipes = sorted({(t.recipe.epochs, t.recipe.batch_size) for t in self.trials})
-        lines.append(f"  resources per Ray trial: cpu={res.cpu:g} gpu={res.gpu:g}; recipe: "
-                     + ", ".join(f"{epochs} epochs, batch {batch}" for epochs, batch in recipes))
+        lines.append(
+            f"  resources per Ray trial: cpu={res.cpu:g} gpu={res.gpu:g}; recipe: "
+            + ", ".join(f"{epochs} epochs, batch {batch}" for epochs, batch in recipes)
+        )
         lines.append("  " + self.fusion_summary())
         for search in self.spec.searches:
-            lines.append(f"  search {search.describe()}, each point x {len(self.spec.seeds)} seeds, in each of "
-                         f"{len(cells(self.spec))} cells (runs after the grid; trials already in the store are reused)")
+            lines.append(
+                f"  search {search.describe()}, each point x {len(self.spec.seeds)} seeds, in each of "
+                f"{len(cells(self.spec))} cells (runs after the grid; trials already in the store are reused)"
+            )
         if self.missing_files:
             lines.append(f"  missing files ({len(self.missing_files)}):")
             lines.extend(f"    {what}: {why}" for what, why in self.missing_files.items())
@@ -131,26 +151,47 @@ def file_hashes(spec: SweepSpec, data_root: DataRoot) -> FileHashes:
             backbone_sha[name] = _file_sha(backbone.data_file, data_root, missing, f"backbone {name}")
         else:
             try:
-                backbone_sha[name] = sources.sha256_of(backbone.checkpoint_path(data_root))
+                path = backbone.checkpoint_path(data_root)
+                assert path is not None  # a pre-trained backbone has a checkpoint, or this raised
+                backbone_sha[name] = sources.sha256_of(path)
             except sources.DataUnavailableError as exc:
                 missing[f"backbone {name}"] = str(exc)
                 backbone_sha[name] = ""
     return FileHashes(data_sha, backbone_sha, missing)
 
 
-def make_trial(spec: SweepSpec, hashes: FileHashes, backbone: str, method: str, params: dict, task: str, split: str,
-               label_setting: str, seed: int) -> TrialSpec:
+def make_trial(
+    spec: SweepSpec,
+    hashes: FileHashes,
+    backbone: str,
+    method: str,
+    params: dict,
+    task: str,
+    split: str,
+    label_setting: str,
+    seed: int,
+) -> TrialSpec:
     """The trial of one grid point (or one sampled point of a searched method)."""
     entry = BACKBONES.get(backbone)
     pretrained = entry.is_pretrained
     layers, width = default_size(entry.gnn_type)
-    return TrialSpec(
-        backbone=backbone, method=method, task=task, split=split, label_setting=label_setting, seed=seed,
-        subset_seed=seed if spec.subset_seed == "run" else spec.subset_seed,
-        recipe=spec.recipe, method_params=dict(params),
-        num_layers=None if pretrained else spec.num_layers or layers,
-        emb_dim=None if pretrained else spec.emb_dim or width,
-        backbone_sha256=hashes.backbones[backbone], data_sha256=hashes.data[task])
+    return with_revisions(
+        TrialSpec(
+            backbone=backbone,
+            method=method,
+            task=task,
+            split=split,
+            label_setting=label_setting,
+            seed=seed,
+            subset_seed=seed if spec.subset_seed == "run" else cast(int, spec.subset_seed),
+            recipe=spec.recipe,
+            method_params=dict(params),
+            num_layers=None if pretrained else spec.num_layers or layers,
+            emb_dim=None if pretrained else spec.emb_dim or width,
+            backbone_sha256=hashes.backbones[backbone],
+            data_sha256=hashes.data[task],
+        )
+    )
 
 
 def cells(spec: SweepSpec) -> list[tuple[str, str, str, str]]:
@@ -166,22 +207,27 @@ def expand(spec: SweepSpec, data_root: DataRoot) -> tuple[list[TrialSpec], dict[
     representative trial per cell and seed.
     """
     hashes = file_hashes(spec, data_root)
-    trials = [make_trial(spec, hashes, backbone, method, params, task, split, label_setting, seed)
-              for backbone, (method, params), task, split, label_setting, seed in itertools.product(
-                  spec.backbones, spec.methods, spec.tasks, spec.splits, spec.label_settings, spec.seeds)]
+    trials = [
+        make_trial(spec, hashes, backbone, method, params, task, split, label_setting, seed)
+        for backbone, (method, params), task, split, label_setting, seed in itertools.product(
+            spec.backbones, spec.methods, spec.tasks, spec.splits, spec.label_settings, spec.seeds
+        )
+    ]
     return trials, hashes.missing
 
 
 def search_parents(spec: SweepSpec, data_root: DataRoot) -> list[TrialSpec]:
     """Parent trials (Full FT) that the searched methods' trials will start from."""
     hashes = file_hashes(spec, data_root)
-    parents = {}
+    parents: dict[str, TrialSpec] = {}
     for search in spec.searches:
         if METHODS.get(search.method).requires_parent is None:
             continue
         for (backbone, task, split, label_setting), seed in itertools.product(cells(spec), spec.seeds):
-            parent = parent_spec(make_trial(spec, hashes, backbone, search.method, dict(search.fixed), task, split,
-                                            label_setting, seed))
+            parent = parent_spec(
+                make_trial(spec, hashes, backbone, search.method, dict(search.fixed), task, split, label_setting, seed)
+            )
+            assert parent is not None  # the method requires a parent
             parents.setdefault(parent.key(), parent)
     return list(parents.values())
 
@@ -197,8 +243,7 @@ def with_parents(trials: list[TrialSpec]) -> tuple[list[TrialSpec], int]:
     return [*added.values(), *trials], len(added)
 
 
-def plan_sweep(spec: SweepSpec, store: ResultStore, data_root: DataRoot,
-               retry_failed: bool = False) -> SweepPlan:
+def plan_sweep(spec: SweepSpec, store: ResultStore, data_root: DataRoot, retry_failed: bool = False) -> SweepPlan:
     """The sweep's trials, what the store already holds, and (unless ``retry_failed``) the known failures skipped."""
     trials, missing = expand(spec, data_root)
     trials, added = with_parents(trials)
@@ -211,5 +256,12 @@ def plan_sweep(spec: SweepSpec, store: ResultStore, data_root: DataRoot,
     keys = {t.key() for t in trials}
     done = store.done_keys() & keys
     failed = set() if retry_failed else (store.failed_keys() & keys) - done
-    return SweepPlan(spec=spec, trials=trials, done=done, missing_files=missing, added_parents=added,
-                     data_root=data_root, failed=failed)
+    return SweepPlan(
+        spec=spec,
+        trials=trials,
+        done=done,
+        missing_files=missing,
+        added_parents=added,
+        data_root=data_root,
+        failed=failed,
+    )

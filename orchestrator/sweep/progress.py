@@ -6,6 +6,8 @@ import sys
 import time
 from typing import TextIO
 
+from orchestrator.wording import plural
+
 
 class ProgressLine:
     """``[#########-----------]  45%  120/391  <text>``.
@@ -50,8 +52,14 @@ class ProgressReporter:
     heartbeat with the epochs the running trials have reached when nothing else was printed for
     ``heartbeat_s`` (a fused group of hundreds of trials finishes all at once, minutes later)."""
 
-    def __init__(self, total: int, name: str, stream: TextIO | None = None, min_interval_s: float = 2.0,
-                 heartbeat_s: float = 30.0):
+    def __init__(
+        self,
+        total: int,
+        name: str,
+        stream: TextIO | None = None,
+        min_interval_s: float = 2.0,
+        heartbeat_s: float = 30.0,
+    ):
         # stream None: whatever sys.stderr is when printing (the reporter must stay picklable
         # for Tune's experiment state, and sys.stderr may be swapped, e.g. by a test harness).
         self.total, self.name, self.stream, self.min_interval_s = total, name, stream, min_interval_s
@@ -84,8 +92,12 @@ class ProgressReporter:
         """A worker running ``unit`` (``trials`` trials) failed; Tune runs it again (``failures`` so far)."""
         self.epochs.pop(unit, None)
         cause = f" ({error})" if error else ""
-        print(f"[{self.name}] {trials} trial(s) of {unit}: their worker was lost{cause}; retried elsewhere "
-              f"(failure {failures})", file=self.stream or sys.stderr, flush=True)
+        print(
+            f"[{self.name}] {plural(trials, 'trial')} of {unit}: their worker was lost{cause}; retried elsewhere "
+            f"(failure {failures})",
+            file=self.stream or sys.stderr,
+            flush=True,
+        )
 
     def line(self) -> str:
         elapsed = time.perf_counter() - self.started_at
@@ -93,10 +105,15 @@ class ProgressReporter:
         remaining = self.total - finished
         eta = _fmt(elapsed / finished * remaining) if finished else "?"
         epochs = sorted(self.epochs.values())
-        at = "" if not epochs else (f", at epoch {epochs[0]}" if epochs[0] == epochs[-1]
-                                    else f", at epochs {epochs[0]}-{epochs[-1]}")
-        return (f"[{self.name}] {self.done}/{self.total} done, {self.failed} failed, {self.running} running{at}, "
-                f"{max(0, remaining - self.running)} queued | elapsed {_fmt(elapsed)}, ETA {eta}")
+        at = (
+            ""
+            if not epochs
+            else (f", at epoch {epochs[0]}" if epochs[0] == epochs[-1] else f", at epochs {epochs[0]}-{epochs[-1]}")
+        )
+        return (
+            f"[{self.name}] {self.done}/{self.total} done, {self.failed} failed, {self.running} running{at}, "
+            f"{max(0, remaining - self.running)} queued | elapsed {_fmt(elapsed)}, ETA {eta}"
+        )
 
     def _print(self, force: bool = False) -> None:
         now = time.perf_counter()
@@ -107,7 +124,9 @@ class ProgressReporter:
 
 def _fmt(seconds: float) -> str:
     seconds = int(round(seconds))
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
+    return (
+        f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
+    )
 
 
 def _last_error_line(tune_trial) -> str:

@@ -24,7 +24,8 @@ _HIDDEN_RAY_MESSAGES = re.compile(
     r"Trials did not complete"  # the sweep lists its failed trials, one line each
     r"|Tuner\.restore|Resume (experiment|training) with"  # a sweep resumes by being rerun, not restored
     r"|Stop signal received"  # Tune's Ctrl-C advice; roft says what to do after an interruption
-    r"|Token authentication is (enabled|disabled) for this Ray cluster")  # a private local Ray's notice
+    r"|Token authentication is (enabled|disabled) for this Ray cluster"
+)  # a private local Ray's notice
 
 
 class _RayConsoleFilter(logging.Filter):
@@ -74,7 +75,8 @@ class _RayLog:
     active: _RayLog | None = None
 
     def __init__(self, path: Path):
-        self.handler, self.console, self.filtered = _LogFile(path), _RayConsoleFilter(), []
+        self.handler, self.console = _LogFile(path), _RayConsoleFilter()
+        self.filtered: list[logging.Handler] = []
 
     def filter_console(self) -> None:
         """Filter every terminal handler of the ``ray`` logger (idempotent: Ray may add or replace

@@ -35,8 +35,12 @@ def tune_space(search: HyperparameterSearch) -> dict[str, Any]:
     """The search's distributions as Ray Tune sampling domains."""
     from ray import tune
 
-    domains = {"uniform": lambda lo, hi: tune.uniform(lo, hi), "log_uniform": lambda lo, hi: tune.loguniform(lo, hi),
-               "int": lambda lo, hi: tune.randint(lo, hi + 1), "choice": lambda *values: tune.choice(list(values))}
+    domains = {
+        "uniform": lambda lo, hi: tune.uniform(lo, hi),
+        "log_uniform": lambda lo, hi: tune.loguniform(lo, hi),
+        "int": lambda lo, hi: tune.randint(lo, hi + 1),
+        "choice": lambda *values: tune.choice(list(values)),
+    }
     return {name: domains[kind](*args) for name, kind, args in search.space}
 
 
@@ -54,11 +58,16 @@ def run_searches(spec: SweepSpec, runtime: Runtime) -> SearchOutcome:
     resources = {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
     for search in spec.searches:
         for backbone, task, split, label_setting in cells(spec):
-            base = [make_trial(spec, hashes, backbone, search.method, dict(search.fixed), task, split, label_setting,
-                               seed).to_dict() for seed in spec.seeds]
+            base = [
+                make_trial(
+                    spec, hashes, backbone, search.method, dict(search.fixed), task, split, label_setting, seed
+                ).to_dict()
+                for seed in spec.seeds
+            ]
             mode = "max" if TASKS.get(task).higher_is_better else "min"
-            searcher = ConcurrencyLimiter(OptunaSearch(metric="objective", mode=mode, seed=search.tune_seed),
-                                          max_concurrent=search.max_concurrent)
+            searcher = ConcurrencyLimiter(
+                OptunaSearch(metric="objective", mode=mode, seed=search.tune_seed), max_concurrent=search.max_concurrent
+            )
             name = f"{spec.name}-{search.method}-{backbone}-{task}-{split}-{label_setting}".replace(":", "_")
             tuner = tune.Tuner(
                 tune.with_resources(tune.with_parameters(tune_point_trainable, open_store=ResultStore), resources),
@@ -76,7 +85,15 @@ def run_searches(spec: SweepSpec, runtime: Runtime) -> SearchOutcome:
             outcome.points += len(finished)
             if finished:
                 best = (max if mode == "max" else min)(finished, key=lambda r: r.metrics["objective"])
-                outcome.best.append({"method": search.method, "backbone": backbone, "task": task, "split": split,
-                                     "label_setting": label_setting, "point": best.config["point"],
-                                     "objective": best.metrics["objective"]})
+                outcome.best.append(
+                    {
+                        "method": search.method,
+                        "backbone": backbone,
+                        "task": task,
+                        "split": split,
+                        "label_setting": label_setting,
+                        "point": best.config["point"],
+                        "objective": best.metrics["objective"],
+                    }
+                )
     return outcome

@@ -1,7 +1,7 @@
 """The state of a store shared by many nodes, per sweep, from the store alone (``roft status``).
 
-For every sweep the store knows of (a saved spec ``specs/<sweep>.yaml``, or rows, failure
-records or running markers naming it), its trials are counted as
+For every sweep the store knows of (a saved spec ``specs/<sweep>.yaml``, ``roft alpha``'s
+included, or rows, failure records or running markers naming it), its trials are counted as
 
 * **done**: a committed row (whichever sweep wrote it: a sweep skips every trial in the store);
 * **failed**: a failure record and no row;
@@ -20,16 +20,19 @@ count as done and are reported apart.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import yaml
 
 from orchestrator.store.results import ResultStore
 from orchestrator.store.status import DEFAULT_STALE_AFTER_S, Marker, StoreState, read_store_state
+from orchestrator.sweep.alpha import ALPHA_SWEEP, AlphaRequest, is_alpha_spec, plan_alpha_request
 from orchestrator.sweep.plan import plan_sweep
 from search_spaces.spec import parse_spec
 from trainables.core.data_root import DataRoot
+
+RATE_WINDOW_S = 600.0  # trials per hour are counted over the last 10 minutes
 
 
 @dataclass
@@ -46,6 +49,25 @@ class SweepStatus:
     outside: int  # done trials of this sweep outside its plan (searched points, an earlier spec)
     last: list[dict[str, Any]] = field(default_factory=list)  # rows landed last, newest first
     causes: list[tuple[str, int]] = field(default_factory=list)  # (error line, count) of its failures
+    landed_recently: int = 0  # rows landed in the last ``rate_window_s`` seconds
+    rate_window_s: float = RATE_WINDOW_S
+    newest_failures: list[dict[str, Any]] = field(default_factory=list)  # failure records, newest first
+
+    @property
+    def per_hour(self) -> float:
+        """Trials landed per hour over the last :attr:`rate_window_s` seconds."""
+        return self.landed_recently * 3600.0 / self.rate_window_s
+
+    @property
+    def eta_s(self) -> float | None:
+        """Seconds until the running and queued trials land at :attr:`per_hour`; None when nothing
+        landed lately (no rate) or the queue is unknown, 0 when nothing is left."""
+        if self.queued is None:
+            return None
+        left = self.queued + len(self.running)
+        if left == 0:
+            return 0.0
+        return None if self.landed_recently == 0 else left / self.per_hour * 3600.0
 
     @property
     def counts(self) -> str:
@@ -86,10 +108,16 @@ class _Known:
         return self._state.failed
 
 
-def _planned_keys(text: str, source: str, state: StoreState, data_root: DataRoot) -> tuple[str | None, set[str], str]:
-    """(the spec's sweep name, its planned trial keys, "") or (None, set(), why it cannot be planned)."""
+def _planned_keys(
+    text: str, source: str, state: StoreState, data_root: DataRoot, store: ResultStore
+) -> tuple[str | None, set[str], str]:
+    """(the spec's sweep name, its planned trial keys, "") or (None, set(), why it cannot be planned).
+    ``roft alpha``'s saved request is planned against the store's Full-FT checkpoints."""
     try:
-        spec = parse_spec(yaml.safe_load(text), source)
+        raw = yaml.safe_load(text)
+        if is_alpha_spec(raw):
+            return ALPHA_SWEEP, {t.key() for t in plan_alpha_request(store, AlphaRequest.from_spec(raw)).trials}, ""
+        spec = parse_spec(raw, source)
         plan = plan_sweep(spec, _Known(state), data_root)  # type: ignore[arg-type]
     except Exception as exc:  # noqa: BLE001 - any reason is reported on the sweep's line
         return None, set(), f"{type(exc).__name__}: {' '.join(str(exc).split())}"
@@ -99,10 +127,24 @@ def _planned_keys(text: str, source: str, state: StoreState, data_root: DataRoot
     return spec.name, {t.key() for t in plan.trials}, ""
 
 
-def sweep_status(store: ResultStore, data_root: DataRoot, stale_after_s: float = DEFAULT_STALE_AFTER_S,
-                 last: int = 5, now: datetime | None = None) -> StoreStatus:
+def sweep_status(
+    store: ResultStore,
+    data_root: DataRoot,
+    stale_after_s: float = DEFAULT_STALE_AFTER_S,
+    last: int = 5,
+    now: datetime | None = None,
+    plans: dict[str, tuple] | None = None,
+    rate_window_s: float = RATE_WINDOW_S,
+    failures: int = 3,
+) -> StoreStatus:
     """Per sweep of ``store``: done / failed / running / queued counts, the ``last`` rows landed, the
-    failure causes and the running trials (stale after ``stale_after_s`` seconds without a heartbeat).
+    failure causes, the ``failures`` newest failure records, the rows landed in the last
+    ``rate_window_s`` seconds and the running trials (stale after ``stale_after_s`` seconds without
+    a heartbeat).
+
+    ``plans``: a cache of the specs' plans, by spec text, kept by a caller that asks again and again
+    (``roft status --watch``): a sweep's plan depends on the spec and the data root only, not on the
+    store (``roft alpha``'s request, planned against the store's checkpoints, is planned every time).
 
     Raises :class:`FileNotFoundError` when the store holds no sweep at all (no spec, row, failure
     record or running marker).
@@ -110,17 +152,24 @@ def sweep_status(store: ResultStore, data_root: DataRoot, stale_after_s: float =
     now = now or datetime.now(timezone.utc)
     state = read_store_state(store)
     if state.empty:
-        raise FileNotFoundError(f"store {store.location!r} holds no sweep: no specs/, trials/, failures/ or "
-                                "running/ files")
+        raise FileNotFoundError(
+            f"store {store.location!r} holds no sweep: no specs/, trials/, failures/ or running/ files"
+        )
     running = {m.trial_key: m for m in state.running()}
     stale = {key for key, m in running.items() if m.is_stale(now, stale_after_s)}
-    specs = {name[:-len(".yaml")]: (name, text) for name, text in state.specs}
+    specs = {name[: -len(".yaml")]: (name, text) for name, text in state.specs}
     sweeps, queued_keys, unplanned, attributed = [], set(), 0, set()
     for name in state.sweep_names():
         planned, error, spec_file = None, "", None
         if name in specs:
             spec_file = f"specs/{specs[name][0]}"
-            _, keys, error = _planned_keys(specs[name][1], spec_file, state, data_root)
+            text = specs[name][1]
+            if plans is not None and text in plans:
+                keys, error = plans[text]
+            else:
+                planned_name, keys, error = _planned_keys(text, spec_file, state, data_root, store)
+                if plans is not None and planned_name != ALPHA_SWEEP:  # an alpha request follows the store
+                    plans[text] = (keys, error)
             planned = None if error else keys
         else:
             error = f"no saved spec (specs/{name}.yaml): its queued trials are unknown"
@@ -137,14 +186,36 @@ def sweep_status(store: ResultStore, data_root: DataRoot, stale_after_s: float =
         else:
             unplanned += 1
         attributed |= keys
-        sweeps.append(SweepStatus(
-            name=name, spec_file=spec_file, planned=None if planned is None else len(planned), plan_error=error,
-            done=len(done), failed=len(failed), running=sweep_running,
-            stale={m.trial_key for m in sweep_running} & stale, queued=queued,
-            outside=0 if planned is None else len(done - planned), last=state.last_rows(done, last),
-            causes=state.failure_causes(failed)))
-    return StoreStatus(location=store.location, now=now, stale_after_s=stale_after_s, sweeps=sweeps,
-                       done=len(state.done), failed=len(state.failed - running.keys()), running=len(running),
-                       stale=len(stale), queued=len(queued_keys), unplanned=unplanned,
-                       unattributed=[m for key, m in sorted(running.items()) if key not in attributed],
-                       unread=state.unread)
+        sweeps.append(
+            SweepStatus(
+                name=name,
+                spec_file=spec_file,
+                planned=None if planned is None else len(planned),
+                plan_error=error,
+                done=len(done),
+                failed=len(failed),
+                running=sweep_running,
+                stale={m.trial_key for m in sweep_running} & stale,
+                queued=queued,
+                outside=0 if planned is None else len(done - planned),
+                last=state.last_rows(done, last),
+                causes=state.failure_causes(failed),
+                landed_recently=state.landed_since(done, now - timedelta(seconds=rate_window_s)),
+                rate_window_s=rate_window_s,
+                newest_failures=state.newest_failures(failed, failures),
+            )
+        )
+    return StoreStatus(
+        location=store.location,
+        now=now,
+        stale_after_s=stale_after_s,
+        sweeps=sweeps,
+        done=len(state.done),
+        failed=len(state.failed - running.keys()),
+        running=len(running),
+        stale=len(stale),
+        queued=len(queued_keys),
+        unplanned=unplanned,
+        unattributed=[m for key, m in sorted(running.items()) if key not in attributed],
+        unread=state.unread,
+    )

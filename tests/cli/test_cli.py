@@ -89,11 +89,12 @@ def test_table_reads_the_store(tmp_path, capsys):
     store.write_trial(make_row("a", test_metric=0.5))
     store.write_trial(make_row("b", seed=1, test_metric=1.5))
     assert main(["table", "--store", str(tmp_path)]) == 0
-    assert "| full-ft | **1.00 ± 0.50 (n=2)** |" in capsys.readouterr().out
+    assert "| full-ft | 1.00 ± 0.50 (n=2) |" in capsys.readouterr().out  # one method: nothing bold
     assert main(["table", "--store", str(tmp_path), "--all-points"]) == 0
     assert "| scratch-gin | full-ft | esol | scaffold | full | rmse | 1.00 ± 0.50 | 2 |" in capsys.readouterr().out
     assert main(["table", "--store", str(tmp_path), "--format", "latex", "--ddof", "1"]) == 0
-    assert r"\textbf{1.00 $\pm$ 0.71 (n=2)}" in capsys.readouterr().out
+    latex = capsys.readouterr().out
+    assert r"1.00 $\pm$ 0.71 (n=2)" in latex and r"\textbf" not in latex
     assert main(["table", "--store", str(tmp_path / "missing")]) == 2
 
 
@@ -108,7 +109,7 @@ def test_store_forget_takes_trials_out_and_names_bad_keys(tmp_path, capsys):
     assert main(["store", "list", "--store", str(tmp_path), "--where", "method=wise-ft", "--keys"]) == 0
     assert capsys.readouterr().out.split() == [keys[0]]  # keys only: what `roft store forget` takes
     assert main(["store", "forget", keys[0], "--store", str(tmp_path)]) == 0
-    assert "forgot 1 trial(s): 1 trials rows" in capsys.readouterr().out
+    assert "forgot 1 trial: 1 trials row" in capsys.readouterr().out
     assert store.done_keys() == {keys[1]}
     assert main(["store", "forget", "nope", "--store", str(tmp_path)]) == 2
     assert "malformed trial key(s) 'nope'; accepted: 24 hex digits" in capsys.readouterr().err
@@ -134,17 +135,24 @@ def test_module_entry_point_runs():
 
 
 @pytest.mark.slow
-def test_bench_methods_prints_every_method_against_full_ft(real_env, capsys):
-    from trainables.methods import METHODS
+def test_bench_methods_prints_each_method_alone_and_fused_and_writes_rates(real_env, tmp_path, capsys):
+    from orchestrator.sweep.rates import MethodRates
 
-    assert main(["bench", "methods", "--backbone", "scratch-gcn", "--task", "esol", "--label-setting", "fewshot:16",
-                 "--epochs", "1", "--repeats", "1"]) == 0
+    out = tmp_path / "rates.json"
+    assert main(["bench", "methods", "--task", "esol", "--label-setting", "fewshot:16", "--epochs", "1",
+                 "--seeds", "2", "--unfused-trials", "1", "--methods", "full-ft", "wise-ft",
+                 "roft-mol", "--out", str(out)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    rows = {line.split()[0]: line.split() for line in lines[2:]}
-    assert set(rows) == set(METHODS.names())
-    assert rows["full-ft"][1:5:3] == ["1", "1.00"]  # epochs, ratio to itself
-    assert rows["lp-ft"][1] == "2" and rows["roft-mol"][1] == "2" and rows["wise-ft"][1:3] == ["0", "0"]
-    assert all(float(row[4]) > 0 for row in rows.values())
+    assert "1 epochs (RoFt-Mol 2 alpha epochs): rates of these shortened trials" in lines[0]
+    rows = {line.split()[0]: line for line in lines if line.split()[0] in ("full-ft", "wise-ft", "roft-mol")}
+    assert "1x2" in rows["full-ft"]  # two seeds in one fused group
+    assert rows["wise-ft"].split()[1] == "point" and rows["roft-mol"].split()[1] == "fit"
+    rates = MethodRates.load(out)
+    assert (rates.task, rates.label_setting, rates.seeds, rates.epochs) == ("esol", "fewshot:16", 2, 1)
+    assert rates.molecules["train"] == 16 and rates.methods["full-ft"].fused.groups == (2,)
+    assert all(rate.unfused.seconds > 0 for rate in rates.methods.values())
+    assert main(["bench", "methods", "--methods", "lora"]) == 2
+    assert "--methods lora not accepted" in capsys.readouterr().err
 
 
 def _gpu_hours_total(err: str) -> float:
@@ -153,20 +161,31 @@ def _gpu_hours_total(err: str) -> float:
 
 
 def test_dry_run_estimates_gpu_hours_from_the_measured_throughput(real_env, tmp_path, capsys):
-    spec = str(write_spec(tmp_path, training={"epochs": 100}))
+    spec = str(write_spec(tmp_path, training={"epochs": 100}, methods={"full-ft": {}, "lp": {"freeze_bn_stats": True}}))
     store = str(tmp_path / "store")
     assert main(["sweep", spec, "--store", store, "--dry-run"]) == 0
     err = capsys.readouterr().err
-    assert ("GPU-hours, an estimate from throughput measured on one H100 (2,064 fused / 46 unfused 100-epoch "
-            "BBBP-sized trials per GPU-hour)") in err
-    assert "4 fused trials:" in err and "4 unfused trials:" in err  # full-ft fuses, lp trains alone
+    assert ("Full FT: 2,064 fused / 46 unfused 100-epoch BBBP-sized Full-FT trials per GPU-hour, measured on one "
+            "H100") in err
+    assert "cost per pass relative to Full FT's, measured on cpu" in err and "method_rates.json" in err
+    assert "4 fused trials:" in err and "4 unfused trials:" in err  # full-ft fuses, lp with fixed statistics alone
     default = _gpu_hours_total(err)
 
     assert main(["sweep", spec, "--store", store, "--dry-run", "--trials-per-gpu-hour", "900",
                  "--unfused-trials-per-gpu-hour", "23"]) == 0
     err = capsys.readouterr().err
-    assert "(900 fused / 23 unfused" in err
+    assert "Full FT: 900 fused / 23 unfused" in err
     assert _gpu_hours_total(err) == pytest.approx(2 * default, rel=0.05)
+
+
+def test_dry_run_takes_method_rates_from_a_file_or_none(real_env, tmp_path, capsys):
+    spec = str(write_spec(tmp_path, training={"epochs": 100}))
+    store = str(tmp_path / "store")
+    assert main(["sweep", spec, "--store", store, "--dry-run", "--method-rates", "none"]) == 0
+    assert "cost per pass assumed equal to Full FT's (--method-rates none)" in capsys.readouterr().err
+    (tmp_path / "rates.json").write_text("{}")
+    assert main(["sweep", spec, "--store", store, "--dry-run", "--method-rates", str(tmp_path / "rates.json")]) == 2
+    assert "is not a rates file (format None; accepted: 1)" in capsys.readouterr().err
 
 
 def test_dry_run_refuses_a_throughput_that_is_not_positive(real_env, tmp_path, capsys):

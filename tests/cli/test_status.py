@@ -16,7 +16,7 @@ def test_status_prints_each_sweeps_counts_and_exits_0(real_env, tmp_path, capsys
     out = capsys.readouterr().out
     lines = out.splitlines()
     assert lines[0].startswith(f"store {store.location} at ")
-    assert lines[0].endswith("2 sweep(s); 2 done, 1 failed, 2 running (1 stale), 1 queued (+ those of 1 sweep(s) "
+    assert lines[0].endswith("2 sweeps; 2 done, 1 failed, 2 running (1 stale), 1 queued (+ those of 1 sweep "
                              "that could not be planned)")
     assert "sweep tiny (specs/tiny.yaml, 5 planned): 1 done, 1 failed, 2 running (1 stale), 1 queued" in lines
     assert "sweep other: 1 done, 0 failed, 0 running, ? queued" in lines
@@ -87,6 +87,6 @@ def test_rows_counted_by_name_only_are_said_under_the_totals():
     status = StoreStatus(location="s3://b/r", now=datetime(2026, 11, 30, tzinfo=timezone.utc), stale_after_s=600,
                          sweeps=[], done=12, failed=0, running=0, stale=0, queued=0, unplanned=0, unread=4)
     lines = status_lines(status)
-    assert lines[0].endswith("0 sweep(s); 12 done, 0 failed, 0 running, 0 queued")
+    assert lines[0].endswith("0 sweeps; 12 done, 0 failed, 0 running, 0 queued")
     assert lines[1].startswith("  4 of the done trials are counted by their object's name only")
     assert status_lines(StoreStatus(**{**status.__dict__, "unread": 0}))[1:] == []

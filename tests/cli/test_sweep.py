@@ -24,3 +24,24 @@ def test_a_binary_spec_is_refused_in_one_line_naming_the_file(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith(f"roft: error: sweep spec {str(spec)!r} is not a UTF-8 text file")
     assert "accepted: a YAML file" in err and len(err.splitlines()) == 1
+
+
+def test_a_bad_tracker_is_refused_in_one_line_before_anything(tmp_path, capsys):
+    spec = write_spec(tmp_path)
+    assert main(["sweep", str(spec), "--store", str(tmp_path / "store"), "--tracker", "wandb"]) == 2
+    err = capsys.readouterr().err
+    assert err == "roft: error: --tracker 'wandb' is not accepted; accepted: mlflow, or mlflow=TRACKING_URI " \
+                  "(e.g. mlflow=http://127.0.0.1:5000)\n"
+    assert not (tmp_path / "store").exists()
+
+
+def test_tracking_without_mlflow_is_one_line_saying_what_to_install(real_env, tmp_path, capsys, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "mlflow", None)
+    monkeypatch.setitem(sys.modules, "mlflow.tracking", None)
+    assert main(["sweep", str(write_spec(tmp_path)), "--store", str(tmp_path / "store"), "--tracker", "mlflow"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == ("roft: error: --tracker mlflow needs MLflow, which is not installed: pip install "
+                       "'roft[mlflow]' (or pip install mlflow)")
+    assert not (tmp_path / "store" / "trials").exists()  # nothing ran

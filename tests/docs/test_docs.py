@@ -81,7 +81,7 @@ def _exists_in_repo(path: Path) -> bool:
 
 def test_the_documents_exist():
     for name in ("README.md", "docs/guide.md", "docs/protocol.md", "docs/engine.md", "docs/store.md",
-                 "docs/cluster.md", "deploy/README.md"):
+                 "docs/cluster.md", "docs/contributing.md", "deploy/README.md"):
         assert (REPO / name).is_file(), f"{name} is missing"
 
 

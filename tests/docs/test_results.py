@@ -27,3 +27,11 @@ def test_the_placement_tables_regenerate_from_their_committed_stores(share):
     with redirect_stdout(out):
         assert roft(["placement", "--store", str(RESULTS / f"store-placement-{share}"), "--timeline"]) == 0
     assert out.getvalue() == (RESULTS / f"placement-{share}.md").read_text()
+
+
+def test_the_quirks_table_regenerates_from_its_committed_store():
+    out = io.StringIO()
+    with redirect_stdout(out):
+        assert roft(["table", "--store", str(RESULTS / "store-quirks"), "--rows", "method", "--cols", "task",
+                     "--all-points"]) == 0
+    assert out.getvalue() == (RESULTS / "quirks-table.md").read_text()

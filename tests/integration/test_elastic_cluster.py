@@ -159,7 +159,7 @@ def test_two_nodes_join_and_two_leave_mid_sweep_and_every_trial_lands_once(real_
     # that landed elsewhere. Tune retried each (one line per retry in the sweep's output); each ran
     # again, after the departure, on a node still there.
     lost = {ip: sorted(k for k, node in watch.seen if node == ip and rows[k]["node_ip"] != ip) for ip in (A, B)}
-    retried = [int(n) for n in re.findall(r"\] (\d+) trial\(s\) of \w+: their worker was lost", log)]
+    retried = [int(n) for n in re.findall(r"\] (\d+) trials? of [\w-]+: their worker was lost", log)]
 
     # How much faster the sweep ran while three nodes trained than on the head alone: printed, not
     # asserted, since on a small machine the three nodes share the same few cores.

@@ -54,7 +54,7 @@ def test_a_failing_trial_is_recorded_skipped_and_retried_on_request(corrupt_chec
 
     again = plan_sweep(setup.spec, store, DataRoot(real_env))  # a plain rerun skips the known failure
     assert again.pending == [] and again.failed == {bad.key()}
-    assert "skipped 1 trials that failed before" in again.summary()
+    assert "skipped 1 trial that failed before" in again.summary()
 
     retry = plan_sweep(setup.spec, store, DataRoot(real_env), retry_failed=True)
     assert [t.key() for t in retry.pending] == [bad.key()]

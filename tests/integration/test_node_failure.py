@@ -122,7 +122,7 @@ def test_killing_the_worker_node_mid_sweep_finishes_the_sweep_on_the_head(real_e
     # Tune learnt of the loss from the trial's call to its actor (whose connection closed), before the
     # GCS marked the node dead (health checks missed), and retried the trial; the sweep says so in one
     # line (Ray's traceback goes to the sweep's log file, not the terminal).
-    assert re.search(r"trial\(s\) of \w+: their worker was lost.*; retried elsewhere \(failure 1\)", text), text[-4000:]
+    assert re.search(r"trials? of [\w-]+: their worker was lost.*; retried elsewhere \(failure 1\)", text), text[-4000:]
     assert "Trial task failed" not in text
     dead = [n for n in nodes.values() if n["state"] == "DEAD"]
     assert [n["node_ip"] for n in dead] == [WORKER_IP] and "health check failed" in dead[0]["state_message"]

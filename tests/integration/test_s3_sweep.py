@@ -60,7 +60,7 @@ def test_a_sweep_writes_its_trials_and_checkpoints_to_s3(s3_store_uri, s3_bucket
     assert hashlib.sha256(store.read_artifact(ft.trial_key)).hexdigest() == ft.artifact_sha256
     # the wise-ft trial ran in a Ray worker that read its parent's checkpoint back from S3
     assert wise.parent_trial_key == ft.trial_key and wise.parent_artifact_sha256 == ft.artifact_sha256
-    epochs = store.read_epochs().to_pandas()
+    epochs = store.read_side_table("epochs").to_pandas()
     assert sorted(epochs.loc[epochs.trial_key == ft.trial_key, "epoch"]) == [1, 2]
     assert store.failed_keys() == set() and store.read_specs()[0][0] == "s3tiny.yaml"
     listed = store.fs.get_file_info(fs.FileSelector(store.base, recursive=True))

@@ -56,7 +56,7 @@ def test_tiny_sweep_writes_rows_and_rerun_runs_nothing(ray_session, real_env, tm
         # Only trials that others depend on (full-ft) keep their checkpoint by default.
         assert ((tmp_path / "store" / "artifacts").as_posix() in path and len(sha) == 64) if method == "full-ft" \
             else (pd.isna(path) and pd.isna(sha))  # null: no checkpoint kept
-    epochs = store.read_epochs().to_pandas()
+    epochs = store.read_side_table("epochs").to_pandas()
     assert len(epochs) == 4 * 2
 
     again = plan_sweep(spec, store, DataRoot(real_env))

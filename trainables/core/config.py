@@ -8,6 +8,14 @@ so two specs with the same content have the same key on every machine; the resul
 deduplicated on it. The key covers the data file's and the checkpoint's sha256 and the
 protocol version, so a changed file or protocol yields new trials instead of stale matches.
 Sweep name, resources and store location are *not* part of it.
+
+Two revision numbers make a change of what roft computes change the keys it touches, and only
+those: ``method_revision`` (the method's ``revision``: raised when the method computes something
+else under the same hyper-parameters) and ``subset_revision`` (raised when the training molecules
+a split and label setting select change). Both are set by
+:func:`trainables.methods.revisions.with_revisions` from the code, never by a user, and enter the
+canonical JSON only when above 1, so the keys of trials whose computation never changed (Full FT
+on the full-label scaffold split, for one) are those they always had.
 """
 
 from __future__ import annotations
@@ -24,15 +32,21 @@ PROTOCOL_VERSION = "roft-protocol-1"
 ARTIFACT_POLICIES = ("required", "all")
 
 
+def bounded(default: Any, minimum: float, **metadata: Any) -> Any:
+    """A dataclass field of at least ``minimum``: sweep specs are validated against its type and minimum
+    (:mod:`search_spaces.spec`); more ``metadata`` (e.g. ``section``) as given."""
+    return field(default=default, metadata={"minimum": minimum, **metadata})
+
+
 @dataclass(frozen=True)
 class TrainingRecipe:
     """The shared recipe of docs/protocol.md, Recipe (defaults are the paper's)."""
 
-    epochs: int = 100
-    batch_size: int = 32
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    dropout: float = 0.5
+    epochs: int = bounded(100, 1)
+    batch_size: int = bounded(32, 1)
+    lr: float = bounded(1e-3, 0.0)
+    weight_decay: float = bounded(0.0, 0.0)
+    dropout: float = bounded(0.5, 0.0)
 
     def __post_init__(self):
         # Equal recipes must serialise equally (0 and 0.0 would give different trial keys).
@@ -59,17 +73,33 @@ class TrialSpec:
     backbone_sha256: str = ""
     data_sha256: str = ""
     protocol_version: str = PROTOCOL_VERSION
+    method_revision: int = 1  # the method's revision (see the module docstring)
+    subset_revision: int = 1  # the revision of the split and label subset's selection
+
+    def __post_init__(self):
+        for name in REVISION_FIELDS:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}={value!r} is not accepted; accepted: an integer >= 1")
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able dict (hand-rolled: ``dataclasses.asdict`` deep-copies and costs ~10x more)."""
-        out = {name: getattr(self, name) for name in _SPEC_FIELDS}
+        """Plain JSON-able dict (hand-rolled: ``dataclasses.asdict`` deep-copies and costs ~10x more).
+
+        A revision of 1 is left out, so keys made before revisions existed stay valid."""
+        out = {
+            name: getattr(self, name)
+            for name in _SPEC_FIELDS
+            if name not in REVISION_FIELDS or getattr(self, name) != 1
+        }
         out["recipe"] = dict(self.recipe.__dict__)
         out["method_params"] = dict(self.method_params)
         return out
 
     def cell(self) -> tuple:
-        """Every field except the method and its hyper-parameters (hashable)."""
-        return tuple(getattr(self, name) for name in _SPEC_FIELDS if name not in ("method", "method_params"))
+        """Every field except the method, its hyper-parameters and its revision (hashable)."""
+        return tuple(
+            getattr(self, name) for name in _SPEC_FIELDS if name not in ("method", "method_params", "method_revision")
+        )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrialSpec:
@@ -90,6 +120,7 @@ class TrialSpec:
 
 
 _SPEC_FIELDS = tuple(f.name for f in fields(TrialSpec))
+REVISION_FIELDS = ("method_revision", "subset_revision")
 
 
 def canonical_json(value: Any) -> str:
@@ -120,8 +151,10 @@ class Runtime:
         if self.artifacts not in ARTIFACT_POLICIES:
             raise ValueError(f"artifacts={self.artifacts!r} is not accepted; accepted: {', '.join(ARTIFACT_POLICIES)}")
         if not isinstance(self.data_root, DataRoot):
-            raise TypeError(f"Runtime.data_root must be a DataRoot (resolved once from --data-root / ROFT_DATA), "
-                            f"not {type(self.data_root).__name__}")
+            raise TypeError(
+                f"Runtime.data_root must be a DataRoot (resolved once from --data-root / ROFT_DATA), "
+                f"not {type(self.data_root).__name__}"
+            )
         if isinstance(self.engine, dict):  # from to_dict(), through Ray's config
             object.__setattr__(self, "engine", EngineOptions(**self.engine))
 

@@ -44,7 +44,8 @@ class DataRoot:
             if not folder.is_dir():
                 raise DataUnavailableError(
                     f"data root {str(folder)!r} is not a directory; point it at a folder laid out like the "
-                    "benchmark's data (moleculenet/, regression_extra/, weights/, ...)")
+                    "benchmark's data (moleculenet/, regression_extra/, weights/, ...)"
+                )
             object.__setattr__(self, "folder", folder)
 
     @classmethod
@@ -59,7 +60,8 @@ class DataRoot:
             origin = "--data-root" if explicit is not None else DATA_ROOT_ENV
             raise DataUnavailableError(
                 f"data root {str(folder)!r} (from {origin}) is not a directory; point it at a folder laid out "
-                "like the benchmark's data (moleculenet/, regression_extra/, weights/, ...)")
+                "like the benchmark's data (moleculenet/, regression_extra/, weights/, ...)"
+            )
         return cls(folder)
 
     def __str__(self) -> str:

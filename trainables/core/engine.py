@@ -26,8 +26,13 @@ FUSED_CSR_TYPES = "fused-csr"  # fused groups of an architecture CSR aggregation
 CSR_GNN_TYPES = ("gin", "gcn", "graphsage")  # GAT's message weights are new in every layer: scatter only
 
 
-def _option(default: Any, help: str, applies: str, choices: tuple[str, ...] | None = None,
-            words: dict[Any, str] | None = None) -> Any:
+def _option(
+    default: Any,
+    help: str,
+    applies: str,
+    choices: tuple[str, ...] | None = None,
+    words: dict[Any, str | None] | None = None,
+) -> Any:
     """A field of :class:`EngineOptions`. ``words`` maps a non-default value to the word that the
     row's engine label, the bench's flag (``--WORD``) and ``--variant`` use for it."""
     if words is None:
@@ -40,16 +45,41 @@ class EngineOptions:
     """Speed options of the training engine (defaults: exact, portable fp32)."""
 
     tf32: bool = _option(False, "TF32 matrix products on GPUs (process-wide)", ANYWHERE_ON_CUDA)
-    compile: bool = _option(False, "fused groups on GPUs: torch.compile the training-mode BatchNorm + ReLU + "
-                                   "dropout chain", FUSED_ON_CUDA)
-    dropout_streams: str = _option("per-trial", "fused groups: one dropout generator per trial (a trial's result "
-                                                "does not depend on its group) or one per group",
-                                   FUSED, ("per-trial", "group"), {"group": "group-dropout"})
-    precision: str = _option("fp32", "fused groups: float32 (TF32 where allowed) or bfloat16 autocast",
-                             FUSED, ("fp32", "bf16"), {"bf16": "bf16"})
-    aggregation: str = _option("scatter", "fused GIN/GCN/GraphSAGE groups: sum messages by gather + index_add "
-                                          "(scatter) or by sparse CSR products", FUSED_CSR_TYPES,
-                               ("scatter", "csr"), {"csr": "csr"})
+    compile: bool = _option(
+        False, "fused groups on GPUs: torch.compile the training-mode BatchNorm + ReLU + dropout chain", FUSED_ON_CUDA
+    )
+    dropout_streams: str = _option(
+        "per-trial",
+        "fused groups: one dropout generator per trial (a trial's result "
+        "does not depend on its group) or one per group",
+        FUSED,
+        ("per-trial", "group"),
+        {"group": "group-dropout"},
+    )
+    precision: str = _option(
+        "fp32",
+        "fused groups: float32 (TF32 where allowed) or bfloat16 autocast",
+        FUSED,
+        ("fp32", "bf16"),
+        {"bf16": "bf16"},
+    )
+    aggregation: str = _option(
+        "scatter",
+        "fused GIN/GCN/GraphSAGE groups: sum messages by gather + index_add (scatter) or by sparse CSR products",
+        FUSED_CSR_TYPES,
+        ("scatter", "csr"),
+        {"csr": "csr"},
+    )
+    test_scoring: str = _option(
+        "every-epoch",
+        "fused groups: score test every epoch, or only at the epochs a member's "
+        "validation improves and at each stage's last epoch (the only test "
+        "figures a result reports: the same results, epoch curves with test "
+        "only there)",
+        FUSED,
+        ("every-epoch", "improved"),
+        {"improved": "lazy-test"},
+    )
 
     def __post_init__(self):
         for spec in dataclasses.fields(self):
@@ -94,8 +124,10 @@ class EngineOptions:
         chosen = [w.strip() for w in text.split(",") if w.strip() and w.strip() != "plain"]
         unknown = [w for w in chosen if w not in words]
         if unknown:
-            raise ValueError(f"engine option(s) {', '.join(map(repr, unknown))} are not accepted; accepted: "
-                             f"plain, or a comma-separated list of {', '.join(words)}")
+            raise ValueError(
+                f"engine option(s) {', '.join(map(repr, unknown))} are not accepted; accepted: "
+                f"plain, or a comma-separated list of {', '.join(words)}"
+            )
         return dataclasses.replace(base or cls(), **dict(words[w] for w in chosen))
 
     def as_words(self) -> str:
@@ -114,10 +146,16 @@ class EngineOptions:
 
     def in_effect(self, fused: bool, device_type: str, gnn_type: str = "gin") -> EngineOptions:
         """The options as they act on one trial: those that do not apply there set to their defaults."""
-        applies = {ANYWHERE_ON_CUDA: device_type == "cuda", FUSED: fused,
-                   FUSED_ON_CUDA: fused and device_type == "cuda", FUSED_CSR_TYPES: fused and gnn_type in CSR_GNN_TYPES}
-        return dataclasses.replace(self, **{f.name: f.default for f in dataclasses.fields(self)
-                                            if not applies[f.metadata["applies"]]})
+        applies = {
+            ANYWHERE_ON_CUDA: device_type == "cuda",
+            FUSED: fused,
+            FUSED_ON_CUDA: fused and device_type == "cuda",
+            FUSED_CSR_TYPES: fused and gnn_type in CSR_GNN_TYPES,
+        }
+        defaults: dict[str, Any] = {
+            f.name: f.default for f in dataclasses.fields(self) if not applies[f.metadata["applies"]]
+        }
+        return dataclasses.replace(self, **defaults)
 
     def label(self, fused_trials: int, device_type: str, gnn_type: str = "gin") -> str:
         """A row's ``engine``: ``unfused`` or ``fused``, then ``+`` the word of each option in effect."""

@@ -1,11 +1,17 @@
 """A small name -> object registry, one per abstract concept (tasks, backbones, methods).
 
-Adding a new entry is one decorated class or one ``register`` call in one file::
+Adding a new entry is one ``register`` call (or one decorated object) in one file::
 
-    METHODS = Registry("method")
+    SPLITS = Registry("split")
 
-    @METHODS.register("full-ft")
-    class FullFineTuning(FineTuningMethod): ...
+    @SPLITS.register("scaffold")
+    def scaffold_split(...): ...
+
+A registry whose entries need more than a name has its own registering function, and that
+function is the only way to add to it: :func:`trainables.methods.register_method` (it sets the
+class's ``name`` and checks its mechanism), :func:`trainables.data.tasks.register_task` and
+:func:`trainables.models.backbones.register_backbone` (they register the entry's data file, with
+its URL and sha256, too).
 
 Lookups of unknown names raise :class:`UnknownNameError`, which names the offending value,
 the closest registered names and the full list of accepted values.
@@ -15,7 +21,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Iterator
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, overload
 
 T = TypeVar("T")
 
@@ -43,6 +49,12 @@ class Registry(Generic[T]):
         self.kind = kind
         self._entries: dict[str, T] = {}
 
+    @overload
+    def register(self, name: str) -> Callable[[T], T]: ...
+
+    @overload
+    def register(self, name: str, obj: T) -> T: ...
+
     def register(self, name: str, obj: T | None = None) -> Callable[[T], T] | T:
         """Register ``obj`` under ``name``; usable as a decorator when ``obj`` is omitted."""
 
@@ -67,7 +79,11 @@ class Registry(Generic[T]):
         return iter(self._entries.items())
 
     def __contains__(self, name: object) -> bool:
-        return name in self._entries
+        """Whether ``name`` is registered (anything unhashable, e.g. a list from a spec, is not)."""
+        try:
+            return name in self._entries
+        except TypeError:
+            return False
 
     def __len__(self) -> int:
         return len(self._entries)

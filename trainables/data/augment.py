@@ -33,7 +33,7 @@ def mask_atoms(x: torch.Tensor, rate: float, generator: torch.Generator) -> tupl
     """``(x_masked, masked)``: ``round(rate * n)`` atoms (at least one) drawn without replacement
     get the mask token; ``masked`` are their row indices ``(m,)``."""
     n = x.shape[0]
-    masked = torch.randperm(n, generator=generator)[:max(1, int(round(rate * n)))]
+    masked = torch.randperm(n, generator=generator)[: max(1, int(round(rate * n)))]
     x_masked = x.clone()
     x_masked[masked, 0] = MASK_ATOM_TYPE
     x_masked[masked, 1] = 0
@@ -57,8 +57,9 @@ def subgraph(batch: GraphBatch, rate: float, generator: torch.Generator) -> Grap
     keep = torch.ceil((1.0 - rate) * sizes.to(torch.float64)).to(torch.long).clamp(min=1)
     n = batch.x.shape[0]
     starts = torch.cumsum(sizes, 0) - sizes
-    seeds = starts + torch.floor(torch.rand(batch.num_graphs, generator=generator, dtype=torch.float64)
-                                 * sizes).to(torch.long)
+    seeds = starts + torch.floor(torch.rand(batch.num_graphs, generator=generator, dtype=torch.float64) * sizes).to(
+        torch.long
+    )
     distance = hop_distance(batch.edge_index, n, seeds)
     tie_break = torch.rand(n, generator=generator, dtype=torch.float64)
     rank = _rank_within_graph(batch, distance.to(torch.float64) + tie_break)  # distance first, then chance
@@ -78,17 +79,27 @@ def perturb_edges(batch: GraphBatch, rate: float, generator: torch.Generator) ->
     starts = torch.cumsum(sizes, 0) - sizes
     size = sizes[graph_of_added]
     first = torch.floor(torch.rand(size.numel(), generator=generator, dtype=torch.float64) * size).to(torch.long)
-    step = 1 + torch.floor(torch.rand(size.numel(), generator=generator, dtype=torch.float64)
-                           * (size - 1)).to(torch.long)
+    step = 1 + torch.floor(torch.rand(size.numel(), generator=generator, dtype=torch.float64) * (size - 1)).to(
+        torch.long
+    )
     u, v = starts[graph_of_added] + first, starts[graph_of_added] + (first + step) % size  # u != v
     added_index = torch.cat([torch.stack([u, v]), torch.stack([v, u])], dim=1)
     added_attr = torch.zeros((added_index.shape[1], 2), dtype=batch.edge_attr.dtype)  # single bond, no direction
-    return GraphBatch(batch.x, torch.cat([batch.edge_index[:, kept], added_index], dim=1),
-                      torch.cat([batch.edge_attr[kept], added_attr]), batch.batch, batch.num_graphs, batch.y)
+    return GraphBatch(
+        batch.x,
+        torch.cat([batch.edge_index[:, kept], added_index], dim=1),
+        torch.cat([batch.edge_attr[kept], added_attr]),
+        batch.batch,
+        batch.num_graphs,
+        batch.y,
+    )
 
 
 AUGMENTATIONS: dict[str, Callable[[GraphBatch, float, torch.Generator], GraphBatch]] = {
-    "node-drop": drop_nodes, "edge-perturb": perturb_edges, "attr-mask": mask_attributes, "subgraph": subgraph,
+    "node-drop": drop_nodes,
+    "edge-perturb": perturb_edges,
+    "attr-mask": mask_attributes,
+    "subgraph": subgraph,
 }
 
 
@@ -97,8 +108,14 @@ def keep_atoms(batch: GraphBatch, keep: torch.Tensor) -> GraphBatch:
     new_index = torch.cumsum(keep.to(torch.long), 0) - 1
     src, dst = batch.edge_index
     kept_edges = keep[src] & keep[dst]
-    return GraphBatch(batch.x[keep], new_index[batch.edge_index[:, kept_edges]], batch.edge_attr[kept_edges],
-                      batch.batch[keep], batch.num_graphs, batch.y)
+    return GraphBatch(
+        batch.x[keep],
+        new_index[batch.edge_index[:, kept_edges]],
+        batch.edge_attr[kept_edges],
+        batch.batch[keep],
+        batch.num_graphs,
+        batch.y,
+    )
 
 
 def hop_distance(edge_index: torch.Tensor, num_nodes: int, sources: torch.Tensor) -> torch.Tensor:
@@ -135,11 +152,12 @@ def _rank_within_graph(batch: GraphBatch, key: torch.Tensor) -> torch.Tensor:
     return rank
 
 
-def two_views(batch: GraphBatch, names: tuple[str, ...], rate: float,
-              generator: torch.Generator) -> tuple[GraphBatch, GraphBatch]:
+def two_views(
+    batch: GraphBatch, names: tuple[str, ...], rate: float, generator: torch.Generator
+) -> tuple[GraphBatch, GraphBatch]:
     """GraphCL's pair of views: each one augmentation drawn uniformly from ``names``."""
-    picks = torch.randint(len(names), (2,), generator=generator).tolist()
-    return tuple(AUGMENTATIONS[names[i]](batch, rate, generator) for i in picks)
+    first, second = torch.randint(len(names), (2,), generator=generator).tolist()
+    return (AUGMENTATIONS[names[first]](batch, rate, generator), AUGMENTATIONS[names[second]](batch, rate, generator))
 
 
 def check_rate(rate: float, name: str = "aug_rate") -> None:

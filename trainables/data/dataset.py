@@ -49,8 +49,14 @@ class GraphBatch:
     y: torch.Tensor  # (B, T)
 
     def to(self, device: torch.device | str) -> GraphBatch:
-        return GraphBatch(self.x.to(device), self.edge_index.to(device), self.edge_attr.to(device),
-                          self.batch.to(device), self.num_graphs, self.y.to(device))
+        return GraphBatch(
+            self.x.to(device),
+            self.edge_index.to(device),
+            self.edge_attr.to(device),
+            self.batch.to(device),
+            self.num_graphs,
+            self.y.to(device),
+        )
 
 
 @dataclass
@@ -113,6 +119,7 @@ def _segment_gather_index(starts: torch.Tensor, counts: torch.Tensor) -> torch.T
 
 # --------------------------------------------------------------------------- featurization
 
+
 def featurize_table(smiles: list[object], scaffold_source: str = "raw") -> dict:
     """Featurize a column of SMILES into the collated graph part of a dataset.
 
@@ -154,6 +161,7 @@ def featurize_table(smiles: list[object], scaffold_source: str = "raw") -> dict:
 
 # --------------------------------------------------------------------------- cache
 
+
 def featurized_cache_path(file_sha256: str, scaffold_source: str = "raw") -> Path:
     """The featurized cache of a file: keyed by its sha256, the featurizer version and (where not
     the file's own SMILES) the SMILES its scaffolds come from."""
@@ -165,8 +173,9 @@ def read_table(path: Path) -> pd.DataFrame:
     return pd.read_csv(path, low_memory=False)
 
 
-def load_graphs(relpath: str, smiles_column: str, data_root: sources.DataRoot | None = None,
-                scaffold_source: str = "raw") -> tuple[dict, str]:
+def load_graphs(
+    relpath: str, smiles_column: str, data_root: sources.DataRoot | None = None, scaffold_source: str = "raw"
+) -> tuple[dict, str]:
     """The collated graph part of a file, from the cache or freshly featurized.
 
     Returns ``(graphs, file_sha256)``. The file's sha256 is checked against the registry.
@@ -206,7 +215,8 @@ def checked_sha256(relpath: str, path: Path) -> str:
     if actual not in (spec.sha256, spec.served_sha256):
         raise sources.ChecksumError(
             f"{relpath}: sha256 of {path} is {actual}, but the registry expects {spec.sha256}; "
-            "the file differs from the benchmark's (replace it with the canonical file)")
+            "the file differs from the benchmark's (replace it with the canonical file)"
+        )
     return actual
 
 
@@ -220,8 +230,10 @@ def load_task(name: str | Task, data_root: sources.DataRoot | None = None) -> Gr
     data_root = data_root or sources.DataRoot.from_setting()
     graphs, sha = load_graphs(task.file, task.smiles_column, data_root, task.scaffold_source)
     if len(graphs["source_rows"]) == 0:
-        raise ValueError(f"task {task.name}: none of the SMILES in column {task.smiles_column!r} of {task.file} "
-                         f"could be read by RDKit ({graphs['stats'].get('dropped', 0)} dropped); nothing to train on")
+        raise ValueError(
+            f"task {task.name}: none of the SMILES in column {task.smiles_column!r} of {task.file} "
+            f"could be read by RDKit ({graphs['stats'].get('dropped', 0)} dropped); nothing to train on"
+        )
     table = read_table(sources.resolve(task.file, data_root))
     columns = task.resolve_label_columns(list(table.columns))
     labels = table.loc[:, list(columns)].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float32)
@@ -232,10 +244,17 @@ def load_task(name: str | Task, data_root: sources.DataRoot | None = None) -> Gr
         if bad.any():
             raise ValueError(f"task {task.name}: classification labels outside {{0, 1}}: {np.unique(labels[bad])[:5]}")
     return GraphDataset(
-        x=graphs["x"], edge_index=graphs["edge_index"], edge_attr=graphs["edge_attr"],
-        node_ptr=graphs["node_ptr"], edge_ptr=graphs["edge_ptr"], y=torch.from_numpy(labels),
-        source_rows=graphs["source_rows"], scaffolds=graphs["scaffolds"], stats=graphs["stats"],
-        file_sha256=sha, label_columns=columns,
+        x=graphs["x"],
+        edge_index=graphs["edge_index"],
+        edge_attr=graphs["edge_attr"],
+        node_ptr=graphs["node_ptr"],
+        edge_ptr=graphs["edge_ptr"],
+        y=torch.from_numpy(labels),
+        source_rows=graphs["source_rows"],
+        scaffolds=graphs["scaffolds"],
+        stats=graphs["stats"],
+        file_sha256=sha,
+        label_columns=columns,
     )
 
 
@@ -246,4 +265,3 @@ def is_cached(task: Task, data_root: sources.DataRoot) -> bool:
     except sources.DataUnavailableError:
         return False
     return featurized_cache_path(checked_sha256(task.file, path), task.scaffold_source).is_file()
-

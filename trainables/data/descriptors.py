@@ -19,9 +19,22 @@ import numpy as np
 
 DESCRIPTOR_SET_VERSION = "roft-descriptors-v1"
 DESCRIPTORS = (
-    "MolWt", "HeavyAtomCount", "MolLogP", "MolMR", "TPSA", "LabuteASA", "NumHDonors", "NumHAcceptors",
-    "NumHeteroatoms", "NumRotatableBonds", "RingCount", "NumAromaticRings", "NumAliphaticRings", "FractionCSP3",
-    "HallKierAlpha", "Kappa2",
+    "MolWt",
+    "HeavyAtomCount",
+    "MolLogP",
+    "MolMR",
+    "TPSA",
+    "LabuteASA",
+    "NumHDonors",
+    "NumHAcceptors",
+    "NumHeteroatoms",
+    "NumRotatableBonds",
+    "RingCount",
+    "NumAromaticRings",
+    "NumAliphaticRings",
+    "FractionCSP3",
+    "HallKierAlpha",
+    "Kappa2",
 )
 
 
@@ -33,7 +46,7 @@ def compute_descriptors(smiles: Sequence[str]) -> np.ndarray:
     functions = dict(Descriptors.descList)
     chosen = [functions[name] for name in DESCRIPTORS]
     values = np.full((len(smiles), len(DESCRIPTORS)), np.nan)
-    RDLogger.DisableLog("rdApp.*")
+    RDLogger.DisableLog("rdApp.*")  # type: ignore[attr-defined]
     try:
         for row, text in enumerate(smiles):
             molecule = Chem.MolFromSmiles(str(text))
@@ -45,7 +58,7 @@ def compute_descriptors(smiles: Sequence[str]) -> np.ndarray:
                 except (ValueError, RuntimeError, ZeroDivisionError):
                     pass
     finally:
-        RDLogger.EnableLog("rdApp.*")
+        RDLogger.EnableLog("rdApp.*")  # type: ignore[attr-defined]
     values[~np.isfinite(values)] = np.nan
     return values
 

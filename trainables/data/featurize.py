@@ -102,11 +102,11 @@ def parse_smiles(smiles: object) -> Chem.Mol | None:
 @contextlib.contextmanager
 def quiet_rdkit() -> Iterator[None]:
     """Silence RDKit's per-molecule parse warnings (the drops are counted instead)."""
-    RDLogger.DisableLog("rdApp.*")
+    RDLogger.DisableLog("rdApp.*")  # type: ignore[attr-defined]
     try:
         yield
     finally:
-        RDLogger.EnableLog("rdApp.*")
+        RDLogger.EnableLog("rdApp.*")  # type: ignore[attr-defined]
 
 
 SCAFFOLD_SOURCES = ("raw", "canonical")
@@ -122,8 +122,9 @@ def murcko_scaffold(mol: Chem.Mol, source: str = "raw") -> str:
     return MurckoScaffold.MurckoScaffoldSmiles(mol=mol, includeChirality=True)
 
 
-def featurize_mol(mol: Chem.Mol, stats: FeaturizationStats | None = None,
-                  scaffold_source: str = "raw") -> MoleculeGraph | None:
+def featurize_mol(
+    mol: Chem.Mol, stats: FeaturizationStats | None = None, scaffold_source: str = "raw"
+) -> MoleculeGraph | None:
     """Featurize an RDKit molecule; ``None`` when it holds an atom outside the vocabulary."""
     stats = stats if stats is not None else FeaturizationStats()
     other_chirality = other_dirs = dative = other_bonds = 0
@@ -163,12 +164,14 @@ def featurize_mol(mol: Chem.Mol, stats: FeaturizationStats | None = None,
     stats.dative_bonds_as_single += dative
     stats.other_bonds_as_single += other_bonds
     stats.other_bond_dirs_as_none += other_dirs
-    return MoleculeGraph(x=x, edge_index=edge_index, edge_attr=edge_attr, scaffold=murcko_scaffold(mol, scaffold_source),
-                         stats=stats)
+    return MoleculeGraph(
+        x=x, edge_index=edge_index, edge_attr=edge_attr, scaffold=murcko_scaffold(mol, scaffold_source), stats=stats
+    )
 
 
-def featurize_smiles(smiles: object, stats: FeaturizationStats | None = None,
-                     scaffold_source: str = "raw") -> MoleculeGraph | None:
+def featurize_smiles(
+    smiles: object, stats: FeaturizationStats | None = None, scaffold_source: str = "raw"
+) -> MoleculeGraph | None:
     """Parse and featurize one SMILES; ``None`` (and a count in ``stats``) when dropped."""
     stats = stats if stats is not None else FeaturizationStats()
     stats.molecules += 1

@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from trainables.data import sources
 
@@ -114,8 +115,9 @@ def task_inventory(data_root: sources.DataRoot) -> list[TaskRow]:
 
     rows = []
     for name, task in TASKS.items():
-        common = dict(name=name, in_paper=task.in_paper, task_type=task.task_type.value, metric=task.metric,
-                      file=task.file)
+        common: dict[str, Any] = dict(
+            name=name, in_paper=task.in_paper, task_type=task.task_type.value, metric=task.metric, file=task.file
+        )
         try:
             path = sources.resolve(task.file, data_root, download=False)
         except sources.DataUnavailableError:
@@ -127,6 +129,14 @@ def task_inventory(data_root: sources.DataRoot) -> list[TaskRow]:
         if cached:
             graphs, _ = load_graphs(task.file, task.smiles_column, data_root, task.scaffold_source)
             valid, dropped = len(graphs["scaffolds"]), graphs["stats"]["dropped"]
-        rows.append(TaskRow(**common, rows=len(table), valid=valid, dropped=dropped,
-                            label_columns=len(task.resolve_label_columns(list(table.columns))), cached=cached))
+        rows.append(
+            TaskRow(
+                **common,
+                rows=len(table),
+                valid=valid,
+                dropped=dropped,
+                label_columns=len(task.resolve_label_columns(list(table.columns))),
+                cached=cached,
+            )
+        )
     return rows

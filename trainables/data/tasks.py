@@ -3,6 +3,9 @@
 Classification tasks are scored by ROC-AUC averaged over the label columns that have both
 classes present in the evaluated split (higher is better); regression tasks by RMSE averaged
 over label columns (lower is better).
+
+A new task is one :func:`register_task` entry below, with its file's :class:`DataFile` (path below
+the data root, sha256, canonical URL) unless that file is registered already.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from trainables.core.registry import Registry
+from trainables.data.sources import FILES, DataFile
 
 
 class TaskType(str, Enum):
@@ -62,12 +66,46 @@ class Task:
 
 TASKS: Registry[Task] = Registry("task")
 
+
+def register_task(task: Task, file: DataFile | None = None) -> Task:
+    """Register ``task``, and its data file when given (its path below the data root, sha256 and URL:
+    ``file.relpath`` must be ``task.file``); a task of a file registered before needs none."""
+    if file is not None:
+        if file.relpath != task.file:
+            raise ValueError(f"task {task.name}: its file is {task.file!r}, not {file.relpath!r}")
+        FILES.register(file.relpath, file)
+    elif task.file not in FILES:
+        raise ValueError(
+            f"task {task.name}: its file {task.file!r} is not registered; pass its DataFile "
+            "(path below the data root, sha256, URL)"
+        )
+    TASKS.register(task.name, task)
+    return task
+
+
 C, R = TaskType.CLASSIFICATION, TaskType.REGRESSION
 for _task in [
     Task("bbbp", "moleculenet/bbbp.csv", "smiles", C, ("p_np",), scaffold_source="canonical"),
-    Task("tox21", "moleculenet/tox21.csv", "smiles", C,
-         ("NR-AR", "NR-AR-LBD", "NR-AhR", "NR-Aromatase", "NR-ER", "NR-ER-LBD", "NR-PPAR-gamma",
-          "SR-ARE", "SR-ATAD5", "SR-HSE", "SR-MMP", "SR-p53")),
+    Task(
+        "tox21",
+        "moleculenet/tox21.csv",
+        "smiles",
+        C,
+        (
+            "NR-AR",
+            "NR-AR-LBD",
+            "NR-AhR",
+            "NR-Aromatase",
+            "NR-ER",
+            "NR-ER-LBD",
+            "NR-PPAR-gamma",
+            "SR-ARE",
+            "SR-ATAD5",
+            "SR-HSE",
+            "SR-MMP",
+            "SR-p53",
+        ),
+    ),
     Task("toxcast", "moleculenet/toxcast.csv.gz", "smiles", C, None),
     Task("sider", "moleculenet/sider.csv", "smiles", C, None),
     Task("clintox", "moleculenet/clintox.csv", "smiles", C, ("FDA_APPROVED", "CT_TOX"), scaffold_source="canonical"),
@@ -82,4 +120,4 @@ for _task in [
     Task("qm7", "moleculenet/qm7.csv", "smiles", R, ("u0_atom",), in_paper=False),
     Task("qm8", "moleculenet/qm8.csv.gz", "smiles", R, None, in_paper=False),
 ]:
-    TASKS.register(_task.name, _task)
+    register_task(_task)

@@ -14,6 +14,7 @@ import dataclasses
 
 from trainables.core.config import TrialSpec
 from trainables.methods import METHODS
+from trainables.methods.revisions import with_revisions
 
 
 def parent_spec(spec: TrialSpec) -> TrialSpec | None:
@@ -28,8 +29,14 @@ def parent_spec(spec: TrialSpec) -> TrialSpec | None:
         # grid with 29 dependants per cell builds and hashes each parent once.
         if len(_PARENTS) >= _PARENT_CACHE_SIZE:
             _PARENTS.clear()
-        parent = _PARENTS[cell] = dataclasses.replace(
-            spec, method=parent_method, method_params=METHODS.get(parent_method).validate_params({}))
+        parent = _PARENTS[cell] = with_revisions(
+            dataclasses.replace(
+                spec,
+                method=parent_method,
+                method_params=METHODS.get(parent_method).validate_params({}),
+                method_revision=METHODS.get(parent_method).revision,
+            )
+        )
     return parent
 
 

@@ -38,8 +38,15 @@ def method_inventory() -> list[MethodRow]:
         params = []
         for param, hp in cls.hyperparameters.items():
             grid = _PAPER_GRID.search(hp.doc)
-            params.append(HyperParameterRow(param, hp.type.__name__, hp.default, hp.choices,
-                                            tuple(v.strip() for v in grid.group(1).split(",")) if grid else None,
-                                            hp.doc))
+            params.append(
+                HyperParameterRow(
+                    param,
+                    hp.type.__name__,
+                    hp.default,
+                    hp.choices,
+                    tuple(v.strip() for v in grid.group(1).split(",")) if grid else None,
+                    hp.doc,
+                )
+            )
         rows.append(MethodRow(name, cls.mechanism, cls.requires_parent, cls.fusable, tuple(params)))
     return rows

@@ -58,6 +58,8 @@ class Encoder(nn.Module):
             return None
         match = self.LAYER_KEY.match(key)
         if match is None or int(match.group(1)) >= self.num_layers:
-            raise ValueError(f"state key {key!r} belongs to no layer and to no input encoder "
-                             f"(input prefixes: {', '.join(self.INPUT_PREFIXES)})")
+            raise ValueError(
+                f"state key {key!r} belongs to no layer and to no input encoder "
+                f"(input prefixes: {', '.join(self.INPUT_PREFIXES)})"
+            )
         return int(match.group(1))

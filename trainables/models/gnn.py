@@ -46,7 +46,9 @@ def scatter_sum(values: torch.Tensor, index: torch.Tensor, num_nodes: int) -> to
     return values.new_zeros((num_nodes, *values.shape[1:])).index_add_(0, index, values)
 
 
-def add_self_loops(edge_index: torch.Tensor, edge_attr: torch.Tensor, num_nodes: int) -> tuple[torch.Tensor, torch.Tensor]:
+def add_self_loops(
+    edge_index: torch.Tensor, edge_attr: torch.Tensor, num_nodes: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Append one self-loop per node with bond features ``(SELF_LOOP_BOND_TYPE, 0)``.
 
     Shapes: ``edge_index (2, e) -> (2, e + n)``, ``edge_attr (e, 2) -> (e + n, 2)``.
@@ -174,6 +176,11 @@ class HuGNN(Encoder):
 
     def surgical_unit_names(self) -> list[str]:
         return [f"layer {i}" for i in range(self.num_layers)]
+
+    def feature_map_module(self) -> nn.Module:
+        """The module whose output Feature-map penalises: the last layer's convolution (its output is
+        ``(n, d)``, before that layer's BatchNorm; for a GIN, its MLP's last linear map's output)."""
+        return self.gnns[-1]
 
     def forward(self, x, edge_index, edge_attr, batch=None):
         """Node states ``(n, d)``; ``batch`` (graph of each node) is unused: every layer is local."""

@@ -94,8 +94,9 @@ class GPSShape:
         return "gps"
 
 
-def random_walk_encoding(edge_index: torch.Tensor, batch: torch.Tensor, steps: int,
-                         max_padded_entries: int = RWSE_MAX_PADDED_ENTRIES) -> torch.Tensor:
+def random_walk_encoding(
+    edge_index: torch.Tensor, batch: torch.Tensor, steps: int, max_padded_entries: int = RWSE_MAX_PADDED_ENTRIES
+) -> torch.Tensor:
     """Random-walk structural encoding (RWSE; Dwivedi et al. 2022, as used by GraphGPS).
 
     With ``A`` the adjacency matrix of ``edge_index`` (``A[u, v] = 1`` for each edge ``u -> v``;
@@ -176,13 +177,26 @@ class GPSEncoder(Encoder):
         for embedding in (self.x_embedding1, self.x_embedding2, self.edge_embedding1, self.edge_embedding2):
             nn.init.xavier_uniform_(embedding.weight)
         self.layers = nn.ModuleList(
-            GPSConv(d, GINEConv(nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, d))), heads=shape.heads,
-                    dropout=shape.dropout, norm="batch_norm", attn_type="multihead",
-                    attn_kwargs={"dropout": shape.attn_dropout})
-            for _ in range(shape.num_layers))
+            GPSConv(
+                d,
+                GINEConv(nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, d))),
+                heads=shape.heads,
+                dropout=shape.dropout,
+                norm="batch_norm",
+                attn_type="multihead",
+                attn_kwargs={"dropout": shape.attn_dropout},
+            )
+            for _ in range(shape.num_layers)
+        )
 
-    def forward(self, x: torch.Tensor, edge_index: torch.Tensor, edge_attr: torch.Tensor, batch: torch.Tensor,
-                rwse: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        edge_index: torch.Tensor,
+        edge_attr: torch.Tensor,
+        batch: torch.Tensor,
+        rwse: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Node states ``(n, d)`` of a batch (shapes in the module docstring).
 
         ``rwse``: precomputed :func:`random_walk_encoding` ``(n, rwse_steps)`` of this batch;
@@ -209,6 +223,10 @@ class GPSEncoder(Encoder):
     def surgical_units(self) -> list[list[nn.Module]]:
         """The units Surgical fine-tuning trains one at a time: the GPS layers of each third."""
         return [[self.layers[i] for i in layers] for layers in self._surgical_layer_ranges()]
+
+    def feature_map_module(self) -> nn.Module:
+        """The module whose output Feature-map penalises: the last GPS layer (its output ``(n, d)``)."""
+        return self.layers[-1]
 
     def surgical_unit_names(self) -> list[str]:
         """Names of :meth:`surgical_units`, e.g. ``["layers 0-5", "layers 6-10", "layers 11-15"]``

@@ -33,8 +33,10 @@ def scratch_shape(gnn_type: str, num_layers: int | None, emb_dim: int | None, dr
     layers, width = num_layers or layers, emb_dim or width
     if gnn_type == "gps":
         if width % GPS_HEADS:
-            raise ValueError(f"emb_dim {width} is not accepted for a GPS encoder; accepted: a multiple of its "
-                             f"{GPS_HEADS} attention heads")
+            raise ValueError(
+                f"emb_dim {width} is not accepted for a GPS encoder; accepted: a multiple of its "
+                f"{GPS_HEADS} attention heads"
+            )
         return GPSShape(layers, width, GPS_HEADS, dropout=dropout)
     return GNNShape(gnn_type, layers, width, dropout)
 
@@ -42,13 +44,15 @@ def scratch_shape(gnn_type: str, num_layers: int | None, emb_dim: int | None, dr
 def infer_shape(state: dict[str, torch.Tensor], gnn_type: str, dropout: float) -> GNNShape:
     """Number of layers and width of a Hu-layout state dict."""
     if "x_embedding1.weight" not in state:
-        raise CheckpointMismatchError(f"not a Hu-layout GNN state dict: no 'x_embedding1.weight' among "
-                                      f"{sorted(state)[:8]}...")
+        raise CheckpointMismatchError(
+            f"not a Hu-layout GNN state dict: no 'x_embedding1.weight' among {sorted(state)[:8]}..."
+        )
     layers = {int(k.split(".")[1]) for k in state if k.startswith("batch_norms.")}
     if not layers:
         raise CheckpointMismatchError("not a Hu-layout GNN state dict: no 'batch_norms.<i>.*' keys")
-    return GNNShape(gnn_type, num_layers=max(layers) + 1,
-                    emb_dim=int(state["x_embedding1.weight"].shape[1]), dropout=dropout)
+    return GNNShape(
+        gnn_type, num_layers=max(layers) + 1, emb_dim=int(state["x_embedding1.weight"].shape[1]), dropout=dropout
+    )
 
 
 def shape_dict(shape) -> dict:

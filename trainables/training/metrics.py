@@ -86,8 +86,9 @@ def evaluate_metric_stacked(task_type: TaskType, y: np.ndarray, outputs: np.ndar
             if positives == 0 or negatives == 0:
                 continue
             ranks = rankdata(scores, method="average", axis=1, nan_policy="propagate")
-            per_task.append((ranks[:, labels == 1].sum(axis=1) - positives * (positives + 1) / 2)
-                            / (positives * negatives))
+            per_task.append(
+                (ranks[:, labels == 1].sum(axis=1) - positives * (positives + 1) / 2) / (positives * negatives)
+            )
         elif present.any():
             squared = (scores - labels) ** 2  # row by row: numpy's 2-D reductions sum in another order
             per_task.append(np.sqrt(np.array([row.mean() for row in squared])))

@@ -31,8 +31,12 @@ class TrialStore(Protocol):
 
     def alpha_points(self, study: str) -> list[dict[str, Any]]: ...
 
-    def write_trial(self, row: dict[str, Any], epochs: Iterable[dict[str, Any]] = (),
-                    side: dict[str, list[dict[str, Any]]] | None = None) -> None: ...
+    def write_trial(
+        self,
+        row: dict[str, Any],
+        epochs: Iterable[dict[str, Any]] = (),
+        side: dict[str, list[dict[str, Any]]] | None = None,
+    ) -> object: ...
 
     def mark_running(self, unit: str, keys: Sequence[str], info: dict[str, Any]) -> None: ...
 

@@ -24,9 +24,10 @@ LAYERS = [
     ("trainables.training",),
     ("trainables.pretrain",),
     ("trainables.worker",),
-    ("orchestrator.store", "orchestrator.version"),
+    ("orchestrator.store", "orchestrator.version", "orchestrator.wording"),
     ("search_spaces",),
     ("orchestrator.sweep", "orchestrator.analysis"),
+    ("orchestrator.api",),
     ("orchestrator.bench",),
     ("orchestrator.cli",),
     ("deploy", "orchestrator.__main__"),
@@ -71,8 +72,8 @@ def layer_of(module: str) -> tuple[int, str]:
         for name in names:
             if module == name or module.startswith(name + "."):
                 return rank, name
-    if module == "orchestrator":  # the package's __init__: the code version, importing nothing
-        return LAYERS.index(("orchestrator.store", "orchestrator.version")), "orchestrator.version"
+    if module == "orchestrator":  # the package's __init__: `import orchestrator as roft` reaches everything
+        return len(LAYERS) - 1, "orchestrator"
     if module == "trainables":
         return 0, "trainables.core"
     raise AssertionError(f"module {module} belongs to no layer: add it to LAYERS in {__file__}")

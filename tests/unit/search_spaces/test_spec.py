@@ -64,6 +64,20 @@ def test_method_grid_expands_cartesian():
                             ("full-ft", {}))
 
 
+def test_reference_exact_starts_every_grid_from_the_reference_settings():
+    methods = {"l2-sp": {"d": [0.1, 0.01]}, "lp-ft": {"copy_best_head": True}, "roft-mol": {"groups": 1},
+               "full-ft": {}}
+    plain = dict(parse_spec(dict(VALID, methods=methods)).methods[i] for i in (0, 2, 3))
+    exact = parse_spec(dict(VALID, methods=methods, reference_exact=True)).methods
+    l2sp = [params for name, params in exact if name == "l2-sp"]
+    assert [(p["d"], p["l2sp_scope"], p["double_forward"]) for p in l2sp] == [(0.1, "all", True), (0.01, "all", True)]
+    assert dict(exact)["lp-ft"]["copy_best_head"] is True  # a value the grid gives wins
+    assert dict(exact)["roft-mol"]["tied_updates"] == "repeated" and plain["roft-mol"]["tied_updates"] == "once"
+    assert dict(exact)["full-ft"] == {}
+    assert "reference_exact: 'yes' is not accepted; accepted: true or false" in "\n".join(
+        errors_of(dict(VALID, reference_exact="yes")))
+
+
 @pytest.mark.parametrize("settings, message", [
     (["fewshot:0"], "label_settings[0]: invalid label setting 'fewshot:0'"),
     (["ratio:2"], "label_settings[0]: invalid label setting 'ratio:2'"),
@@ -103,7 +117,7 @@ def test_bad_yaml_and_missing_file(tmp_path):
     bad.write_text("name: x\nmethods:\n  full-ft: {}\n  lp: [unclosed\nseeds: [0]\n")
     with pytest.raises(SpecError, match=r"not valid YAML(.|\n)*line 4, column 7"):  # where the error is
         load_spec(bad)
-    with pytest.raises(FileNotFoundError, match="bundled specs: methods.yaml, mini.yaml, paper.yaml"):
+    with pytest.raises(FileNotFoundError, match="bundled specs: cluster-check.yaml, methods.yaml, mini.yaml, paper.yaml"):
         load_spec(tmp_path / "nope.yaml")
 
 
@@ -162,3 +176,14 @@ def test_gpu_speed_options_of_execution():
     assert any("execution.precision" in e and "fp16" in e and "fp32, bf16" in e for e in errors)
     assert any("execution.dropout_streams" in e and "per-trial, group" in e for e in errors)
     assert any("execution.aggregation" in e and "'coo'" in e and "scatter, csr" in e for e in errors)
+
+
+def test_the_tracker_of_execution():
+    assert parse_spec(VALID).execution.tracker is None
+    assert parse_spec({**VALID, "execution": {"tracker": "mlflow"}}).execution.tracker == "mlflow"
+    uri = "mlflow=http://127.0.0.1:5000"
+    assert parse_spec({**VALID, "execution": {"tracker": uri}}).execution.tracker == uri
+    for bad in ("wandb", "mlflow=", True):
+        errors = errors_of({**VALID, "execution": {"tracker": bad}})
+        assert any(f"execution.tracker: {bad!r} is not accepted; accepted: mlflow, or mlflow=TRACKING_URI" in e
+                   for e in errors), errors

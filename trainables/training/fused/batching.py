@@ -27,6 +27,7 @@ for the device (no ``.item()``, no ``bincount``, no boolean masks).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -96,23 +97,38 @@ class DeviceGraphs:
         n, e = self.node_counts[ids], self.edge_counts[ids]
         nodes_per_trial = np.bincount(trial_of_graph, weights=n, minlength=K).astype(np.int64)
         # slots per trial: every trial's nodes plus one padding slot, rounded up so shapes repeat
-        S = -(-(int(nodes_per_trial.max()) + 1) // SLOT_MULTIPLE) * SLOT_MULTIPLE
+        S = math.ceil((int(nodes_per_trial.max()) + 1) / SLOT_MULTIPLE) * SLOT_MULTIPLE
         node_offset_in_trial = np.cumsum(n) - n - np.repeat(np.cumsum(nodes_per_trial) - nodes_per_trial, lengths)
         graph_slot_base = trial_of_graph * S + node_offset_in_trial
         graph_slot = trial_of_graph * G + graph_local
-        host = np.concatenate([
-            _segment_arange(self.node_ptr[ids], n),  # source rows of nodes
-            _segment_arange(graph_slot_base, n),  # their slots
-            np.repeat(graph_slot, n),  # their graph slots
-            _segment_arange(self.edge_ptr[ids], e),  # source rows of edges
-            np.repeat(graph_slot_base, e),  # slot shift of each edge
-            graph_slot, ids, n, nodes_per_trial,
-        ])
+        host = np.concatenate(
+            [
+                _segment_arange(self.node_ptr[ids], n),  # source rows of nodes
+                _segment_arange(graph_slot_base, n),  # their slots
+                np.repeat(graph_slot, n),  # their graph slots
+                _segment_arange(self.edge_ptr[ids], e),  # source rows of edges
+                np.repeat(graph_slot_base, e),  # slot shift of each edge
+                graph_slot,
+                ids,
+                n,
+                nodes_per_trial,
+            ]
+        )
         total_nodes, total_edges = int(n.sum()), int(e.sum())
         index = self._to_device(host)
-        node_src, node_slot, node_graph_slot, edge_rows, edge_shift, graph_slots, graph_rows, graph_nodes, trial_nodes = (
-            index.split([total_nodes, total_nodes, total_nodes, total_edges, total_edges, len(ids), len(ids), len(ids),
-                         K]))
+        (
+            node_src,
+            node_slot,
+            node_graph_slot,
+            edge_rows,
+            edge_shift,
+            graph_slots,
+            graph_rows,
+            graph_nodes,
+            trial_nodes,
+        ) = index.split(
+            [total_nodes, total_nodes, total_nodes, total_edges, total_edges, len(ids), len(ids), len(ids), K]
+        )
         # index_select / index_copy_ / index_fill_ only: none of them waits for the device
         x = torch.zeros((K * S, 2), dtype=self.x.dtype, device=self.device)
         x.index_copy_(0, node_slot, self.x.index_select(0, node_src))
@@ -124,9 +140,18 @@ class DeviceGraphs:
         y = torch.full((K * G, self.num_tasks), float("nan"), device=self.device)
         y.index_copy_(0, graph_slots, self.y.index_select(0, graph_rows))
         return FusedBatch(
-            num_trials=K, slots=S, graphs=G, nodes_per_trial=nodes_per_trial.tolist(), x=x,
-            edge_src=edges[0], edge_dst=edges[1], edge_attr=self.edge_attr.index_select(0, edge_rows),
-            slot_trial=torch.arange(K, device=self.device).repeat_interleave(S), node_mask=node_mask.view(K, S),
+            num_trials=K,
+            slots=S,
+            graphs=G,
+            nodes_per_trial=nodes_per_trial.tolist(),
+            x=x,
+            edge_src=edges[0],
+            edge_dst=edges[1],
+            edge_attr=self.edge_attr.index_select(0, edge_rows),
+            slot_trial=torch.arange(K, device=self.device).repeat_interleave(S),
+            node_mask=node_mask.view(K, S),
             node_count=trial_nodes.to(torch.float32),
-            node_graph=node_graph, graph_count=graph_count, y=y.view(K, G, self.num_tasks),
+            node_graph=node_graph,
+            graph_count=graph_count,
+            y=y.view(K, G, self.num_tasks),
         )

@@ -19,6 +19,7 @@ BSS's spectral penalty, the head L2), evaluated for all members at once (:class:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -29,11 +30,18 @@ from trainables.core.config import TrainingRecipe
 from trainables.core.engine import EngineOptions
 from trainables.data.dataset import GraphDataset
 from trainables.data.tasks import TaskType
-from trainables.methods.base import FineTuningMethod
+from trainables.methods.base import FineTuningMethod, MethodContext
+from trainables.methods.penalties import (
+    anchor_penalty,
+    clip_gradient_values,
+    feature_penalty,
+    spectral_penalty,
+    squared_norm,
+)
 from trainables.models.predictor import GraphPredictor
 from trainables.training.fused.batching import DeviceGraphs, FusedBatch
 from trainables.training.fused.model import FusedOutput, FusionError, StackedPredictors
-from trainables.training.metrics import evaluate_metric_stacked, is_better, task_loss
+from trainables.training.metrics import Score, evaluate_metric_stacked, is_better, task_loss
 from trainables.training.trainer import (
     DivergedError,
     EpochRecord,
@@ -64,8 +72,9 @@ def widened(tensor: torch.Tensor) -> torch.Tensor:
 class StackedTerms:
     """Every member's :class:`FusedTerms`, stacked: ``terms(model, batch, output)`` is ``(K,)``.
 
-    Strengths are ``(K,)`` vectors (0 for members without the term); anchors are stacked per
-    parameter (zeros where a member has none). The spectral term runs on the members that have
+    The terms are the functions of :mod:`trainables.methods.penalties`, the ones the unfused trainer
+    evaluates. Strengths are ``(K,)`` vectors (0 for members without the term); anchors are stacked
+    per parameter (zeros where a member has none). The spectral term runs on the members that have
     it only (``svdvals``' gradient can be NaN on repeated singular values, and 0 x NaN is NaN).
     """
 
@@ -78,42 +87,52 @@ class StackedTerms:
             return torch.tensor(values, dtype=dtype, device=device)
 
         self.head = vector([t.head_strength for t in terms])
-        self.feature = vector([t.feature_strength for t in terms])
-        self.spectral_rows = torch.tensor([k for k, t in enumerate(terms) if t.spectral_strength > 0], device=device,
-                                          dtype=torch.long)
+        self.features = {
+            kind: vector([t.feature_strength if t.feature_tensor == kind else 0.0 for t in terms])
+            for kind in ("conv", "output")
+        }
+        self.features = {kind: strength for kind, strength in self.features.items() if bool((strength > 0).any())}
+        self.spectral_rows = torch.tensor(
+            [k for k, t in enumerate(terms) if t.spectral_strength > 0], device=device, dtype=torch.long
+        )
         self.spectral = vector([t.spectral_strength for t in terms]).index_select(0, self.spectral_rows)
         self.spectral_k = torch.tensor([terms[k].spectral_k for k in self.spectral_rows.tolist()], device=device)
         self.clip = vector([t.grad_clip if t.grad_clip > 0 else float("inf") for t in terms])
         self.anchors = {}
         for name in sorted({name for t in terms for name in t.anchors}):
             reference = model.stacked(name)
-            stacked = torch.stack([t.anchors[name].to(device, dtype) if name in t.anchors
-                                   else torch.zeros_like(reference[0]) for t in terms])
+            stacked = torch.stack(
+                [
+                    t.anchors[name].to(device, dtype) if name in t.anchors else torch.zeros_like(reference[0])
+                    for t in terms
+                ]
+            )
             self.anchors[name] = (vector([t.anchor_strength if name in t.anchors else 0.0 for t in terms]), stacked)
-        self.source = (StackedPredictors([m.model for m in members]).to(device).eval()
-                       if any(t.feature_strength > 0 for t in terms) else None)
+        self.source = StackedPredictors([m.model for m in members]).to(device).eval() if self.features else None
         self.clips = bool(torch.isfinite(self.clip).any())
 
     def __call__(self, model: StackedPredictors, batch: FusedBatch, output: FusedOutput) -> torch.Tensor:
         K = model.num_trials
         total = torch.zeros(K, dtype=self.head.dtype, device=self.head.device)
         for name, (strength, anchor) in self.anchors.items():
-            total = total + 0.5 * strength * (model.stacked(name) - anchor).pow(2).flatten(1).sum(1)
-        head = sum(model.stacked(f"graph_pred_linear.{p}").pow(2).flatten(1).sum(1) for p in ("weight", "bias"))
+            total = total + strength * anchor_penalty(model.stacked(name), anchor)
+        head = squared_norm(model.stacked(f"graph_pred_linear.{p}") for p in ("weight", "bias"))
         total = total + 0.5 * self.head * head
         if self.source is not None:
             with torch.no_grad():
-                source = self.source(batch, training=False).node
-            mask = batch.node_mask.reshape(-1, 1).to(source.dtype)
-            squared = ((widened(output.node) - widened(source)).pow(2) * mask).view(K, -1).sum(1)
-            total = total + 0.5 * self.feature * squared
+                source = self.source(batch, training=False)
+            mask = batch.node_mask.view(K, -1)
+            for kind, strength in self.features.items():
+                target, reference = (
+                    (output.last_conv, source.last_conv) if kind == "conv" else (output.node, source.node)
+                )
+                penalty = feature_penalty(
+                    widened(target).view(K, mask.shape[1], -1), widened(reference).view(K, mask.shape[1], -1), mask
+                )
+                total = total + strength * penalty
         if len(self.spectral_rows):
-            # (k, min(G, d)), descending
-            singular = torch.linalg.svdvals(widened(output.graph).index_select(0, self.spectral_rows))
-            n = singular.shape[1]
-            smallest = torch.arange(n, device=singular.device).unsqueeze(0) >= (n - self.spectral_k.clamp(max=n)).unsqueeze(1)
-            penalty = (singular.pow(2) * smallest).sum(1) * self.spectral
-            total = total.index_add(0, self.spectral_rows, penalty)
+            pooled = widened(output.graph).index_select(0, self.spectral_rows)
+            total = total.index_add(0, self.spectral_rows, self.spectral * spectral_penalty(pooled, self.spectral_k))
         return total
 
     def clip_gradients(self, model: StackedPredictors) -> None:
@@ -122,8 +141,7 @@ class StackedTerms:
             return
         for parameter in model.parameters():
             if parameter.grad is not None:
-                bound = self.clip.view(-1, *([1] * (parameter.dim() - 1)))
-                parameter.grad.copy_(torch.maximum(torch.minimum(parameter.grad, bound), -bound))
+                clip_gradient_values(parameter.grad, self.clip)
 
 
 def dropout_generator_after_init(device: torch.device, seed: int) -> torch.Generator:
@@ -150,18 +168,75 @@ def check_group(members: Sequence[FusedMember], recipe: TrainingRecipe) -> None:
     if not members:
         raise FusionError("a fused group needs at least one member")
     for member in members:
-        if not member.method.fusable:
-            raise FusionError(f"method {member.method.name} does not fuse (it needs hooks beyond the base loop)")
+        if not member.method.fuses():
+            raise FusionError(f"method {member.method.label} does not fuse (it needs hooks beyond the fused loop)")
         stages = member.method.stages(recipe.epochs)
-        if len(stages) != 1 or stages[0].fit_on != "train" or stages[0].select_on != "valid":
-            raise FusionError(f"method {member.method.name}: only one-stage train/valid methods fuse")
+        if any(s.fit_on != "train" or s.select_on != "valid" or s.epochs < 1 for s in stages):
+            raise FusionError(f"method {member.method.name}: only methods that train on train and select on valid fuse")
+        member.method.validate_model(member.model)
+    structure = members[0].method.fusion_signature(recipe.epochs)
+    for member in members[1:]:
+        if member.method.fusion_signature(recipe.epochs) != structure:
+            raise FusionError(
+                f"members of a fused group must share their stages: {member.method.label} has "
+                f"{member.method.fusion_signature(recipe.epochs)}, {members[0].method.label} {structure}"
+            )
     first = members[0].split
     for member in members[1:]:
         if not (torch.equal(member.split.valid, first.valid) and torch.equal(member.split.test, first.test)):
             raise FusionError("members of a fused group must share validation and test molecules")
         if len(member.split.train) != len(first.train):
-            raise FusionError(f"members of a fused group must fit on equally many molecules "
-                              f"({len(member.split.train)} vs {len(first.train)})")
+            raise FusionError(
+                f"members of a fused group must fit on equally many molecules "
+                f"({len(member.split.train)} vs {len(first.train)})"
+            )
+
+
+class TrainableMasks:
+    """Which stacked parameters train for each member in a stage: ``(K,)`` masks of the parameters that
+    some member keeps frozen (LP's backbone, Surgical FT's other layers, LP-FT's LP stage).
+
+    The masks come from each member's own ``trainable_parameters`` on its own model. A frozen slice
+    gets a zero gradient, so Adam (a fresh one per stage, as unfused) leaves it exactly where it is;
+    with weight decay, which would move it, the slice is put back after the step."""
+
+    def __init__(
+        self,
+        members: Sequence[FusedMember],
+        model: StackedPredictors,
+        stage_index: int,
+        recipe: TrainingRecipe,
+        device: torch.device,
+    ):
+        trains: list[set[str]] = []
+        for member in members:
+            stage = member.method.stages(recipe.epochs)[stage_index]
+            ctx = MethodContext(model=member.model, pretrained_state=None, seed=member.seed)
+            chosen = {id(p) for p in member.method.trainable_parameters(ctx, stage)}
+            trains.append({name for name, p in member.model.named_parameters() if id(p) in chosen})
+        self.masks: dict[str, torch.Tensor] = {}
+        for name, _ in members[0].model.named_parameters():
+            flags = [name in names for names in trains]
+            if not all(flags):
+                self.masks[name] = torch.tensor(flags, device=device)
+        self.restore = recipe.weight_decay > 0
+
+    def before_step(self, model: StackedPredictors) -> dict[str, torch.Tensor]:
+        """Zero the frozen slices' gradients; returns the frozen slices to put back (weight decay only)."""
+        saved = {}
+        for name, mask in self.masks.items():
+            parameter = model.stacked(name)
+            if parameter.grad is not None:
+                parameter.grad.mul_(mask.view(-1, *([1] * (parameter.dim() - 1))).to(parameter.grad.dtype))
+            if self.restore:
+                saved[name] = parameter.detach().clone()
+        return saved
+
+    def after_step(self, model: StackedPredictors, saved: dict[str, torch.Tensor]) -> None:
+        with torch.no_grad():
+            for name, before in saved.items():
+                frozen = ~self.masks[name]
+                model.stacked(name)[frozen] = before[frozen]
 
 
 class _Best:
@@ -180,10 +255,17 @@ class _Best:
                 self.state[name].index_copy_(0, rows, tensor.detach().index_select(0, rows))
 
 
-def fit_fused(members: Sequence[FusedMember], data: GraphDataset, task_type: TaskType, higher_is_better: bool,
-              recipe: TrainingRecipe, device: torch.device,
-              on_epoch: Callable[[int, EpochRecord], None] | None = None,
-              options: EngineOptions = EngineOptions(), dropout_draws: str | None = None) -> list[FitResult | DivergedError]:
+def fit_fused(
+    members: Sequence[FusedMember],
+    data: GraphDataset,
+    task_type: TaskType,
+    higher_is_better: bool,
+    recipe: TrainingRecipe,
+    device: torch.device,
+    on_epoch: Callable[[int, EpochRecord], None] | None = None,
+    options: EngineOptions = EngineOptions(),
+    dropout_draws: str | None = None,
+) -> list[FitResult | DivergedError]:
     """Train every member; returns one :class:`FitResult` per member, in order.
 
     A member whose loss turns NaN or infinite gets a :class:`DivergedError` instead (its NaNs stay
@@ -220,60 +302,127 @@ def fit_fused(members: Sequence[FusedMember], data: GraphDataset, task_type: Tas
     graphs = DeviceGraphs(data, device)
     if dropout_draws is None:
         dropout_draws = "per-layer" if device.type == "cpu" else "per-step"
-    model = StackedPredictors([m.model for m in members], options.compile, options.aggregation,
-                              dropout_draws).to(device)
+    model = StackedPredictors([m.model for m in members], options.compile, options.aggregation, dropout_draws).to(
+        device
+    )
     terms = StackedTerms(members, model, device)
     K = model.num_trials
-    # Adam is elementwise, so over stacked weights it is K independent Adams (one fused kernel on a GPU)
-    optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay,
-                                 fused=device.type == "cuda")
     split = members[0].split
     evaluation = {part: _evaluation_batches(graphs, getattr(split, part), K) for part in ("valid", "test")}
     targets = {part: data.y[getattr(split, part)].numpy() for part in ("valid", "test")}
-    stage = members[0].method.stages(recipe.epochs)[0]
     best = _Best(model)
     diverged: list[DivergedError | None] = [None] * len(members)
     histories: list[list[EpochRecord]] = [[] for _ in members]
-    dropout = ([m.dropout_generator for m in members] if options.dropout_streams == "per-trial"
-               else group_dropout_generator(device, [m.seed for m in members]))
-    for epoch in range(1, recipe.epochs + 1):
-        train_loss = _train_epoch(model, graphs, members, recipe, task_type, terms, optimizer, dropout, autocast)
-        for k, loss in enumerate(train_loss):
-            if diverged[k] is None:
-                try:
-                    check_finite(loss, epoch, stage.name)
-                except DivergedError as exc:
-                    diverged[k] = exc
-        with autocast:
-            val = _scores(model, evaluation["valid"], targets["valid"], task_type)
-            test = _scores(model, evaluation["test"], targets["test"], task_type)
-        improved = []
-        for k in range(K):
-            record = EpochRecord(stage.name, epoch, train_loss[k], val[k].value, test[k].value, val[k].skipped,
-                                 test[k].skipped)
-            histories[k].append(record)
-            if on_epoch is not None:
-                on_epoch(k, record)
-            current = best.results[k]
-            if is_better(val[k].value, None if current is None else current.val, higher_is_better):
-                best.results[k] = FitResult(epoch, stage.name, val[k].value, test[k].value, val[k], test[k], {},
-                                            histories[k], {})
-                improved.append(k)
-        best.update(model, improved)
+    dropout = (
+        [m.dropout_generator for m in members]
+        if options.dropout_streams == "per-trial"
+        else group_dropout_generator(device, [m.seed for m in members])
+    )
+    stages = [m.method.stages(recipe.epochs) for m in members]
+    epoch = 0
+    for index in range(len(stages[0])):
+        # a fresh Adam per stage, as unfused; Adam is elementwise, so over stacked weights it is K
+        # independent Adams (one fused kernel on a GPU)
+        lr = recipe.lr if stages[0][index].lr is None else stages[0][index].lr
+        optimizer = torch.optim.Adam(
+            model.parameters(), lr=lr, weight_decay=recipe.weight_decay, fused=device.type == "cuda"
+        )
+        masks = TrainableMasks(members, model, index, recipe, device)
+        stage_best = _Best(model) if any(m.method.has_stage_end for m in members) else None
+        last_epoch = stages[0][index].epochs
+        for epoch_in_stage in range(1, last_epoch + 1):
+            epoch += 1
+            train_loss = _train_epoch(
+                model, graphs, members, recipe, task_type, terms, optimizer, dropout, autocast, masks
+            )
+            for k, loss in enumerate(train_loss):
+                if diverged[k] is None:
+                    try:
+                        check_finite(loss, epoch, stages[k][index].name)
+                    except DivergedError as exc:
+                        diverged[k] = exc
+            with autocast:
+                val = _scores(model, evaluation["valid"], targets["valid"], task_type)
+            betters_stage = [
+                stage_best is not None and _improves(val[k], stage_best.results[k], higher_is_better) for k in range(K)
+            ]
+            betters_trial = [
+                stages[k][index].selectable and _improves(val[k], best.results[k], higher_is_better) for k in range(K)
+            ]
+            with autocast:
+                test = _test_scores(
+                    model,
+                    evaluation["test"],
+                    targets["test"],
+                    task_type,
+                    options,
+                    any(betters_stage) or any(betters_trial) or epoch_in_stage == last_epoch,
+                    K,
+                )
+            improved, improved_in_stage = [], []
+            for k in range(K):
+                stage = stages[k][index]
+                record = EpochRecord(
+                    stage.name, epoch, train_loss[k], val[k].value, test[k].value, val[k].skipped, test[k].skipped
+                )
+                histories[k].append(record)
+                if on_epoch is not None:
+                    on_epoch(k, record)
+                if betters_stage[k] and stage_best is not None:  # (it improved on stage_best: there is one)
+                    stage_best.results[k] = FitResult(
+                        epoch, stage.name, val[k].value, test[k].value, val[k], test[k], {}, histories[k], {}
+                    )
+                    improved_in_stage.append(k)
+                if betters_trial[k]:
+                    best.results[k] = FitResult(
+                        epoch, stage.name, val[k].value, test[k].value, val[k], test[k], {}, histories[k], {}
+                    )
+                    improved.append(k)
+            best.update(model, improved)
+            if stage_best is not None:
+                stage_best.update(model, improved_in_stage)
+        if stage_best is not None:
+            _end_stage(members, model, stages, index, stage_best)
     return _results(model, best, diverged)
 
 
-def _train_epoch(model: StackedPredictors, graphs: DeviceGraphs, members: Sequence[FusedMember],
-                 recipe: TrainingRecipe, task_type: TaskType, terms: StackedTerms, optimizer: torch.optim.Optimizer,
-                 dropout, autocast) -> list[float]:
+def _end_stage(
+    members: Sequence[FusedMember], model: StackedPredictors, stages: list[list], index: int, stage_best: _Best
+) -> None:
+    """Each member's ``end_stage`` hook on its own model, holding its current weights; what the hook
+    changes goes back into the member's slices (LP-FT's best-validation LP head)."""
+    for k, member in enumerate(members):
+        if not member.method.has_stage_end:
+            continue
+        member.model.load_state_dict(model.trial_state(k))
+        best_state = model.trial_state(k, stage_best.state) if stage_best.results[k] is not None else None
+        ctx = MethodContext(model=member.model, pretrained_state=None, seed=member.seed)
+        member.method.end_stage(ctx, stages[k][index], best_state)
+        with torch.no_grad():
+            for name, value in member.model.state_dict().items():
+                model.stacked(name)[k].copy_(value.to(model.stacked(name).device))
+
+
+def _train_epoch(
+    model: StackedPredictors,
+    graphs: DeviceGraphs,
+    members: Sequence[FusedMember],
+    recipe: TrainingRecipe,
+    task_type: TaskType,
+    terms: StackedTerms,
+    optimizer: torch.optim.Optimizer,
+    dropout,
+    autocast,
+    masks: TrainableMasks,
+) -> list[float]:
     """One epoch of every member: each shuffles its own training molecules with its own generator;
     step ``s`` trains member ``k`` on its ``s``-th mini-batch. Returns each member's mean step loss."""
     model.train()
-    orders = [m.split.train[torch.randperm(len(m.split.train), generator=m.shuffle_generator)].numpy()
-              for m in members]
-    steps = -(-len(orders[0]) // recipe.batch_size)
-    loss_sum = torch.zeros(model.num_trials, dtype=model.stacked("graph_pred_linear.weight").dtype,
-                           device=graphs.device)
+    orders = [m.split.train[torch.randperm(len(m.split.train), generator=m.shuffle_generator)].numpy() for m in members]
+    steps = math.ceil(len(orders[0]) / recipe.batch_size)
+    loss_sum = torch.zeros(
+        model.num_trials, dtype=model.stacked("graph_pred_linear.weight").dtype, device=graphs.device
+    )
     for step in range(steps):
         window = slice(step * recipe.batch_size, (step + 1) * recipe.batch_size)
         batch = graphs.assemble([order[window] for order in orders])
@@ -282,22 +431,29 @@ def _train_epoch(model: StackedPredictors, graphs: DeviceGraphs, members: Sequen
             losses = task_loss(task_type, widened(output.logits), batch.y) + terms(model, batch, output)  # (K,)
         optimizer.zero_grad(set_to_none=True)
         losses.sum().backward()
+        saved = masks.before_step(model)
         terms.clip_gradients(model)
         optimizer.step()
+        masks.after_step(model, saved)
         loss_sum += losses.detach()
     return (loss_sum / max(steps, 1)).tolist()
 
 
-def _results(model: StackedPredictors, best: _Best, diverged: list[DivergedError | None]) -> list[FitResult | DivergedError]:
+def _results(
+    model: StackedPredictors, best: _Best, diverged: list[DivergedError | None]
+) -> list[FitResult | DivergedError]:
     """Each member's best epoch with its weights, or its divergence."""
     results: list[FitResult | DivergedError] = []
     for k, result in enumerate(best.results):
-        if diverged[k] is not None:
-            results.append(diverged[k])
+        failure = diverged[k]
+        if failure is not None:
+            results.append(failure)
             continue
         if result is None:
-            raise RuntimeError(f"fused member {k}: no epoch produced a finite validation metric (is the validation "
-                               "set empty or missing one of the classes in every task?)")
+            raise RuntimeError(
+                f"fused member {k}: no epoch produced a finite validation metric (is the validation "
+                "set empty or missing one of the classes in every task?)"
+            )
         result.best_state = model.trial_state(k, best.state)
         results.append(result)
     return results
@@ -307,7 +463,31 @@ def _evaluation_batches(graphs: DeviceGraphs, index: torch.Tensor, K: int) -> li
     """The molecules ``index``, the same for every trial, in fused batches of :func:`eval_batch_size`, kept
     resident."""
     ids, size = index.numpy(), eval_batch_size(graphs.device)
-    return [graphs.assemble([ids[i:i + size]] * K) for i in range(0, len(ids), size)]
+    return [graphs.assemble([ids[i : i + size]] * K) for i in range(0, len(ids), size)]
+
+
+NOT_SCORED = Score(float("nan"), 0, 0)  # an epoch whose test molecules were not scored (``test_scoring: improved``)
+
+
+def _improves(score: Score, current: FitResult | None, higher_is_better: bool) -> bool:
+    return is_better(score.value, None if current is None else current.val, higher_is_better)
+
+
+def _test_scores(
+    model,
+    batches: list[FusedBatch],
+    targets: np.ndarray,
+    task_type: TaskType,
+    options: EngineOptions,
+    reported: bool,
+    K: int,
+) -> list[Score]:
+    """The test scores of an epoch: every member's, unless ``options.test_scoring`` is ``improved``
+    and no figure of this epoch can be reported (``reported``: a member's validation improved, or
+    the stage ends); then :data:`NOT_SCORED` for every member."""
+    if reported or options.test_scoring == "every-epoch":
+        return _scores(model, batches, targets, task_type)
+    return [NOT_SCORED] * K
 
 
 @torch.no_grad()

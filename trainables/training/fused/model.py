@@ -60,6 +60,7 @@ class FusedOutput:
     node: torch.Tensor  # (K*S, d) last layer's node states (padding slots hold garbage)
     graph: torch.Tensor  # (K, G, d) mean-pooled graph states
     logits: torch.Tensor  # (K, G, T) head outputs
+    last_conv: torch.Tensor | None = None  # (K*S, d) the last layer's convolution output, before its BatchNorm
 
 
 def gather_rows(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -80,8 +81,13 @@ def _attribute(name: str) -> str:
 class StackedPredictors(nn.Module):
     """Stacked weights of K predictors; ``forward(batch)`` returns logits ``(K, G, T)``."""
 
-    def __init__(self, models: Sequence[GraphPredictor], compile_normalisation: bool = False,
-                 aggregation: str = "scatter", dropout_draws: str = "per-layer"):
+    def __init__(
+        self,
+        models: Sequence[GraphPredictor],
+        compile_normalisation: bool = False,
+        aggregation: str = "scatter",
+        dropout_draws: str = "per-layer",
+    ):
         """``compile_normalisation``: run the training-mode BatchNorm + ReLU + dropout mask through
         ``torch.compile`` (one generated kernel chain instead of about ten passes over the
         activations; the same function up to the order of floating-point sums).
@@ -97,7 +103,9 @@ class StackedPredictors(nn.Module):
         trial and step); see :class:`_DropoutMasks`."""
         super().__init__()
         if aggregation not in EngineOptions.choices("aggregation"):
-            raise FusionError(f"aggregation {aggregation!r}; accepted: {', '.join(EngineOptions.choices('aggregation'))}")
+            raise FusionError(
+                f"aggregation {aggregation!r}; accepted: {', '.join(EngineOptions.choices('aggregation'))}"
+            )
         if dropout_draws not in DROPOUT_DRAWS:
             raise FusionError(f"dropout_draws {dropout_draws!r}; accepted: {', '.join(DROPOUT_DRAWS)}")
         self.aggregation, self.dropout_draws = aggregation, dropout_draws
@@ -107,14 +115,18 @@ class StackedPredictors(nn.Module):
         first = models[0]
         self.shape: GNNShape = first.gnn.shape
         if self.shape.gnn_type not in FUSABLE_GNN_TYPES:
-            raise FusionError(f"gnn_type {self.shape.gnn_type!r} does not fuse; fusable: {', '.join(FUSABLE_GNN_TYPES)}")
+            raise FusionError(
+                f"gnn_type {self.shape.gnn_type!r} does not fuse; fusable: {', '.join(FUSABLE_GNN_TYPES)}"
+            )
         layouts = {(m.gnn.shape, tuple((k, tuple(v.shape)) for k, v in m.state_dict().items())) for m in models}
         if len(layouts) != 1:
             raise FusionError("the models of a fused group must share one architecture and head size")
         if self.shape.gnn_type not in CSR_GNN_TYPES and aggregation != "scatter":
-            raise FusionError(f"aggregation {aggregation!r} does not apply to {self.shape.gnn_type.upper()} (its "
-                              f"message weights are new in every layer); accepted for it: scatter; csr applies to "
-                              f"{', '.join(CSR_GNN_TYPES)}")
+            raise FusionError(
+                f"aggregation {aggregation!r} does not apply to {self.shape.gnn_type.upper()} (its "
+                f"message weights are new in every layer); accepted for it: scatter; csr applies to "
+                f"{', '.join(CSR_GNN_TYPES)}"
+            )
         self.num_trials = len(models)
         self.state_names = list(first.state_dict())
         parameter_names = {name for name, _ in first.named_parameters()}
@@ -142,33 +154,51 @@ class StackedPredictors(nn.Module):
 
     # ----------------------------------------------------------------- forward
 
-    def forward(self, batch: FusedBatch, training: bool,
-                dropout_generators: Sequence[torch.Generator] | torch.Generator | None = None) -> FusedOutput:
+    def forward(
+        self,
+        batch: FusedBatch,
+        training: bool,
+        dropout_generators: Sequence[torch.Generator] | torch.Generator | None = None,
+    ) -> FusedOutput:
         if batch.num_trials != self.num_trials:
             raise FusionError(f"batch of {batch.num_trials} trials for a group of {self.num_trials}")
         K, G = batch.num_trials, batch.graphs
         dtype = self.stacked("gnn.x_embedding1.weight").dtype
-        h = (self._embed("gnn.x_embedding1.weight", batch.slot_trial, batch.x[:, 0])
-             + self._embed("gnn.x_embedding2.weight", batch.slot_trial, batch.x[:, 1]))
+        h = self._embed("gnn.x_embedding1.weight", batch.slot_trial, batch.x[:, 0]) + self._embed(
+            "gnn.x_embedding2.weight", batch.slot_trial, batch.x[:, 1]
+        )
         if self.shape.gnn_type == "gat":
             edges = _with_self_loops(batch)
             conv = lambda layer, h: self._gat_conv(layer, h, batch, edges)  # noqa: E731
         else:
             edge_weight, bond_mix = self._edge_weights(batch, dtype)
-            aggregate = (_csr_aggregator(batch, edge_weight, dtype) if self.aggregation == "csr"
-                         else _scatter_aggregator(batch, edge_weight))
+            aggregate = (
+                _csr_aggregator(batch, edge_weight, dtype)
+                if self.aggregation == "csr"
+                else _scatter_aggregator(batch, edge_weight)
+            )
             conv = lambda layer, h: self._conv(layer, h, batch, aggregate, bond_mix, edge_weight is None)  # noqa: E731
         last = self.shape.num_layers - 1
-        masks = (_DropoutMasks(self.shape.dropout, self.shape.num_layers, batch, dropout_generators, self.dropout_draws)
-                 if training and self.shape.dropout > 0 else None)
+        masks = (
+            _DropoutMasks(self.shape.dropout, self.shape.num_layers, batch, dropout_generators, self.dropout_draws)
+            if training and self.shape.dropout > 0
+            else None
+        )
+        last_conv = None
         for layer in range(self.shape.num_layers):
             h = conv(layer, h)
+            if layer == last:
+                last_conv = h
             # the dropout mask is drawn before the normalisation it is applied with (no other draw in between)
             noise = None if masks is None else masks.draw(layer, h)
             h = self._batch_norm(layer, h, batch, training, relu=layer != last, noise=noise)
-        pooled = scatter_sum(h, batch.node_graph, K * G + 1)[:K * G] / batch.graph_count.clamp(min=1).unsqueeze(-1)
-        return FusedOutput(node=h, graph=pooled.view(K, G, -1),
-                           logits=self._linear(pooled, "graph_pred_linear", K).view(K, G, -1))
+        pooled = scatter_sum(h, batch.node_graph, K * G + 1)[: K * G] / batch.graph_count.clamp(min=1).unsqueeze(-1)
+        return FusedOutput(
+            node=h,
+            graph=pooled.view(K, G, -1),
+            logits=self._linear(pooled, "graph_pred_linear", K).view(K, G, -1),
+            last_conv=last_conv,
+        )
 
     def _embed(self, name: str, trial: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         table = self.stacked(name)  # (K, V, d)
@@ -204,13 +234,15 @@ class StackedPredictors(nn.Module):
         else:
             edge_weight, loop_weight = None, ones
         mix = torch.zeros(K * S * BOND_PAIRS, dtype=dtype, device=src.device)
-        mix.index_add_(0, dst * BOND_PAIRS + pair, torch.ones_like(dst, dtype=dtype) if edge_weight is None
-                       else edge_weight)
+        mix.index_add_(
+            0, dst * BOND_PAIRS + pair, torch.ones_like(dst, dtype=dtype) if edge_weight is None else edge_weight
+        )
         mix.view(K * S, BOND_PAIRS)[:, SELF_LOOP_PAIR] += loop_weight
         return edge_weight, mix.view(K, S, BOND_PAIRS)
 
-    def _conv(self, layer: int, h: torch.Tensor, batch: FusedBatch, aggregate, bond_mix: torch.Tensor,
-              unweighted: bool) -> torch.Tensor:
+    def _conv(
+        self, layer: int, h: torch.Tensor, batch: FusedBatch, aggregate, bond_mix: torch.Tensor, unweighted: bool
+    ) -> torch.Tensor:
         """One message-passing layer for all trials; ``h`` ``(K*S, d)`` -> ``(K*S, d)``.
 
         ``sum_u w_uv x_u`` over in-edges (``aggregate``, summed onto the self-loop term
@@ -224,8 +256,9 @@ class StackedPredictors(nn.Module):
         x = h if self.shape.gnn_type == "gin" else self._linear(h, f"{prefix}.linear", K)
         self_term = x if unweighted else x * bond_mix[..., SELF_LOOP_PAIR].reshape(K * S, 1)
         # messages summed onto the self-loop term, then the bond term added by the same product that makes it
-        aggregated = torch.baddbmm(aggregate(x, self_term).view(K, S, -1), bond_mix,
-                                   self._bond_table(prefix, K)).view(K * S, -1)
+        aggregated = torch.baddbmm(aggregate(x, self_term).view(K, S, -1), bond_mix, self._bond_table(prefix, K)).view(
+            K * S, -1
+        )
         if self.shape.gnn_type == "gin":
             return self._linear(F.relu(self._linear(aggregated, f"{prefix}.mlp.0", K)), f"{prefix}.mlp.2", K)
         if self.shape.gnn_type == "graphsage":
@@ -262,21 +295,37 @@ class StackedPredictors(nn.Module):
         score_target = (projected * att_target).sum(-1).view(K * S, heads)
         score_source = (projected * att_message).sum(-1).view(K * S, heads)
         score_bond = (table * att_message).sum(-1).view(K * BOND_PAIRS, heads)
-        score = (score_target.index_select(0, edges.dst) + score_source.index_select(0, edges.src)
-                 + gather_rows(score_bond, edges.trial_pair))
+        score = (
+            score_target.index_select(0, edges.dst)
+            + score_source.index_select(0, edges.src)
+            + gather_rows(score_bond, edges.trial_pair)
+        )
         alpha = softmax(F.leaky_relu(score, GAT_NEGATIVE_SLOPE), edges.dst, num_nodes=K * S)  # (E', H)
         projected = projected.view(K * S, heads, width)
         node_term = scatter_sum(projected.index_select(0, edges.src) * alpha.unsqueeze(-1), edges.dst, K * S)
         mix = torch.zeros(K * S * heads * BOND_PAIRS, dtype=alpha.dtype, device=alpha.device)
-        mix.index_add_(0, ((edges.dst * heads).unsqueeze(1) + torch.arange(heads, device=alpha.device)).mul(
-            BOND_PAIRS).add(edges.pair.unsqueeze(1)).reshape(-1), alpha.reshape(-1))
+        mix.index_add_(
+            0,
+            ((edges.dst * heads).unsqueeze(1) + torch.arange(heads, device=alpha.device))
+            .mul(BOND_PAIRS)
+            .add(edges.pair.unsqueeze(1))
+            .reshape(-1),
+            alpha.reshape(-1),
+        )
         mix = mix.view(K, S, heads, BOND_PAIRS).transpose(1, 2)  # (K, H, S, 18)
         bond_term = torch.matmul(mix, table.permute(0, 2, 1, 3)).transpose(1, 2)  # (K, S, H, d)
         out = (node_term.view(K, S, heads, width) + bond_term).mean(2)
         return (out + self.stacked(f"{prefix}.bias").unsqueeze(1)).view(K * S, width)
 
-    def _batch_norm(self, layer: int, h: torch.Tensor, batch: FusedBatch, training: bool, relu: bool,
-                    noise: torch.Tensor | None = None) -> torch.Tensor:
+    def _batch_norm(
+        self,
+        layer: int,
+        h: torch.Tensor,
+        batch: FusedBatch,
+        training: bool,
+        relu: bool,
+        noise: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Per-trial BatchNorm (then ReLU where ``relu``, then times the dropout ``noise`` where given);
         ``h`` and ``noise`` ``(K*S, d)``."""
         prefix = f"gnn.batch_norms.{layer}"
@@ -289,8 +338,15 @@ class StackedPredictors(nn.Module):
             out = torch.addcmul(bias, h3 - running_mean.unsqueeze(1), scale)
             return (F.relu(out) if relu else out).view_as(h)
         count = batch.node_count.view(K, 1, 1).to(h.dtype)
-        out, mean, var = self._train_norm(h3, batch.node_mask.unsqueeze(-1).to(h.dtype), count, weight, bias, relu,
-                                          None if noise is None else noise.view_as(h3))
+        out, mean, var = self._train_norm(
+            h3,
+            batch.node_mask.unsqueeze(-1).to(h.dtype),
+            count,
+            weight,
+            bias,
+            relu,
+            None if noise is None else noise.view_as(h3),
+        )
         with torch.no_grad():
             unbiased = var * count / (count - 1).clamp(min=1)
             running_mean.mul_(1 - BN_MOMENTUM).add_(BN_MOMENTUM * mean.detach().squeeze(1))
@@ -299,9 +355,15 @@ class StackedPredictors(nn.Module):
         return out.view_as(h)
 
     @staticmethod
-    def _normalise(h3: torch.Tensor, mask: torch.Tensor, count: torch.Tensor, weight: torch.Tensor,
-                   bias: torch.Tensor, relu: bool, noise: torch.Tensor | None = None
-                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _normalise(
+        h3: torch.Tensor,
+        mask: torch.Tensor,
+        count: torch.Tensor,
+        weight: torch.Tensor,
+        bias: torch.Tensor,
+        relu: bool,
+        noise: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Training-mode BatchNorm over each trial's real nodes (then ReLU, then dropout's scaled mask
         ``noise`` ``(K, S, d)``): ``(out, mean_k, var_k)``.
 
@@ -336,8 +398,14 @@ class _DropoutMasks:
       but they are not the masks its unfused run draws.
     """
 
-    def __init__(self, p: float, num_layers: int, batch: FusedBatch,
-                 generators: Sequence[torch.Generator] | torch.Generator | None, draws: str):
+    def __init__(
+        self,
+        p: float,
+        num_layers: int,
+        batch: FusedBatch,
+        generators: Sequence[torch.Generator] | torch.Generator | None,
+        draws: str,
+    ):
         if not isinstance(generators, torch.Generator) and (generators is None or len(generators) != batch.num_trials):
             raise FusionError("training a fused model needs one dropout generator per trial, or one for the group")
         self.keep, self.num_layers, self.batch = 1.0 - p, num_layers, batch
@@ -384,6 +452,7 @@ def _with_self_loops(batch: FusedBatch) -> _Edges:
 def _scatter_aggregator(batch: FusedBatch, edge_weight: torch.Tensor | None):
     """``(x, base) -> base_v + sum_{u -> v} w_uv x_u`` by a gather of the sources and an out-of-place
     ``index_add`` into a copy of ``base`` (no zero-filled buffer, no separate sum)."""
+
     def aggregate(x: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
         gathered = x.index_select(0, batch.edge_src)
         if edge_weight is not None:
@@ -416,16 +485,20 @@ def _csr(rows: torch.Tensor, cols: torch.Tensor, values: torch.Tensor, size: int
     crow = torch.searchsorted(sorted_rows, torch.arange(size + 1, device=rows.device))
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
-        return torch.sparse_csr_tensor(crow, cols.index_select(0, order), values.index_select(0, order),
-                                       (size, size), check_invariants=False)
+        return torch.sparse_csr_tensor(
+            crow, cols.index_select(0, order), values.index_select(0, order), (size, size), check_invariants=False
+        )
 
 
 def _csr_aggregator(batch: FusedBatch, edge_weight: torch.Tensor | None, dtype: torch.dtype):
     """``(x, base) -> base + A x`` with ``A[v, u] = w_uv`` over the batch's edges, as a CSR product (and
     ``A^T`` backward)."""
     size = batch.num_trials * batch.slots
-    values = (torch.ones(batch.edge_src.shape[0], dtype=dtype, device=batch.edge_src.device) if edge_weight is None
-              else edge_weight.to(dtype))
+    values = (
+        torch.ones(batch.edge_src.shape[0], dtype=dtype, device=batch.edge_src.device)
+        if edge_weight is None
+        else edge_weight.to(dtype)
+    )
     adjacency = _csr(batch.edge_dst, batch.edge_src, values, size)
     transposed = _csr(batch.edge_src, batch.edge_dst, values, size)
 

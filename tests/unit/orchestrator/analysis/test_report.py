@@ -63,15 +63,17 @@ def alpha_search_store(tmp_path_factory):
 def test_a_store_whose_wise_ft_rows_all_come_from_an_alpha_search_gets_its_page(alpha_search_store, tmp_path):
     page = build_report(alpha_search_store, tmp_path / "out")
     text = page.read_text()
-    assert "figures/alpha_curves.png" in text and "figures/fewshot_curves.png" in text
+    assert "figures/alpha_curves.png" in text
+    assert "figures/fewshot_curves.png" not in text  # one label setting: no curve, and the page says why
+    assert "Not drawn: every task has one label setting only (all training labels)" in text
     assert (tmp_path / "out" / "figures" / "alpha_curves.png").stat().st_size > 1000
 
 
 def test_a_filter_that_leaves_out_the_alpha_search_trials_writes_the_page(alpha_search_store, tmp_path):
     page = build_report(alpha_search_store, tmp_path / "out", where={"method": ["full-ft"]})
     text = page.read_text()
-    assert "figures/fewshot_curves.png" in text
     assert "alpha_curves" not in text  # the search points belong to trials the filter left out
+    assert "Not drawn: no WiSE-FT grid and no alpha search among these trials" in text
     page = build_report(alpha_search_store, tmp_path / "esol", where={"task": ["esol"]})
     assert "figures/alpha_curves.png" in page.read_text()
 

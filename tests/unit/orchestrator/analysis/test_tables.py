@@ -112,3 +112,11 @@ def test_an_explicit_layout_that_would_mix_adds_the_dimension_to_the_rows(store)
     # bbbp is ROC-AUC and esol RMSE: each task's best is marked, never one compared with the other
     assert "**70.00 ± 0.00 (n=2)**" in table and "**1.50 ± 0.50 (n=2)**" in table
     assert "Rows are also split" not in render(selected)  # nothing mixes in the default layout here
+
+
+def test_latex_escape_lets_no_control_sequence_through():
+    from orchestrator.analysis.tables import _latex_escape
+
+    escaped = _latex_escape(r"\input{/etc/passwd} $x^2$ ~ & % # _ \write18{touch x}")
+    assert "\\input{" not in escaped and "\\write18{" not in escaped
+    assert escaped.count("\\textbackslash{}") == 2 and "\\{" in escaped and "\\$" in escaped

@@ -116,3 +116,51 @@ def immutable(folder):
         yield folder
     finally:
         subprocess.run(["chattr", "-i", str(folder)], check=True)
+
+
+# The published recipe (orchestrator.analysis.anchors.RECIPE), as a trial's configuration records it.
+PUBLISHED_RECIPE = {"recipe": {"epochs": 100, "batch_size": 32, "lr": 0.001, "dropout": 0.5, "weight_decay": 0.0}}
+# (task, seed) -> test ROC-AUC of the one-cell store: BBBP near Hu et al.'s no-pre-training row
+ONE_CELL = {("bbbp", 0): 0.662, ("bbbp", 1): 0.6916, ("bbbp", 2): 0.7214}
+# backbone -> task -> three seeds' test ROC-AUC, as `make demo` measures them (README)
+DEMO = {"hu-gcn-supervised-contextpred": {"bbbp": (0.6788, 0.6888, 0.6988), "clintox": (0.7341, 0.7761, 0.8181)},
+        "scratch-gcn": {"bbbp": (0.5603, 0.5629, 0.5655), "clintox": (0.5566, 0.5606, 0.5646)}}
+
+
+def one_cell_row(key: str, seed: int, test: float, **overrides) -> dict:
+    """A GIN-from-scratch Full-FT trial of the published recipe (it matches hu2020-none)."""
+    import json
+
+    return make_row(key, backbone="scratch-gin", architecture="gin", pretraining="none", num_layers=5, emb_dim=300,
+                    method="full-ft", method_label="full-ft", mechanism="baseline", method_params="{}",
+                    method_results="{}", task="bbbp", task_type="classification", metric="roc_auc", seed=seed,
+                    val_metric=test + 0.1, test_metric=test, epochs=100, sweep="one-cell", engine="fused",
+                    code_version="0.3.0+g0123456789", protocol_version="roft-protocol-1",
+                    trial_config=json.dumps(PUBLISHED_RECIPE), **overrides)
+
+
+def write_one_cell_store(store: ResultStore) -> None:
+    """One cell (scratch-gin, Full FT, BBBP, scaffold, all labels), three seeds."""
+    for (task, seed), test in ONE_CELL.items():
+        store.write_trial(one_cell_row(f"one-{task}-{seed}", seed, test), [epoch(n) for n in (1, 2, 3)])
+
+
+def demo_row(key: str, backbone: str, task: str, seed: int, test: float, dirty: bool = False) -> dict:
+    pretrained = backbone != "scratch-gcn"
+    return make_row(key, backbone=backbone, architecture="gcn", pretraining="both" if pretrained else "none",
+                    num_layers=5, emb_dim=300, method="lp", method_label="lp[freeze_bn_stats=True]",
+                    mechanism="partial", method_params='{"freeze_bn_stats": true}', method_results="{}", task=task,
+                    task_type="classification", metric="roc_auc", seed=seed, val_metric=test + 0.05,
+                    test_metric=test, epochs=15, sweep="mini", engine="unfused",
+                    code_version="0.3.0+g0123456789" + (".dirty" if dirty else ""), protocol_version="roft-protocol-1",
+                    trial_config="{}")
+
+
+def write_demo_store(store: ResultStore, dirty_seeds: tuple[int, ...] = ()) -> None:
+    """`make demo`'s 12 trials (linear probe, pre-trained vs random-init GCN, BBBP and ClinTox, 3 seeds);
+    the trials of ``dirty_seeds`` ran code with uncommitted changes."""
+    for backbone, tasks in DEMO.items():
+        for task, values in tasks.items():
+            for seed, test in enumerate(values):
+                store.write_trial(demo_row(f"demo-{backbone}-{task}-{seed}", backbone, task, seed, test,
+                                           dirty=seed in dirty_seeds), [epoch(n) for n in (1, 2, 3)])

@@ -30,7 +30,7 @@ def leftovers(tmp_path):
 
 def test_clean_removes_old_temporaries_and_killed_tune_state_and_keeps_the_data(tmp_path):
     store, old, in_flight, experiment = leftovers(tmp_path)
-    rows, epochs = store.read_trials().num_rows, store.read_epochs().num_rows
+    rows, epochs = store.read_trials().num_rows, store.read_side_table("epochs").num_rows
 
     preview = clean(store, dry_run=True)
     assert sorted(preview.temporaries) == ["artifacts/c/.best.pt.z3.tmp", "trials/.c.parquet.x1y2.tmp"]
@@ -42,7 +42,7 @@ def test_clean_removes_old_temporaries_and_killed_tune_state_and_keeps_the_data(
     assert "removed 2 temporary file(s)" in str(summary) and "kept 1 temporary file(s) younger" in str(summary)
     assert not any(p.exists() for p in old) and not experiment.exists()
     assert in_flight.exists()  # younger than an hour: perhaps a write in flight on another host
-    assert (store.read_trials().num_rows, store.read_epochs().num_rows) == (rows, epochs)
+    assert (store.read_trials().num_rows, store.read_side_table("epochs").num_rows) == (rows, epochs)
     assert store.read_artifact("a") == b"weights" and (tmp_path / ".lock").exists()
     assert clean(store, older_than_s=0).temporaries == ["epochs/.d.parquet.q9.tmp"]
 

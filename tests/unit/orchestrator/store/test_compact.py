@@ -19,7 +19,7 @@ def fill(store, keys):
 
 def rows(store):
     trials = sorted(tuple(sorted((k, str(v)) for k, v in r.items())) for r in store.read_trials().to_pylist())
-    epochs = sorted(tuple(r.values()) for r in store.read_epochs().to_pylist())
+    epochs = sorted(tuple(r.values()) for r in store.read_side_table("epochs").to_pylist())
     alphas = sorted(str(r) for r in store.read_side_table("alpha_trials").to_pylist())
     return trials, epochs, alphas
 
@@ -53,7 +53,7 @@ def test_a_trial_in_two_files_is_kept_once(tmp_path):
     compact(store)
     assert sorted(r["trial_key"] for r in store.read_trials().to_pylist()) == ["a", "b"]
     assert store.read_trial("a")["test_metric"] == 9.0
-    assert [r["epoch"] for r in store.read_epochs().to_pylist() if r["trial_key"] == "a"] == [1]
+    assert [r["epoch"] for r in store.read_side_table("epochs").to_pylist() if r["trial_key"] == "a"] == [1]
 
 
 def test_compaction_refuses_while_a_sweep_holds_the_store(tmp_path):

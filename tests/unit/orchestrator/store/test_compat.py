@@ -1,4 +1,4 @@
-"""A store written by an earlier roft reads the same and plans no work again.
+"""A store written by an earlier roft reads the same, and its rows are never pooled with new ones.
 
 ``tests/fixtures/store-v0`` was written by ``roft sweep search_spaces/mini.yaml`` with the code of
 commit e4a0653 (the layout before the package reorganisation), then compacted with its
@@ -42,11 +42,17 @@ def printed(*argv: str) -> str:
 
 
 @pytest.mark.data
-def test_rerunning_the_old_spec_plans_no_trial(real_env, old_store):
+def test_rerunning_the_old_spec_replans_the_trials_whose_molecules_changed(real_env, old_store):
+    """Every trial of the old spec is 100-shot, and roft now selects the reference code's 100 molecules
+    (subset revision 2): the old rows keep their keys, none counts as done, and all 24 are planned anew
+    under new keys; `roft store list --stale` names exactly the old rows."""
     spec = load_spec(old_store / "specs" / "mini.yaml")
     plan = plan_sweep(spec, ResultStore(old_store), DataRoot(real_env))
-    assert len(plan.trials) == 24 and len(plan.done) == 24
-    assert plan.pending == []
+    assert len(plan.trials) == 24 and plan.done == set()
+    assert all(trial.subset_revision == 2 for trial in plan.trials)
+    old_keys = set(printed("store", "list", "--store", str(old_store), "--keys").split())
+    assert len(old_keys) == 24 and old_keys.isdisjoint(trial.key() for trial in plan.trials)
+    assert set(printed("store", "list", "--store", str(old_store), "--stale", "--keys").split()) == old_keys
 
 
 def test_the_old_store_reads_the_same(old_store):
@@ -54,5 +60,7 @@ def test_the_old_store_reads_the_same(old_store):
                     "--format", "csv")
     expected = pd.read_csv(FIXTURES / "store-v0.table.csv")
     pd.testing.assert_frame_equal(pd.read_csv(io.StringIO(table)), expected)
-    listing = printed("store", "list", "--store", str(old_store))
-    assert listing.split() == (FIXTURES / "store-v0.list.txt").read_text().split()
+    listing = printed("store", "list", "--store", str(old_store)).splitlines()
+    expected = (FIXTURES / "store-v0.list.txt").read_text().splitlines()
+    # the same lines, with a last column saying that every row is stale (see above)
+    assert [line.split() for line in listing] == [old.split() + ["stale"] for old in expected]

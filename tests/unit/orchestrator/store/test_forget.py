@@ -20,7 +20,7 @@ def fill(store: ResultStore, keys=KEYS) -> None:
 def content(store: ResultStore) -> dict[str, list[str]]:
     """Trial keys per table, with multiplicity."""
     return {"trials": sorted(store.read_trials().column("trial_key").to_pylist()),
-            "epochs": sorted(store.read_epochs().column("trial_key").to_pylist()),
+            "epochs": sorted(store.read_side_table("epochs").column("trial_key").to_pylist()),
             "alpha_trials": sorted(store.read_side_table("alpha_trials").column("trial_key").to_pylist()),
             "artifacts": sorted(k for k in KEYS if store.read_artifact(k) is not None)}
 
@@ -45,7 +45,7 @@ def test_forget_removes_every_trace_of_the_trials_and_nothing_else(tmp_path, com
     assert store.done_keys() == set(KEYS) - gone and store.failed_keys() == set()
     assert (summary.artifacts, summary.failures) == (3, 1)
     assert summary.rows["trials"] == (5 if compacted else 3)  # trials 4 and 5 were in a part and in own files
-    assert "forgot 3 trial(s)" in str(summary)
+    assert "forgot 3 trials" in str(summary)
     assert not (tmp_path / "artifacts" / KEYS[1]).exists()
     if compacted:  # the parts were rewritten in place: still one part per table, no temporary left behind
         assert [p.name.startswith(PART_PREFIX) for p in store.trials_dir.glob("*.parquet")] == [True]

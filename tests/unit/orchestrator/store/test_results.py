@@ -15,7 +15,7 @@ def test_write_then_read_and_done_keys(tmp_path):
     store.write_trial(make_row("b", seed=1))
     assert store.done_keys() == {"a", "b"}
     assert sorted(store.read_trials().column("trial_key").to_pylist()) == ["a", "b"]
-    epochs = store.read_epochs().to_pylist()
+    epochs = store.read_side_table("epochs").to_pylist()
     assert len(epochs) == 1 and epochs[0]["trial_key"] == "a"
 
 
@@ -81,7 +81,7 @@ def test_empty_store_reads_as_empty(tmp_path):
     store = ResultStore(tmp_path / "nothing")
     assert store.done_keys() == set()
     assert store.read_trials().num_rows == 0
-    assert store.read_epochs().num_rows == 0
+    assert store.read_side_table("epochs").num_rows == 0
 
 
 def test_failures_are_recorded_apart_from_results_and_cleared(tmp_path):
@@ -116,7 +116,7 @@ def test_corrupt_files_are_quarantined_and_the_rest_stays_readable(tmp_path):
     blob = (store.trials_dir / "c.parquet").read_bytes()
     (store.trials_dir / "c.parquet").write_bytes(blob[: len(blob) // 2])  # truncated
     pq.write_table(pa.table({"foo": [1]}), store.trials_dir / "d.parquet")  # another schema
-    (store.epochs_dir / "a.parquet").write_bytes(b"PAR1 garbage PAR1")
+    (store.root / "epochs" / "a.parquet").write_bytes(b"PAR1 garbage PAR1")
     with pytest.warns(QuarantineWarning) as caught:
         assert store.read_trials().column("trial_key").to_pylist() == ["a"]
     messages = " ".join(str(w.message) for w in caught)
@@ -127,7 +127,7 @@ def test_corrupt_files_are_quarantined_and_the_rest_stays_readable(tmp_path):
     assert (tmp_path / "quarantine" / "trials" / "b.parquet").read_bytes() == b"not parquet at all"  # kept as found
     assert store.done_keys() == {"a"}  # b, c, d run again in the next sweep
     with pytest.warns(QuarantineWarning, match="epochs/a.parquet is unreadable"):
-        assert sorted(store.read_epochs().column("trial_key").to_pylist()) == ["b", "c", "d"]
+        assert sorted(store.read_side_table("epochs").column("trial_key").to_pylist()) == ["b", "c", "d"]
 
 
 def test_a_corrupt_trial_file_read_alone_is_quarantined(tmp_path):
@@ -163,7 +163,7 @@ def test_concurrent_local_writers_never_duplicate_or_lose_a_trial(tmp_path):
     write_concurrently(uri)
     store = ResultStore(uri)
     assert sorted(store.read_trials().column("trial_key").to_pylist()) == KEYS
-    epochs = store.read_epochs().to_pylist()
+    epochs = store.read_side_table("epochs").to_pylist()
     assert sorted((r["trial_key"], r["epoch"]) for r in epochs) == sorted((k, n) for k in KEYS for n in (1, 2))
     assert not [p for p in (tmp_path / "store").rglob(".*") if p.name != ".lock"]  # no temporary file left
 
@@ -273,7 +273,7 @@ def test_compaction_and_forget_quarantine_junk_instead_of_failing(tmp_path):
     (tmp_path / "epochs" / f"{keys[0]}.parquet").write_bytes(b"junk under a trial's own name")
     with pytest.warns(QuarantineWarning, match=f"epochs/{keys[0]}.parquet is unreadable"):
         forget(store, [keys[0]])
-    assert store.done_keys() == set(keys[1:]) and sorted(store.read_epochs().column("trial_key").to_pylist()) == \
+    assert store.done_keys() == set(keys[1:]) and sorted(store.read_side_table("epochs").column("trial_key").to_pylist()) == \
         keys[1:]
 
 
@@ -322,14 +322,14 @@ def test_an_immutable_store_is_reported_in_one_line_before_anything_is_written(t
 
 
 def test_a_store_that_refuses_writes_is_reported_before_anything_is_written(tmp_path, monkeypatch):
-    import orchestrator.store.results as results
+    import orchestrator.store.files as files
 
     store = ResultStore(tmp_path / "store")
 
     def refuse(target, write):
         raise PermissionError(13, "Permission denied", str(target))
 
-    monkeypatch.setattr(results, "atomic_write", refuse)
+    monkeypatch.setattr(files, "atomic_write", refuse)
     with pytest.raises(StoreError, match=r"the results store could not be written: .*Permission denied"):
         store.check_writable()
     monkeypatch.undo()

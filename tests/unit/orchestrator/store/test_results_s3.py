@@ -57,7 +57,7 @@ def test_trials_side_tables_and_artifacts_round_trip(s3_store_uri, s3_bucket):
     assert again.exists() and again.done_keys() == {"a", "b"}
     assert sorted(again.read_trials(columns=["trial_key"]).column("trial_key").to_pylist()) == ["a", "b"]
     assert again.read_trial("a")["artifact_path"] == location and again.read_trial("zzz") is None
-    assert [(r["trial_key"], r["epoch"]) for r in again.read_epochs().to_pylist()] == [("a", 1), ("a", 2)]
+    assert [(r["trial_key"], r["epoch"]) for r in again.read_side_table("epochs").to_pylist()] == [("a", 1), ("a", 2)]
     assert [p["alphas"] for p in again.alpha_points("s")] == [[0.5]]
     assert again.read_artifact("a") == b"state dict bytes" and again.read_artifact("b") is None
     assert again.read_specs() == [("tiny.yaml", "name: tiny\n")]
@@ -74,7 +74,7 @@ def test_rewriting_a_trial_overwrites_its_one_object(s3_store_uri):
     store.write_trial(make_row("a", test_metric=2.0), [epoch(1, loss=0.5)])  # a retried trial
     assert store.read_trials().column("test_metric").to_pylist() == [2.0]
     assert store.done_keys() == {"a"}
-    assert [r["train_loss"] for r in store.read_epochs().to_pylist()] == [0.5]
+    assert [r["train_loss"] for r in store.read_side_table("epochs").to_pylist()] == [0.5]
     assert objects(store) == ["epochs/a.parquet", "trials/a.parquet"]  # no temporary or second object
     assert multipart_uploads(store) == []
 
@@ -107,7 +107,7 @@ def test_concurrent_writers_never_duplicate_or_lose_a_trial(s3_store_uri):
     assert sorted(trials.column("trial_key").to_pylist()) == KEYS  # each trial once, none lost
     assert set(trials.column("seed").to_pylist()) <= {0, 1, 2, 3, 10, 11}  # each row is one writer's whole row
     assert store.done_keys() == set(KEYS)
-    epochs = store.read_epochs().to_pylist()
+    epochs = store.read_side_table("epochs").to_pylist()
     assert sorted((r["trial_key"], r["epoch"]) for r in epochs) == sorted((k, n) for k in KEYS for n in (1, 2))
     assert objects(store) == sorted([f"epochs/{k}.parquet" for k in KEYS] + [f"trials/{k}.parquet" for k in KEYS])
 
@@ -225,7 +225,7 @@ def test_forget_on_s3_waits_for_no_sweep_and_rewrites_the_part_in_place(s3_store
     summary = forget(store, [keys[1]])
     assert summary.rows == {"trials": 1, "epochs": 1, "alpha_trials": 0} and summary.artifacts == 1
     assert store.done_keys() == {keys[0], keys[2]} and store.read_artifact(keys[1]) is None
-    assert sorted(store.read_epochs().column("trial_key").to_pylist()) == [keys[0], keys[2]]
+    assert sorted(store.read_side_table("epochs").column("trial_key").to_pylist()) == [keys[0], keys[2]]
     assert objects(store) == [n for n in before if keys[1] not in n]  # the same part names, no temporaries
 
 

@@ -25,13 +25,14 @@ from search_spaces.spec import parse_spec
 from tests.unit.orchestrator.store.rows import immutable, make_row
 from trainables.core.config import Runtime, TrainingRecipe, TrialSpec
 from trainables.core.data_root import DataRoot
+from trainables.methods.revisions import with_revisions
 from trainables.worker.trial import DependencyError, execute_fused_group, execute_trial
 
 
 def tiny(method: str = "full-ft", seed: int = 0, **params) -> TrialSpec:
-    return TrialSpec(backbone="scratch-gin", method=method, task="esol", split="scaffold", label_setting="fewshot:16",
-                     seed=seed, subset_seed=42, recipe=TrainingRecipe(epochs=1), method_params=params, num_layers=2,
-                     emb_dim=16)
+    return with_revisions(TrialSpec(
+        backbone="scratch-gin", method=method, task="esol", split="scaffold", label_setting="fewshot:16", seed=seed,
+        subset_seed=42, recipe=TrainingRecipe(epochs=1), method_params=params, num_layers=2, emb_dim=16))
 
 
 def runtime_of(store: ResultStore, data_root) -> Runtime:

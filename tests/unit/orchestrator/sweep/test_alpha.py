@@ -53,6 +53,9 @@ def test_one_search_per_full_ft_checkpoint_and_filters(tmp_path):
     parents = {parent_spec(t).key() for t in plan.trials}
     assert parents == {full_ft(0).key(), full_ft(1).key(), full_ft(0, task="esol").key()}
     assert all(t.method_params["search"] == "optuna" for t in plan.trials)
+    # stamped with this code's revisions of roft-mol / wise-ft (not the parent's), as a worker checks
+    from trainables.methods.revisions import with_revisions
+    assert all(with_revisions(t) is t for t in plan.trials)
     assert plan.waves() == [plan.pending]  # parents are all in the store: one wave
 
     only = plan_alpha_searches(store, points, {"task": {"bbbp"}, "seed": {1}})
@@ -98,3 +101,41 @@ def test_a_full_ft_row_without_a_checkpoint_is_not_searched_whether_null_or_empt
     dependant = TrialSpec(**{**spec.to_dict(), "method": "wise-ft", "recipe": spec.recipe})
     with pytest.raises(DependencyError, match=r"has no saved checkpoint .*\(recorded sha256: none\)"):
         load_parent_state(dependant, store)
+
+
+def test_the_saved_request_reads_back_and_roft_status_counts_its_queue(tmp_path):
+    from orchestrator.sweep.alpha import AlphaRequest, plan_alpha_request, save_alpha_request
+    from orchestrator.sweep.status import sweep_status
+    from trainables.core.data_root import DataRoot
+
+    store = ResultStore(tmp_path)
+    for seed in (0, 1):
+        commit(store, full_ft(seed))
+    request = AlphaRequest(methods=("wise-ft", "roft-mol"), groups=(1, 6), n_trials=20, search_seed=3,
+                           alpha_range=(0.1, 0.9), filters={"seed": (0, 1)}, cpus=2.0)
+    save_alpha_request(store, request)
+    [(name, text)] = store.read_specs()
+    assert name == "alpha.yaml" and text.startswith("# roft alpha")
+    import yaml
+    assert AlphaRequest.from_spec(yaml.safe_load(text)) == request
+
+    plan = plan_alpha_request(store, request)
+    store.write_trial(make_row(plan.trials[0].key(), sweep="alpha"))  # one search landed
+    status = sweep_status(store, DataRoot(None))
+    alpha = next(s for s in status.sweeps if s.name == "alpha")
+    assert (alpha.spec_file, alpha.planned, alpha.done, alpha.queued, alpha.plan_error) == \
+        ("specs/alpha.yaml", 6, 1, 5, "")
+
+    commit(store, full_ft(2))  # a Full-FT trial landed since, outside the request's seeds: not queued
+    assert next(s for s in sweep_status(store, DataRoot(None)).sweeps if s.name == "alpha").queued == 5
+
+
+def test_a_saved_request_with_an_unknown_key_is_reported_on_its_sweep_line(tmp_path):
+    from orchestrator.sweep.status import sweep_status
+    from trainables.core.data_root import DataRoot
+
+    store = ResultStore(tmp_path)
+    commit(store, full_ft(0))
+    store.write_spec("alpha", b"name: alpha\nalpha_search: {methods: [wise-ft], budget: 3}\n")
+    alpha = next(s for s in sweep_status(store, DataRoot(None)).sweeps if s.name == "alpha")
+    assert alpha.queued is None and "unknown key(s) ['budget']" in alpha.plan_error

@@ -143,7 +143,7 @@ def test_an_unwritable_store_stops_the_sweep_in_one_line_before_ray_starts(real_
 
 
 def test_a_store_that_refuses_writes_stops_the_sweep_before_ray_starts(real_env, tmp_path, monkeypatch):
-    import orchestrator.store.results as results
+    import orchestrator.store.files as files
     import orchestrator.sweep.execute as execute
     from orchestrator.store.schema import StoreError
     from tests.integration.sweeps import planned
@@ -153,7 +153,7 @@ def test_a_store_that_refuses_writes_stops_the_sweep_before_ray_starts(real_env,
     def refuse(target, write):
         raise PermissionError(13, "Permission denied", str(target))
 
-    monkeypatch.setattr(results, "atomic_write", refuse)
+    monkeypatch.setattr(files, "atomic_write", refuse)
     monkeypatch.setattr(execute, "init_ray", _no_ray)
     monkeypatch.setattr(execute, "_prefeaturize", _no_ray)
     with pytest.raises(StoreError, match=r"^the results store could not be written: .*Permission denied"):

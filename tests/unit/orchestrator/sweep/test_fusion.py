@@ -15,7 +15,8 @@ def test_compatible_trials_form_one_group_and_others_run_alone():
     seeds = [trial(seed=s) for s in range(4)] + [trial("l2-sp", d=0.01), trial("bss", d=0.1, k=2)]
     other_task = [trial(task="esol", seed=s) for s in range(2)]
     gat = [trial(backbone="scratch-gat", seed=s) for s in range(2)]  # fuses, in a group of its own architecture
-    alone = [trial("lp"), trial(backbone="scratch-gps"), trial(label_setting="full")]
+    alone = [trial("lp", freeze_bn_stats=True), trial("bss", double_forward=True), trial(backbone="scratch-gps"),
+             trial(label_setting="full"), trial("lp-ft")]  # LP-FT's two stages: a group of its own kind
     units = plan_units(seeds + other_task + gat + alone)
     groups = [u for u in units if u.fused]
     # methods and hyper-parameters that fuse share the group of their task
@@ -23,7 +24,9 @@ def test_compatible_trials_form_one_group_and_others_run_alone():
                                                             [s.key() for s in gat]]
     singles = [u.specs[0] for u in units if not u.fused]
     assert sorted(s.key() for s in singles) == sorted(s.key() for s in alone)
-    assert fusion_key(trial("lp")) is None and fusion_key(trial(backbone="scratch-gps")) is None
+    assert fusion_key(trial("lp", freeze_bn_stats=True)) is None and fusion_key(trial(backbone="scratch-gps")) is None
+    assert fusion_key(trial("lp")) == fusion_key(trial("surgical-ft", layer=1)) == fusion_key(trial())
+    assert fusion_key(trial("lp-ft")) not in (None, fusion_key(trial()), fusion_key(trial("lp-ft", lp_epochs=3)))
 
 
 def test_scratch_backbones_of_one_architecture_fuse_only_at_equal_shape():

@@ -129,6 +129,6 @@ def test_known_failures_are_skipped_unless_retried(real_env, tmp_path):
                          "error": "boom", "traceback": "boom", "failed_at": None})
     plan = plan_sweep(spec, store, DataRoot(real_env))
     assert trials[0].key() not in {t.key() for t in plan.pending} and plan.failed == {trials[0].key()}
-    assert "skipped 1 trials that failed before" in plan.summary()
+    assert "skipped 1 trial that failed before" in plan.summary()
     retry = plan_sweep(spec, store, DataRoot(real_env), retry_failed=True)
     assert len(retry.pending) == len(trials) and not retry.failed

@@ -69,15 +69,34 @@ def test_key_is_stable_across_processes():
     {"method_params": {"freeze_bn_stats": False}}, {"method_params": {}}, {"num_layers": 5}, {"emb_dim": 300},
     {"protocol_version": "roft-protocol-2"}, {"recipe": TrainingRecipe(epochs=3, batch_size=8, lr=1e-4)},
     {"recipe": TrainingRecipe(epochs=4, batch_size=8)}, {"recipe": TrainingRecipe(epochs=3, batch_size=8, dropout=0.1)},
+    {"method_revision": 2}, {"subset_revision": 2},
 ])
 def test_key_changes_when_any_field_changes(change):
     assert base_spec(**change).key() != base_spec().key()
 
 
 def test_every_field_is_in_the_key():
-    """Guard: a new TrialSpec field must enter the canonical JSON."""
+    """Guard: a new TrialSpec field must enter the canonical JSON (a revision only above 1)."""
     data = json.loads(base_spec().canonical_json())
-    assert set(data) == {f.name for f in dataclasses.fields(TrialSpec)}
+    assert set(data) == {f.name for f in dataclasses.fields(TrialSpec)} - {"method_revision", "subset_revision"}
+    revised = json.loads(base_spec(method_revision=2, subset_revision=3).canonical_json())
+    assert set(revised) == {f.name for f in dataclasses.fields(TrialSpec)}
+    assert (revised["method_revision"], revised["subset_revision"]) == (2, 3)
+
+
+def test_revisions_of_one_leave_the_key_as_it_was():
+    """Keys made before revisions existed (no revision fields in their JSON) stay the keys of revision 1."""
+    spec = base_spec()
+    legacy = {k: v for k, v in spec.to_dict().items()}
+    assert "method_revision" not in legacy and TrialSpec.from_dict(legacy).key() == spec.key()
+    again = TrialSpec.from_dict(base_spec(method_revision=2).to_dict())
+    assert again.method_revision == 2 and again.key() == base_spec(method_revision=2).key()
+
+
+@pytest.mark.parametrize("value", [0, -1, 1.5, True, "2"])
+def test_a_revision_must_be_a_positive_integer(value):
+    with pytest.raises(ValueError, match="method_revision"):
+        base_spec(method_revision=value)
 
 
 def test_round_trip_through_dict_and_json():
@@ -110,6 +129,7 @@ def test_runtime_is_not_part_of_the_key():
                                  "device": "auto", "code_version": "unknown", "artifacts": "required",
                                  "optuna_storage": None,
                                  "engine": {"tf32": False, "compile": False, "dropout_streams": "per-trial",
-                                            "precision": "fp32", "aggregation": "scatter"}}
+                                            "precision": "fp32", "aggregation": "scatter",
+                                            "test_scoring": "every-epoch"}}
     assert Runtime(**runtime.to_dict()) == runtime
     assert "store" not in base_spec().to_dict() and "sweep" not in base_spec().to_dict()

@@ -39,7 +39,7 @@ def test_bad_values_are_refused_with_the_accepted_ones(kwargs, message):
 
 
 def test_words_round_trip_and_cover_every_non_default_value():
-    assert set(EngineOptions.words()) == {"tf32", "compile", "group-dropout", "bf16", "csr"}
+    assert set(EngineOptions.words()) == {"tf32", "compile", "group-dropout", "bf16", "csr", "lazy-test"}
     options = EngineOptions.from_words("compile,csr")
     assert options == EngineOptions(compile=True, aggregation="csr")
     assert EngineOptions.from_words(options.as_words()) == options

@@ -86,7 +86,7 @@ def test_one_journal_shared_by_two_processes(tmp_path):
     for w in workers:
         w.start()
     for w in workers:
-        w.join(120)
+        w.join(600)  # a loaded machine spawns slowly (each process imports torch and optuna)
         assert w.exitcode == 0
     storage = open_storage(journal)
     counts = {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(storage)}
@@ -179,3 +179,26 @@ def test_search_parameter_errors(params, message):
 def test_roft_mol_search_refuses_gradient_parameters():
     with pytest.raises(ValueError, match=r"method roft-mol: alpha_lr, epochs have no effect with search: optuna"):
         make_method("roft-mol", {"search": "optuna", "alpha_lr": 0.1, "epochs": 3})
+
+
+@pytest.mark.parametrize("n_trials", [4, 15])
+def test_startup_points_scored_in_one_batch_are_the_sequential_points(n_trials):
+    """TPE's random startup points asked together and scored in one batch are the points, values and order
+    of one-by-one evaluation; later points follow the same history, so they are the same too."""
+    batches = []
+
+    def evaluate_many(points):
+        batches.append(len(points))
+        return [bowl(alphas) for alphas in points]
+
+    _, _, sequential = search(n_trials=n_trials)
+    best, new, batched = search(n_trials=n_trials, evaluate_many=evaluate_many)
+    assert batches == [min(n_trials, 10)]
+    assert [(p.number, p.alphas, p.val, p.test) for p in batched] == \
+        [(p.number, p.alphas, p.val, p.test) for p in sequential]
+    assert len(new) == n_trials and best.val == max(p.val for p in batched)
+    # a continued study with its startup done scores one point at a time
+    storage = open_storage(None)
+    search(n_trials=12, storage=storage, evaluate_many=evaluate_many)
+    search(n_trials=14, storage=storage, evaluate_many=evaluate_many)
+    assert batches[-1] == 10

@@ -14,13 +14,14 @@ from search_spaces.spec import SpecError, parse_spec
 from trainables.core.config import Runtime, TrainingRecipe, TrialSpec
 from trainables.core.data_root import DataRoot
 from trainables.methods.dependencies import parent_methods, parent_spec
+from trainables.methods.revisions import with_revisions
 from trainables.worker.trial import DependencyError, execute_trial, load_parent_state, save_artifact
 
 
 def spec(method: str, **params) -> TrialSpec:
-    return TrialSpec(backbone="scratch-gcn", method=method, task="bbbp", split="scaffold", label_setting="fewshot:50",
-                     seed=0, subset_seed=42, recipe=TrainingRecipe(epochs=2), method_params=params, num_layers=2,
-                     emb_dim=8)
+    return with_revisions(TrialSpec(
+        backbone="scratch-gcn", method=method, task="bbbp", split="scaffold", label_setting="fewshot:50", seed=0,
+        subset_seed=42, recipe=TrainingRecipe(epochs=2), method_params=params, num_layers=2, emb_dim=8))
 
 
 def test_parent_spec_and_parent_methods():

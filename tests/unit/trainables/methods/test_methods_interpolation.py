@@ -17,7 +17,8 @@ from trainables.methods import METHODS, MethodContext, Stage, make_method
 from trainables.methods.interpolation import InterpolatedPredictor, interpolated_state, layer_group, tying
 from trainables.models.gnn import GNNShape
 from trainables.models.predictor import GraphPredictor
-from trainables.training.trainer import SplitIndices, fit, score
+from trainables.training.metrics import evaluate_metric
+from trainables.training.trainer import SplitIndices, fit, predict
 
 SHAPE = GNNShape("gin", 5, 8)
 SEED = 0
@@ -67,7 +68,8 @@ def fit_dependant(method, data, parent_state, *, shape=SHAPE, seed=SEED, indices
 def scored(state: dict, data, index) -> float:
     model = GraphPredictor(SHAPE, 1)
     model.load_state_dict(state)
-    return score(model, data, torch.as_tensor(index), TaskType.REGRESSION, CPU).value
+    index = torch.as_tensor(index)
+    return evaluate_metric(TaskType.REGRESSION, data.y[index].numpy(), predict(model, data, index, CPU)).value
 
 
 @pytest.fixture(scope="module")
@@ -166,7 +168,7 @@ def test_roft_mol_with_frozen_alphas_equals_wise_ft(regression_data, parent, bn_
     _, _, wise = fit_dependant(make_method("wise-ft", {"alpha": a, "bn_stats": bn_stats}),
                                regression_data, parent.state)
     roft = make_method("roft-mol", {"groups": 1, "alpha_init": a, "alpha_lr": 0.0, "epochs": 3,
-                                    "bn_stats": bn_stats})
+                                    "bn_stats": bn_stats, "bn_mode": "eval"})
     _, _, result = fit_dependant(roft, regression_data, parent.state)
     assert [(r.stage, r.epoch) for r in result.history] == [("alpha", 1), ("alpha", 2), ("alpha", 3)]
     assert [(r.val, r.test) for r in result.history] == [(wise.val, wise.test)] * 3
@@ -192,12 +194,13 @@ def test_wise_ft_bn_stats_options_differ(regression_data, parent):
 def test_roft_mol_trains_only_the_alphas(regression_data, parent, groups):
     """Only the alphas move; best_state is theta(alphas) at the recorded alphas, in GraphPredictor layout."""
     method = make_method("roft-mol", {"groups": groups, "alpha_lr": 0.1, "epochs": 3, "alpha_init": 0.5,
-                                      "bn_stats": "ft"})
+                                      "bn_stats": "ft", "bn_mode": "eval"})
     ctx, model, result = fit_dependant(method, regression_data, parent.state)
     assert isinstance(ctx.model, InterpolatedPredictor) and ctx.model.model is model
     assert states_equal(model.state_dict(), parent.pre)  # the wrapped model's own tensors never change
-    assert not torch.equal(ctx.model.alphas.detach(), torch.full((groups,), 0.5))
-    assert [p is ctx.model.alphas for p in ctx.model.parameters() if p.requires_grad] == [True]
+    assert not torch.equal(torch.stack(list(ctx.model.alphas)).detach(), torch.full((groups,), 0.5))
+    trainable = [p for p in ctx.model.parameters() if p.requires_grad]
+    assert len(trainable) == groups and all(p is a for p, a in zip(trainable, ctx.model.alphas))
 
     alphas = result.summary["alphas"]
     assert len(alphas) == groups and all(isinstance(a, float) for a in alphas)
@@ -221,12 +224,13 @@ def test_roft_mol_best_epoch_alphas_are_recorded(regression_data, parent):
             seen.append(out["alphas"])
             return out
 
-    method = Recording(groups=6, alpha_lr=2.0, epochs=3, alpha_init=0.9)  # a large step overshoots
+    method = Recording(groups=6, alpha_lr=2.0, epochs=3, alpha_init=0.9, bn_mode="eval",
+                       fit_order="shuffled")  # a large step overshoots
     ctx, _, result = fit_dependant(method, regression_data, parent.state)
     best = min(range(3), key=lambda i: result.history[i].val)  # regression: lowest RMSE, earliest on ties
     assert result.best_epoch == best + 1 < 3
     assert result.summary["alphas"] == seen[-2]  # seen[-1]: the summary after the last epoch
-    final = [float(a) for a in ctx.model.alphas.detach()]
+    final = [float(a) for a in ctx.model.alphas]
     assert result.summary["alphas"] != final and result.summary["final_alphas"] == final == seen[-1]
     tie = tying(6, 5)
     at = torch.tensor(result.summary["alphas"], dtype=torch.float32)
@@ -251,12 +255,13 @@ def test_roft_mol_val_half_fits_and_selects_on_disjoint_halves(regression_data, 
 
     data = Recorded(regression_data)
     method = make_method("roft-mol", {"fit_split": "val_half", "epochs": 2, "alpha_lr": 0.1})
-    assert method.stages(5) == [Stage("alpha", 2, lr=0.1, fit_on="valid_fit", select_on="valid_select")]
+    assert method.stages(5) == [Stage("alpha", 2, lr=0.1, fit_on="valid_fit", select_on="valid_select", shuffle=False)]
     _, _, result = fit_dependant(method, data, parent.state, indices=indices)
     evaluation = [select_half.tolist(), indices.test.tolist()]
     evaluated = [ids for _, ids in data.calls if ids in evaluation]
     trained = [ids for _, ids in data.calls if ids not in evaluation]
     assert sorted(i for ids in trained for i in ids) == sorted(fit_half.tolist() * 2)  # 2 epochs
+    assert [i for ids in trained for i in ids] == fit_half.tolist() * 2  # in the split's order each epoch
     assert evaluated == evaluation  # evaluation batches are assembled once and stay resident
     assert result.val == scored(result.best_state, regression_data, select_half)
     assert result.history[result.best_epoch - 1].val == result.val
@@ -266,7 +271,10 @@ def test_roft_mol_default_fits_and_selects_on_validation():
     """fit_split=val (the reference behaviour) fits and selects on the whole validation split."""
     method = make_method("roft-mol")
     assert method.params["fit_split"] == "val" and method.params["bn_stats"] == "ft"
-    assert method.stages(100) == [Stage("alpha", 200, lr=1e-2, fit_on="valid", select_on="valid")]
+    assert (method.params["bn_mode"], method.params["fit_order"], method.params["tied_updates"]) == \
+        ("train", "fixed", "once")
+    assert method.stages(100) == [Stage("alpha", 200, lr=1e-2, fit_on="valid", select_on="valid", shuffle=False)]
+    assert make_method("roft-mol", {"fit_order": "shuffled"}).stages(100)[0].shuffle
     assert METHODS.get("roft-mol").requires_parent == "full-ft"
 
 
@@ -395,9 +403,10 @@ def test_interpolated_predictor_applies_each_alpha_to_its_groups(groups, alphas,
     pre, ft = clone(predictor(seed=1).state_dict()), clone(predictor(seed=2).state_dict())
     model = predictor(seed=3)
     wrapped = InterpolatedPredictor(model, pre, ft, tying(groups, 5), groups, 0.5, "interpolate")
-    assert wrapped.alphas.shape == (groups,) and torch.equal(wrapped.alphas.detach(), torch.full((groups,), 0.5))
+    assert len(wrapped.alphas) == groups and all(float(a) == 0.5 for a in wrapped.alphas)
     with torch.no_grad():
-        wrapped.alphas.copy_(torch.tensor(alphas))
+        for alpha, value in zip(wrapped.alphas, alphas):
+            alpha.copy_(torch.tensor(value))
     state = wrapped.current_state()
     for key, value in state.items():
         if key.startswith("graph_pred_linear.") or key.endswith("num_batches_tracked"):
@@ -415,7 +424,7 @@ def test_interpolated_predictor_is_differentiable_in_every_alpha(hand_dataset):
     wrapped = InterpolatedPredictor(model, pre, ft, tying(6, 5), 6, 0.5, "interpolate")
     wrapped.eval()
     wrapped(hand_dataset.batch(torch.arange(8))).logits.sum().backward()
-    assert wrapped.alphas.grad is not None and bool((wrapped.alphas.grad != 0).all())
+    assert all(a.grad is not None and float(a.grad) != 0 for a in wrapped.alphas)
     assert all(p.grad is None for p in model.parameters())
 
 
@@ -456,3 +465,44 @@ def test_parent_layout_check_catches_each_difference_alone(regression_data, pare
         bad["gnn.x_embedding2.weight"] = bad["gnn.x_embedding2.weight"][:, :4]
     with pytest.raises(ValueError, match="does not match the pre-trained model"):
         fit_dependant(make_method("wise-ft"), regression_data, bad)
+
+
+# ----------------------------------------------------------------------------- RoFt-Mol as the reference code fits
+
+@pytest.mark.parametrize("tied_updates, moves", [("once", [1, 1]), ("repeated", [4, 2])])
+def test_roft_mol_tied_alphas_take_one_adam_step_or_one_per_layer_group(tied_updates, moves):
+    """groups 2 ties [a0 a0 a0 a0 a1 a1]: tied_updates repeated steps a0 four times and a1 twice per
+    optimizer step (Adam's first steps are lr * sign(gradient)), as the reference code on the CPU."""
+    pre, ft = clone(predictor(seed=1).state_dict()), clone(predictor(seed=2).state_dict())
+    method = make_method("roft-mol", {"groups": 2, "alpha_lr": 0.01, "tied_updates": tied_updates})
+    method._repeats = [tying(2, 5).count(group) for group in range(2)]
+    wrapped = InterpolatedPredictor(predictor(seed=3), pre, ft, tying(2, 5), 2, 0.5, "ft")
+    ctx = MethodContext(model=wrapped, pretrained_state=None)
+    optimizer = torch.optim.Adam(list(wrapped.alphas), lr=0.01)
+    for alpha in wrapped.alphas:
+        alpha.grad = torch.tensor(1.0)
+    method.optimizer_step(ctx, Stage("alpha", 1), optimizer)
+    for alpha, steps in zip(wrapped.alphas, moves):
+        assert float(alpha) == pytest.approx(0.5 - 0.01 * steps, abs=1e-6)
+        assert int(optimizer.state[alpha]["step"]) == steps
+        assert float(alpha.grad) == 1.0  # the gradients are left as they were
+
+
+def test_roft_mol_train_mode_moves_the_running_statistics(regression_data, parent):
+    """bn_mode train (the reference's): BatchNorm normalises with batch statistics while the alphas fit
+    and its running statistics drift from theta_ft's; the best state carries the drifted statistics
+    and the interpolated weights; bn_mode eval keeps theta_ft's statistics."""
+    params = {"groups": 6, "alpha_lr": 0.0, "epochs": 2, "alpha_init": 0.5, "bn_stats": "ft"}
+    _, _, train = fit_dependant(make_method("roft-mol", params), regression_data, parent.state)
+    _, _, frozen = fit_dependant(make_method("roft-mol", {**params, "bn_mode": "eval"}), regression_data,
+                                 parent.state)
+    key = "gnn.batch_norms.2.running_mean"
+    assert torch.equal(frozen.best_state[key], parent.state[key])
+    assert not torch.equal(train.best_state[key], parent.state[key])
+    assert int(train.best_state["gnn.batch_norms.2.num_batches_tracked"]) > \
+        int(parent.state["gnn.batch_norms.2.num_batches_tracked"])
+    at = torch.tensor([0.5] * 6, dtype=torch.float32)
+    expected = interpolated_state(parent.pre, parent.state, lambda g: at[g], "ft", ENCODER)
+    weight = "gnn.gnns.2.mlp.0.weight"
+    assert torch.equal(train.best_state[weight], expected[weight])
+    assert [r.val for r in train.history] != [r.val for r in frozen.history]

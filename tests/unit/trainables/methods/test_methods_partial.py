@@ -51,43 +51,54 @@ def in_layer(key: str, layer: int) -> bool:
 
 # ----------------------------------------------------------------------------- Surgical FT
 
+@pytest.mark.parametrize("train_batch_norm", [False, True])
 @pytest.mark.parametrize("layer", [0, 1, 2])
-def test_surgical_ft_trains_one_layer_and_the_head(hand_dataset, layer):
-    """Only gnns.i, batch_norms.i and the head change weights; other layers' BN statistics still move."""
-    model, before, _ = run(make_method("surgical-ft", {"layer": layer}), hand_dataset)
+def test_surgical_ft_trains_one_layer_and_the_head(hand_dataset, layer, train_batch_norm):
+    """Only gnns.i (and batch_norms.i's affine parameters with train_batch_norm) and the head change
+    weights; every layer's BN statistics still move (reference behaviour)."""
+    model, before, _ = run(make_method("surgical-ft", {"layer": layer, "train_batch_norm": train_batch_norm}),
+                           hand_dataset)
     after = snapshot(model)
     changed = moved(before, after)
-    tuned = {k for k in before if in_layer(k, layer) or k.startswith("graph_pred_linear.")}
     statistics = {k for k in before if k.rsplit(".", 1)[-1] in STATISTICS}
+    tuned = {k for k in before if k.startswith((f"gnn.gnns.{layer}.", "graph_pred_linear."))
+             or (train_batch_norm and k.startswith(f"gnn.batch_norms.{layer}."))}
     assert tuned - statistics <= changed, sorted(tuned - statistics - changed)  # every tuned tensor moves
     assert changed - tuned <= statistics, sorted(changed - tuned - statistics)  # no other weight moves
     assert not any(k.startswith("gnn.x_embedding") for k in changed)
-    for other in set(range(3)) - {layer}:  # reference behaviour: frozen layers' BN statistics move
-        assert f"gnn.batch_norms.{other}.running_mean" in changed
-        assert int(after[f"gnn.batch_norms.{other}.num_batches_tracked"]) == 2 * 4
+    for any_layer in range(3):  # reference behaviour: BN statistics move in every layer
+        assert f"gnn.batch_norms.{any_layer}.running_mean" in changed
+        assert int(after[f"gnn.batch_norms.{any_layer}.num_batches_tracked"]) == 2 * 4
     trainable = {name for name, p in model.named_parameters() if p.requires_grad}
     assert trainable == {k for k in tuned - statistics}
 
 
+@pytest.mark.parametrize("train_batch_norm", [False, True])
 @pytest.mark.parametrize("layer", [0, 2])
-def test_surgical_ft_freeze_bn_stats_keeps_every_other_backbone_tensor(hand_dataset, layer):
-    """With freeze_bn_stats, every backbone tensor outside layer i is bitwise unchanged."""
-    model, before, _ = run(make_method("surgical-ft", {"layer": layer, "freeze_bn_stats": True}), hand_dataset)
+def test_surgical_ft_freeze_bn_stats_keeps_every_other_backbone_tensor(hand_dataset, layer, train_batch_norm):
+    """With freeze_bn_stats, every backbone tensor outside what trains is bitwise unchanged (layer i's
+    BatchNorm statistics move only when its BatchNorm trains)."""
+    model, before, _ = run(make_method("surgical-ft", {"layer": layer, "freeze_bn_stats": True,
+                                                       "train_batch_norm": train_batch_norm}), hand_dataset)
     after = snapshot(model)
     changed = moved(before, after)
     assert {k for k in changed if not k.startswith("graph_pred_linear.")} == \
-        {k for k in before if in_layer(k, layer)}  # layer i's own statistics still move
-    assert int(after[f"gnn.batch_norms.{layer}.num_batches_tracked"]) == 2 * 4
+        {k for k in before if k.startswith(f"gnn.gnns.{layer}.")
+         or (train_batch_norm and k.startswith(f"gnn.batch_norms.{layer}."))}
+    assert int(after[f"gnn.batch_norms.{layer}.num_batches_tracked"]) == (2 * 4 if train_batch_norm else 0)
 
 
 def test_surgical_ft_set_train_mode():
-    """Only the other layers' BatchNorms go to eval mode, and only with freeze_bn_stats."""
+    """The BatchNorms that do not train go to eval mode, and only with freeze_bn_stats."""
     torch.manual_seed(0)
     model = GraphPredictor(SHAPE, 1)
     ctx = MethodContext(model=model, pretrained_state=None)
     make_method("surgical-ft", {"layer": 1}).set_train_mode(ctx, Stage("finetune", 1))
     assert all(m.training for m in model.modules())
     make_method("surgical-ft", {"layer": 1, "freeze_bn_stats": True}).set_train_mode(ctx, Stage("finetune", 1))
+    assert [bn.training for bn in model.gnn.batch_norms] == [False, False, False]
+    make_method("surgical-ft", {"layer": 1, "freeze_bn_stats": True, "train_batch_norm": True}).set_train_mode(
+        ctx, Stage("finetune", 1))
     assert [bn.training for bn in model.gnn.batch_norms] == [False, True, False]
     assert model.training and all(conv.training for conv in model.gnn.gnns)
 

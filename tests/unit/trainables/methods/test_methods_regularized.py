@@ -12,7 +12,6 @@ from tests.unit.trainables.hand_molecules import TEST, TRAIN, VALID
 from trainables.core.config import TrainingRecipe
 from trainables.data.tasks import TaskType
 from trainables.methods import METHODS, MethodContext, Stage, make_method
-from trainables.methods.regularized import smallest_singular_values
 from trainables.models.encoders import GNNOutput
 from trainables.models.gnn import GNNShape
 from trainables.models.predictor import GraphPredictor
@@ -73,9 +72,10 @@ def backbone_distance(model: GraphPredictor, pre: dict) -> float:
 @pytest.mark.parametrize("name, params", [
     ("l2-sp", {"d": 0.0, "d_head": 0.0, "grad_clip": 0.0}),
     ("l2-sp", {"d": 0.0, "d_head": 0.0, "grad_clip": 0.0, "l2sp_scope": "all"}),
-    ("feature-map", {"d": 0.0, "d_head": 0.0}),
-    ("bss", {"d": 0.0, "d_head": 0.0}),
-    ("bss", {"d": 0.0, "k": 3}),
+    ("feature-map", {"d": 0.0, "d_head": 0.0, "grad_clip": 0.0}),
+    ("feature-map", {"d": 0.0, "d_head": 0.0, "grad_clip": 0.0, "features": "output"}),
+    ("bss", {"d": 0.0, "d_head": 0.0, "grad_clip": 0.0}),
+    ("bss", {"d": 0.0, "k": 3, "grad_clip": 0.0}),
 ])
 def test_zero_strength_is_bitwise_full_fine_tuning(hand_dataset, name, params):
     """d = d_head = 0 (no clipping) reproduces Full FT's history and states bit for bit."""
@@ -168,10 +168,11 @@ def test_l2_sp_scope_all_pulls_the_head_toward_a_fresh_head():
     assert head_term > 0
     assert math.isclose(everything.penalty(all_ctx, None, None).item(),
                         backbone.penalty(backbone_ctx, None, None).item() + head_term, rel_tol=1e-5)
-    # no separate head L2 term: the regulariser is d * penalty alone
-    assert everything.head_penalty(all_ctx).item() == 0.0
-    assert everything.regularizer(all_ctx, STAGE, None, None).item() == \
-        everything.penalty(all_ctx, None, None).item()
+    # the separate head L2 term is added too, as the reference code always adds it
+    own_l2 = 0.5 * sum(float(p.detach().double().pow(2).sum()) for p in head.parameters())
+    assert math.isclose(everything.head_penalty(all_ctx).item(), own_l2, rel_tol=1e-5)
+    assert math.isclose(everything.regularizer(all_ctx, STAGE, None, None).item(),
+                        everything.penalty(all_ctx, None, None).item() + own_l2, rel_tol=1e-5)
 
 
 def test_l2_sp_fresh_head_is_deterministic_per_seed():
@@ -223,7 +224,8 @@ def test_l2_sp_clipping_applies_during_training(hand_dataset):
 
 def test_l2_sp_hyper_parameters():
     """Defaults follow the paper; l2sp_scope is one of two choices."""
-    assert make_method("l2-sp").params == {"d": 0.01, "d_head": None, "grad_clip": 10.0, "l2sp_scope": "backbone"}
+    assert make_method("l2-sp").params == {"d": 0.01, "d_head": None, "grad_clip": 10.0, "double_forward": False,
+                                           "l2sp_scope": "backbone"}
     with pytest.raises(ValueError, match=r"^l2-sp.l2sp_scope='head' is not accepted; "
                                          r"accepted: one of \['backbone', 'all'\]$"):
         make_method("l2-sp", {"l2sp_scope": "head"})
@@ -260,28 +262,6 @@ def test_head_strength_follows_d_unless_set(hand_dataset, name):
 
 
 # ----------------------------------------------------------------------------- BSS
-
-def test_smallest_singular_values_of_a_known_matrix():
-    """diag(3, 2, 1) padded with zero columns has singular values 3, 2, 1."""
-    matrix = torch.zeros(3, 5)
-    matrix[0, 0], matrix[1, 1], matrix[2, 2] = 3.0, 2.0, 1.0
-    assert torch.equal(smallest_singular_values(matrix, 1), torch.tensor([1.0]))
-    torch.testing.assert_close(smallest_singular_values(matrix, 2), torch.tensor([2.0, 1.0]))
-    torch.testing.assert_close(smallest_singular_values(matrix, 3), torch.tensor([3.0, 2.0, 1.0]))
-    torch.testing.assert_close(smallest_singular_values(matrix, 10), torch.tensor([3.0, 2.0, 1.0]))  # capped
-    torch.testing.assert_close(smallest_singular_values(matrix.T, 10), torch.tensor([3.0, 2.0, 1.0]))
-
-
-def test_smallest_singular_values_are_rotation_invariant():
-    """Orthogonal rotations on both sides leave the singular values unchanged."""
-    generator = torch.Generator().manual_seed(0)
-    left, _ = torch.linalg.qr(torch.randn(4, 4, generator=generator, dtype=torch.float64))
-    right, _ = torch.linalg.qr(torch.randn(6, 6, generator=generator, dtype=torch.float64))
-    matrix = torch.zeros(4, 6, dtype=torch.float64)
-    matrix[0, 0], matrix[1, 1], matrix[2, 2], matrix[3, 3] = 4.0, 3.0, 2.0, 0.5
-    rotated = left @ matrix @ right
-    torch.testing.assert_close(smallest_singular_values(rotated, 2), torch.tensor([2.0, 0.5], dtype=torch.float64))
-
 
 @pytest.mark.parametrize("k, expected", [(1, 1.0), (2, 5.0), (3, 14.0), (8, 14.0)])
 def test_bss_penalty_is_the_sum_of_the_k_smallest_squared_singular_values(k, expected):
@@ -337,9 +317,39 @@ def test_feature_map_penalty_is_zero_for_the_source_in_eval_mode(hand_dataset):
     assert method.penalty(ctx, batch, ctx.model(batch)).item() > 0
 
 
-def test_feature_map_penalty_is_half_the_squared_feature_distance(hand_dataset):
-    """penalty = 1/2 ||F_t - F_s||^2 over all nodes of the batch, and positive after training."""
+def last_convolution_output(model: GraphPredictor, batch) -> torch.Tensor:
+    """The output of the last layer's convolution (before its BatchNorm), caught by a hook of the test's own."""
+    caught = []
+    handle = model.gnn.gnns[-1].register_forward_hook(lambda module, inputs, output: caught.append(output))
+    model(batch)
+    handle.remove()
+    return caught[0]
+
+
+def test_feature_map_penalises_the_last_convolution_output(hand_dataset):
+    """Default features: conv: penalty = 1/2 ||C_t - C_s||^2 with C the last layer's convolution output
+    before BatchNorm (for this GIN, its MLP's last linear map), not the final node states."""
     method = make_method("feature-map", {"d": 0.1})
+    assert method.params["features"] == "conv"
+    ctx, model, _ = run(method, hand_dataset, recipe=TrainingRecipe(epochs=2, batch_size=4, lr=3e-2))
+    batch = hand_dataset.batch(torch.arange(8))
+    model.eval()
+    reference = predictor(0)
+    reference.load_state_dict(ctx.pretrained_state)
+    reference.eval()
+    with torch.no_grad():
+        target, source = last_convolution_output(model, batch), last_convolution_output(reference, batch)
+        by_hand = 0.5 * float((target.double() - source.double()).pow(2).sum())
+        final_states = 0.5 * float((model(batch).node.double() - reference(batch).node.double()).pow(2).sum())
+    output = model(batch)
+    penalty = method.penalty(ctx, batch, output)
+    assert by_hand > 0 and not math.isclose(by_hand, final_states, rel_tol=1e-3)
+    assert math.isclose(penalty.item(), by_hand, rel_tol=1e-5)
+
+
+def test_feature_map_penalty_is_half_the_squared_feature_distance(hand_dataset):
+    """features: output: penalty = 1/2 ||F_t - F_s||^2 over the final node states, positive after training."""
+    method = make_method("feature-map", {"d": 0.1, "features": "output"})
     ctx, model, _ = run(method, hand_dataset, recipe=TrainingRecipe(epochs=2, batch_size=4, lr=3e-2))
     batch = hand_dataset.batch(torch.arange(8))
     model.eval()

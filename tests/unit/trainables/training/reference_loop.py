@@ -88,21 +88,26 @@ class EpochPermutationSampler(Sampler):
         return self.n
 
 
+def script_loss(pred: torch.Tensor, batch, regression: bool) -> torch.Tensor:
+    """The scripts' task loss of one batch: masked mean BCE with logits, or the batch RMSE (float64)."""
+    y = batch.y.view(pred.shape).to(torch.float64)
+    if regression:
+        loss_mat = criterion_reg(pred.double(), y)
+        loss_mat = torch.sqrt(loss_mat)
+        is_valid = torch.ones_like(y).bool()
+    else:
+        loss_mat = criterion(pred.double(), (y + 1) / 2)
+        is_valid = y ** 2 > 0
+    loss_mat = torch.where(is_valid, loss_mat, torch.zeros(loss_mat.shape).to(loss_mat.device).to(loss_mat.dtype))
+    return torch.sum(loss_mat) / torch.sum(is_valid)
+
+
 def train(model, loader, optimizer, regression: bool, step_losses: list):
     model.train()
     for step, batch in enumerate(loader):
         pred = model(batch).logits
-        y = batch.y.view(pred.shape).to(torch.float64)
-        if regression:
-            loss_mat = criterion_reg(pred.double(), y)
-            loss_mat = torch.sqrt(loss_mat)
-            is_valid = torch.ones_like(y).bool()
-        else:
-            loss_mat = criterion(pred.double(), (y + 1) / 2)
-            is_valid = y ** 2 > 0
-        loss_mat = torch.where(is_valid, loss_mat, torch.zeros(loss_mat.shape).to(loss_mat.device).to(loss_mat.dtype))
+        loss = script_loss(pred, batch, regression)
         optimizer.zero_grad()
-        loss = torch.sum(loss_mat) / torch.sum(is_valid)
         loss.backward()
         optimizer.step()
         step_losses.append(float(loss.detach()))
@@ -164,6 +169,19 @@ class ReferenceRun:
                 for i in range(0, len(self.step_losses), steps_per_epoch)]
 
 
+def make_loaders(train_dataset: list[Data], valid_dataset: list[Data], test_dataset: list[Data], batch_size: int,
+                 shuffle_generator: torch.Generator) -> tuple[DataLoader, DataLoader, DataLoader]:
+    """The scripts' three loaders: train shuffled per epoch (drawn from ``shuffle_generator``), valid and test
+    in their order."""
+    loader_rng = lambda: torch.Generator().manual_seed(0)  # noqa: E731  (base-seed draws only, see the module doc)
+    train_loader = DataLoader(train_dataset, batch_size=batch_size,
+                              sampler=EpochPermutationSampler(len(train_dataset), shuffle_generator),
+                              generator=loader_rng())
+    val_loader = DataLoader(valid_dataset, batch_size=batch_size, shuffle=False, generator=loader_rng())
+    test_loader = DataLoader(test_dataset, batch_size=batch_size, shuffle=False, generator=loader_rng())
+    return train_loader, val_loader, test_loader
+
+
 def finetune(model: nn.Module, train_dataset: list[Data], valid_dataset: list[Data], test_dataset: list[Data], *,
              regression: bool, epochs: int, batch_size: int = 32, lr: float = 1e-3, lr_scale: float = 1.0,
              decay: float = 0.0, shuffle_generator: torch.Generator) -> ReferenceRun:
@@ -171,12 +189,8 @@ def finetune(model: nn.Module, train_dataset: list[Data], valid_dataset: list[Da
 
     ``shuffle_generator``: the generator the per-epoch permutations are drawn from.
     """
-    loader_rng = lambda: torch.Generator().manual_seed(0)  # noqa: E731  (base-seed draws only, see the module doc)
-    train_loader = DataLoader(train_dataset, batch_size=batch_size,
-                              sampler=EpochPermutationSampler(len(train_dataset), shuffle_generator),
-                              generator=loader_rng())
-    val_loader = DataLoader(valid_dataset, batch_size=batch_size, shuffle=False, generator=loader_rng())
-    test_loader = DataLoader(test_dataset, batch_size=batch_size, shuffle=False, generator=loader_rng())
+    train_loader, val_loader, test_loader = make_loaders(train_dataset, valid_dataset, test_dataset, batch_size,
+                                                         shuffle_generator)
 
     model_param_group = [{"params": model.gnn.parameters()},
                          {"params": model.graph_pred_linear.parameters(), "lr": lr * lr_scale}]

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -138,7 +139,8 @@ def run_unfused(prepared: Prepared, monkeypatch) -> tuple[list[float], trainer.F
 
 def run_fused(members: list[Prepared], monkeypatch) -> list[tuple[list[float], trainer.FitResult, dict]]:
     """``fit_fused`` over the members (their dropout generators taken right after each was built,
-    as ``execute_fused_group`` does); per member: its step losses, result and final state dict."""
+    as ``execute_fused_group`` does); per member: its step losses, result and final state dict (of
+    the first ``StackedPredictors`` the engine builds, the one it trains)."""
     stacked = []
 
     class Recording(fused_engine.StackedPredictors):
@@ -157,7 +159,8 @@ def run_fused(members: list[Prepared], monkeypatch) -> list[tuple[list[float], t
     first = members[0].trial
     results = fit_fused(fused_members, first.data, first.task.task_type, first.task.higher_is_better,
                         first.spec.recipe, CPU)
-    assert len(stacked) == 1
+    # the trained model is built first (Feature-map members add a frozen stacked source model after it)
+    assert stacked and stacked[0].num_trials == len(members)
     per_step = torch.stack(losses)  # (steps, K)
     return [([float(v) for v in per_step[:, k]], result, stacked[0].trial_state(k))
             for k, result in enumerate(results)]
@@ -182,9 +185,11 @@ def state_differences(actual: dict, expected: dict) -> tuple[float, float, str]:
     return worst_abs, worst_rel, where
 
 
-def assert_states_close(actual: dict, expected: dict, atol: float) -> None:
+def assert_states_close(actual: dict, expected: dict, atol: float | Callable[[str], float]) -> None:
+    """Every entry within ``rtol STATE_RTOL`` and ``atol`` (a number, or a function of the entry's name)."""
     for name, want in expected.items():
-        torch.testing.assert_close(actual[name], want, rtol=STATE_RTOL, atol=atol, msg=lambda m: f"{name}: {m}")
+        torch.testing.assert_close(actual[name], want, rtol=STATE_RTOL, atol=atol(name) if callable(atol) else atol,
+                                   msg=lambda m: f"{name}: {m}")
 
 
 def float32_metric(ref: reference.ReferenceRun, epoch: int, part: str, regression: bool) -> float:
@@ -194,19 +199,22 @@ def float32_metric(ref: reference.ReferenceRun, epoch: int, part: str, regressio
 
 
 def compare(label: str, roft: tuple[list[float], trainer.FitResult, dict], ref: reference.ReferenceRun,
-            regression: bool, state_atol: float, float32_exact: bool) -> dict:
-    """Assert roft's run equals the reference's; returns (and prints) the largest differences."""
+            regression: bool, state_atol: float | Callable[[str], float], float32_exact: bool, epochs: int = EPOCHS,
+            steps_per_epoch: int = STEPS_PER_EPOCH) -> dict:
+    """Assert roft's run equals the reference's; returns (and prints) the largest differences.
+
+    ``ref.epoch_losses`` gives the mean loss of each epoch that roft records (``train_loss``)."""
     losses, result, final_state = roft
-    steps = EPOCHS * STEPS_PER_EPOCH
+    steps = epochs * steps_per_epoch
     assert len(losses) == len(ref.step_losses) == steps >= 20
     loss_abs = np.abs(np.array(losses) - np.array(ref.step_losses))
     np.testing.assert_allclose(losses, ref.step_losses, rtol=LOSS_RTOL, atol=0, err_msg=f"{label}: step losses")
     epoch_losses = [record.train_loss for record in result.history]
-    np.testing.assert_allclose(epoch_losses, ref.epoch_losses(STEPS_PER_EPOCH), rtol=LOSS_RTOL, atol=0,
+    np.testing.assert_allclose(epoch_losses, ref.epoch_losses(steps_per_epoch), rtol=LOSS_RTOL, atol=0,
                                err_msg=f"{label}: epoch mean losses")
 
     assert_states_close(final_state, ref.final_state, state_atol)
-    assert [record.epoch for record in result.history] == list(range(1, EPOCHS + 1))
+    assert [record.epoch for record in result.history] == list(range(1, epochs + 1))
     assert result.best_epoch == ref.best_epoch, f"{label}: best epoch {result.best_epoch} vs {ref.best_epoch}"
     assert_states_close(result.best_state, ref.best_state, state_atol)
 

@@ -12,7 +12,8 @@ from trainables.data.tasks import TaskType
 from trainables.methods import FineTuningMethod, MethodContext, Stage, make_method
 from trainables.models.gnn import GNNShape
 from trainables.models.predictor import GraphPredictor
-from trainables.training.trainer import SplitIndices, eval_batch_size, fit, predict, score
+from trainables.training.metrics import evaluate_metric
+from trainables.training.trainer import SplitIndices, eval_batch_size, fit, predict
 
 SHAPE = GNNShape("gin", 2, 16)
 CPU = torch.device("cpu")
@@ -64,8 +65,10 @@ def test_fit_returns_the_best_validation_epoch(hand_dataset):
     # the stored state reproduces the reported metrics
     check = GraphPredictor(SHAPE, 1)
     check.load_state_dict(result.best_state)
-    assert score(check, hand_dataset, torch.tensor(VALID), TaskType.CLASSIFICATION, CPU).value == result.val
-    assert score(check, hand_dataset, torch.tensor(TEST), TaskType.CLASSIFICATION, CPU).value == result.test
+    for part, metric in ((VALID, result.val), (TEST, result.test)):
+        index = torch.tensor(part)
+        outputs = predict(check, hand_dataset, index, CPU)
+        assert evaluate_metric(TaskType.CLASSIFICATION, hand_dataset.y[index].numpy(), outputs).value == metric
     assert all(r.val_tasks_skipped == 0 and r.test_tasks_skipped == 0 for r in result.history)
 
 
@@ -183,3 +186,15 @@ def test_predict_in_eval_mode_and_in_chunks(hand_dataset):
     out = predict(model, hand_dataset, index, CPU)
     assert not model.training and out.shape == (len(index), 1)
     np.testing.assert_allclose(out[:20], out[20:40], rtol=0, atol=1e-6)  # no dropout, no batch effects
+
+
+def test_a_stage_that_keeps_its_order_fits_validation_in_the_split_order():
+    """in_split_order gives valid in the split's own order where the split kept one, else the part."""
+    from trainables.training.trainer import SplitIndices
+
+    ordered = SplitIndices(torch.arange(3), torch.tensor([5, 6, 7]), torch.tensor([8]),
+                           valid_order=torch.tensor([7, 5, 6]))
+    assert ordered.in_split_order("valid").tolist() == [7, 5, 6]
+    assert ordered.in_split_order("train").tolist() == [0, 1, 2]
+    assert SplitIndices(torch.arange(3), torch.tensor([5, 6, 7]), torch.tensor([8])).in_split_order(
+        "valid").tolist() == [5, 6, 7]

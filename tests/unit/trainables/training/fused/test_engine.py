@@ -113,9 +113,55 @@ def test_gin_l2sp_agrees_for_its_first_epoch(molecules):
         assert (result.history[0].val, result.history[0].test) == (unfused.history[0].val, unfused.history[0].test)
 
 
+# Partial methods fuse: each member trains what its method selects (a zero gradient elsewhere); frozen
+# layers stay in train mode as unfused (BatchNorm statistics move, dropout on).
+PARTIAL = [("full-ft", {}), ("lp", {}), ("surgical-ft", {"layer": 0}), ("surgical-ft", {"layer": 1}),
+           ("surgical-ft", {"layer": 1, "train_batch_norm": True}), ("bss", {"d": 0.1}),
+           ("feature-map", {"d": 0.01, "features": "output"})]
+
+
+@pytest.mark.parametrize("gnn_type", ["gin", "gcn"])
+def test_partial_methods_in_a_group_equal_their_unfused_runs(molecules, gnn_type):
+    seeds = list(range(len(PARTIAL)))
+    fused = fused_run(molecules, seeds, gnn_type, 0.5, "cpu", methods=PARTIAL)
+    for seed, method, result in zip(seeds, PARTIAL, fused):
+        assert_same_run(unfused_run(molecules, seed, gnn_type, 0.5, "cpu", method=method), result)
+
+
+def test_frozen_slices_stay_put_under_weight_decay(molecules):
+    """Weight decay would move a frozen slice through Adam; the engine puts it back after each step."""
+    recipe = TrainingRecipe(epochs=2, batch_size=16, weight_decay=0.01)
+    methods = [("lp", {}), ("full-ft", {}), ("surgical-ft", {"layer": 1})]
+    fused = fused_run(molecules, [0, 1, 2], "gcn", 0.5, "cpu", methods=methods, recipe=recipe)
+    for seed, method, result in zip([0, 1, 2], methods, fused):
+        assert_same_run(unfused_run(molecules, seed, "gcn", 0.5, "cpu", method=method, recipe=recipe), result)
+    initial = build(0, "gcn", 0.5, "cpu").state_dict()
+    assert all(torch.equal(fused[0].best_state[k], initial[k]) for k in initial if k.startswith("gnn.")
+               and not k.endswith(("running_mean", "running_var", "num_batches_tracked")))
+
+
+@pytest.mark.parametrize("gnn_type", ["gin", "gcn"])
+def test_lp_ft_members_fuse_stage_by_stage(molecules, gnn_type):
+    """LP-FT's two stages in one group: a fresh Adam per stage, the LP stage unreportable, and the FT stage
+    starting from the best-validation LP head (copy_best_head) or the last one, as unfused."""
+    methods = [("lp-ft", {"lp_epochs": 2, "ft_epochs": 2}), ("lp-ft", {"lp_epochs": 2, "ft_epochs": 2}),
+               ("lp-ft", {"lp_epochs": 2, "ft_epochs": 2, "copy_best_head": False})]
+    fused = fused_run(molecules, [0, 1, 2], gnn_type, 0.5, "cpu", methods=methods)
+    for seed, method, result in zip([0, 1, 2], methods, fused):
+        unfused = unfused_run(molecules, seed, gnn_type, 0.5, "cpu", method=method)
+        assert [e.stage for e in unfused.history] == ["lp", "lp", "ft", "ft"]
+        assert_same_run(unfused, result)
+        assert result.best_stage == "ft"
+
+
 def test_members_that_cannot_share_a_group_are_refused(molecules):
-    with pytest.raises(FusionError, match="lp does not fuse"):
-        fused_run(molecules, [0, 1], "gin", 0.5, "cpu", method=("lp", {}))
+    with pytest.raises(FusionError, match=r"lp\[freeze_bn_stats=True\] does not fuse"):
+        fused_run(molecules, [0, 1], "gin", 0.5, "cpu", method=("lp", {"freeze_bn_stats": True}))
+    with pytest.raises(FusionError, match="double_forward=True.* does not fuse"):
+        fused_run(molecules, [0, 1], "gin", 0.5, "cpu", method=("bss", {"double_forward": True}))
+    with pytest.raises(FusionError, match="must share their stages"):
+        fused_run(molecules, [0, 1], "gin", 0.5, "cpu", methods=[("full-ft", {}), ("lp-ft", {"lp_epochs": 1,
+                                                                                                "ft_epochs": 2})])
     other_valid = SplitIndices(torch.arange(40), torch.arange(80, 99), torch.arange(100, 120))
     with pytest.raises(FusionError, match="validation and test"):
         fused_run(molecules, [0, 1], "gin", 0.5, "cpu", splits=[split_for(0), other_valid])
@@ -217,3 +263,23 @@ def test_compiled_normalisation_equals_eager(molecules):
     compiled = fused_run(molecules, [0, 1, 2], "gin", 0.5, "cpu", compile_normalisation=True)
     for a, b in zip(eager, compiled):
         assert_same_run(a, b)
+
+
+def test_lazy_test_scoring_reports_the_same_results_and_skips_only_unreportable_epochs(molecules):
+    """``test_scoring: improved`` scores test where some member's validation improved (stage or trial)
+    and at each stage's last epoch: the results equal scoring every epoch; the curves differ only in
+    the test figures of the other epochs, which are NaN."""
+    recipe = TrainingRecipe(epochs=8, batch_size=16)
+    methods = [("lp-ft", {"lp_epochs": 4, "ft_epochs": 4})] * 3
+    every = fused_run(molecules, SEEDS, "gin", 0.5, "cpu", methods=methods, recipe=recipe)
+    lazy = fused_run(molecules, SEEDS, "gin", 0.5, "cpu", methods=methods, recipe=recipe, test_scoring="improved")
+    skipped = 0
+    for a, b in zip(every, lazy):
+        assert (a.best_epoch, a.best_stage, a.val, a.test) == (b.best_epoch, b.best_stage, b.val, b.test)
+        assert [(e.stage, e.epoch, e.train_loss, e.val) for e in a.history] == [
+            (e.stage, e.epoch, e.train_loss, e.val) for e in b.history]
+        for x, y in zip(a.history, b.history):
+            assert y.test == x.test or np.isnan(y.test)
+        assert not np.isnan(b.history[3].test) and not np.isnan(b.history[-1].test)  # each stage's last epoch
+        skipped += sum(np.isnan(e.test) for e in b.history)
+    assert skipped > 0  # validation stopped improving at some epoch, so something was skipped

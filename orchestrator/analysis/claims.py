@@ -1,0 +1,255 @@
+"""Published claims about fine-tuning with few labels, decided by a store's numbers.
+
+Each claim was written down before the runs that decide it; :func:`check_claims` only computes.
+Every comparison uses each cell's grid point selected by seed-mean *validation* metric
+(:func:`orchestrator.analysis.tables.select`), its per-seed test metrics, oriented so that higher is
+better (ROC-AUC as is, RMSE negated), and pairs runs of the same task, label setting and seed. The
+test is Wilcoxon's signed-rank test on the paired differences (two-sided, alpha 0.05, exact for few
+pairs); the effect is the mean paired difference in table units (ROC-AUC points, RMSE units; positive
+favours the claim) and the share of pairs that favour it.
+
+A claim is *supported* when its test is significant in its direction, *contradicted* when it is
+significant the other way, *inconclusive* otherwise (or when the store lacks what it needs, said
+as such). "Matches or beats" (claim a) counts as supported unless the method is significantly worse
+(no test shows equality; the verdict then says "not worse").
+
+* (a) RoFt-Mol matches or beats WiSE-FT and Full FT, on classification and on regression.
+* (b) The weight-based methods (WiSE-FT, L2-SP, RoFt-Mol) rank above the representation-based and
+  partial ones (Feature-map, BSS, LP, Surgical FT, LP-FT) with few labels, more so on the
+  self-supervised backbone: per (backbone, task, label setting) block, the mean rank of the weight
+  methods against the mean rank of the others.
+* (c) With few labels, the supervised backbone beats the self-supervised one (every method).
+* (d) Pre-training beats training from scratch (Full FT, each pre-trained backbone against the
+  scratch backbone of its architecture).
+
+    roft reading --store STORE --claims
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from orchestrator.analysis.tables import select
+from trainables.data.tasks import HIGHER_IS_BETTER
+
+ALPHA = 0.05
+WEIGHT = ("wise-ft", "l2-sp", "roft-mol")
+OTHERS = ("feature-map", "bss", "lp", "surgical-ft", "lp-ft")
+SELF_SUPERVISED, SUPERVISED = "hu-gcn-contextpred", "hu-gcn-supervised"
+UNITS = {"roc_auc": 100.0, "rmse": 1.0}
+NEEDED = [
+    "backbone",
+    "method",
+    "method_label",
+    "task",
+    "split",
+    "label_setting",
+    "metric",
+    "seed",
+    "trial_key",
+    "val_metric",
+    "test_metric",
+]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    claim: str  # "a", "b", ...
+    statement: str
+    verdict: str  # supported | contradicted | inconclusive
+    evidence: str  # the test and effect, in words
+
+    def line(self) -> str:
+        return f"({self.claim}) {self.statement}: **{self.verdict}**. {self.evidence}"
+
+
+@dataclass(frozen=True)
+class Paired:
+    """Paired differences (favouring the claim when positive, in table units) and their test."""
+
+    differences: np.ndarray
+    p: float
+
+    @property
+    def n(self) -> int:
+        return len(self.differences)
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.differences)) if self.n else float("nan")
+
+    @property
+    def favourable(self) -> float:
+        return float(np.mean(self.differences > 0)) if self.n else float("nan")
+
+    def direction(self) -> str:
+        """``for`` (significant, favours the claim), ``against`` (significant, the other way) or ``none``."""
+        if self.n == 0 or not self.p < ALPHA:
+            return "none"
+        return "for" if self.mean > 0 else "against"
+
+    def words(self, unit: str) -> str:
+        if self.n == 0:
+            return "no paired runs"
+        return (
+            f"mean difference {self.mean:+.2f} {unit} over {self.n} paired runs, {100 * self.favourable:.0f}% "
+            f"in favour, Wilcoxon p = {self.p:.3g}"
+        )
+
+
+def paired(differences) -> Paired:
+    from scipy.stats import wilcoxon
+
+    values = np.asarray([d for d in differences if np.isfinite(d)], dtype=float)
+    if len(values) == 0 or np.all(values == 0):
+        return Paired(values, 1.0)
+    return Paired(values, float(wilcoxon(values, zero_method="wilcox", alternative="two-sided").pvalue))
+
+
+def oriented_runs(trials: pd.DataFrame) -> pd.DataFrame:
+    """Per-seed runs of each cell's validation-selected grid point, with ``score``: the test metric in table
+    units, oriented so that higher is better."""
+    trials = trials.drop_duplicates("trial_key", keep="last")
+    trials = trials[trials["test_metric"].notna()]
+    chosen = select(trials, "val").frame[["backbone", "method", "task", "split", "label_setting", "method_label"]]
+    runs = trials.merge(chosen, on=list(chosen.columns), how="inner")
+    sign = runs["metric"].map(lambda m: (1.0 if HIGHER_IS_BETTER[m] else -1.0) * UNITS.get(m, 1.0))
+    return runs.assign(
+        score=runs["test_metric"] * sign,
+        kind=runs["metric"].map(lambda m: "classification" if HIGHER_IS_BETTER[m] else "regression"),
+    )
+
+
+def _pairs(runs: pd.DataFrame, left: pd.Series, right: pd.Series, on: list[str]) -> np.ndarray:
+    a = runs[left].set_index(on)["score"]
+    b = runs[right].set_index(on)["score"]
+    joined = pd.concat([a.rename("a"), b.rename("b")], axis=1, join="inner")
+    return (joined["a"] - joined["b"]).to_numpy()
+
+
+def _verdict_of(directions: list[str]) -> str:
+    if "against" in directions:
+        return "contradicted"
+    if directions and all(d == "for" for d in directions):
+        return "supported"
+    return "inconclusive"
+
+
+def claim_a(runs: pd.DataFrame) -> Verdict:
+    statement = "RoFt-Mol matches or beats WiSE-FT and Full FT, on classification and on regression"
+    key = ["backbone", "task", "split", "label_setting", "seed"]
+    parts, directions = [], []
+    for kind, unit in (("classification", "ROC-AUC points"), ("regression", "RMSE")):
+        of_kind = runs[runs["kind"] == kind]
+        for other in ("wise-ft", "full-ft"):
+            test = paired(_pairs(of_kind, of_kind["method"] == "roft-mol", of_kind["method"] == other, key))
+            directions.append(test.direction() if test.n else "missing")
+            parts.append(f"{kind}, vs {other}: {test.words(unit)}")
+    if "missing" in directions:
+        verdict = "inconclusive"
+        evidence = "the store lacks RoFt-Mol, WiSE-FT or Full-FT runs of a kind. " + "; ".join(parts) + "."
+    else:
+        verdict = "contradicted" if "against" in directions else "supported"
+        qualifier = (
+            " (not worse: equality is not tested)"
+            if verdict == "supported" and not all(d == "for" for d in directions)
+            else ""
+        )
+        evidence = "; ".join(parts) + "." + qualifier
+    return Verdict("a", statement, verdict, evidence)
+
+
+def block_rank_gaps(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per (backbone, task, split, label setting) block holding every method of both families: the mean rank
+    of the weight methods minus that of the others (negative: weight methods rank better; rank 1 = best)."""
+    means = runs.groupby(["backbone", "task", "split", "label_setting", "method"])["score"].mean().unstack("method")
+    needed = [m for m in (*WEIGHT, *OTHERS)]
+    complete = means.dropna(subset=[m for m in needed if m in means.columns])
+    if not all(m in means.columns for m in needed) or complete.empty:
+        return pd.DataFrame(columns=["backbone", "gap"])
+    ranks = complete[needed].rank(axis=1, ascending=False, method="average")
+    gap = ranks[list(WEIGHT)].mean(axis=1) - ranks[list(OTHERS)].mean(axis=1)
+    return gap.rename("gap").reset_index()
+
+
+def claim_b(runs: pd.DataFrame) -> Verdict:
+    statement = (
+        "the weight-based methods (WiSE-FT, L2-SP, RoFt-Mol) rank above the representation-based and "
+        "partial ones with few labels, more so on the self-supervised backbone"
+    )
+    gaps = block_rank_gaps(runs)
+    if gaps.empty:
+        return Verdict("b", statement, "inconclusive", "the store lacks blocks holding all eight methods.")
+    overall = paired(-gaps["gap"].to_numpy())  # positive: weight methods rank better
+    by_backbone = {b: -g["gap"].to_numpy() for b, g in gaps.groupby("backbone")}
+    evidence = (
+        f"weight methods' mean rank minus the others' over {overall.n} blocks: {-overall.mean:+.2f} "
+        f"({100 * overall.favourable:.0f}% of blocks favour them, Wilcoxon p = {overall.p:.3g})"
+    )
+    if SELF_SUPERVISED in by_backbone and SUPERVISED in by_backbone:
+        ss, sup = float(np.mean(by_backbone[SELF_SUPERVISED])), float(np.mean(by_backbone[SUPERVISED]))
+        from scipy.stats import mannwhitneyu
+
+        more = mannwhitneyu(by_backbone[SELF_SUPERVISED], by_backbone[SUPERVISED], alternative="two-sided").pvalue
+        evidence += (
+            f"; rank advantage on {SELF_SUPERVISED} {ss:+.2f} vs {SUPERVISED} {sup:+.2f} (Mann-Whitney p = {more:.3g})"
+        )
+        second = "none" if not more < ALPHA else ("for" if ss > sup else "against")
+        verdict = _verdict_of([overall.direction(), second])
+    else:
+        verdict = _verdict_of([overall.direction(), "none"])
+        evidence += "; the store lacks one of the two backbones, so 'more so' is untested"
+    return Verdict("b", statement, verdict, evidence + ".")
+
+
+def claim_c(runs: pd.DataFrame) -> Verdict:
+    statement = "with few labels the supervised backbone beats the self-supervised one"
+    key = ["method", "task", "split", "label_setting", "seed"]
+    pretrained = runs[runs["backbone"].isin([SELF_SUPERVISED, SUPERVISED])]
+    parts, directions = [], []
+    for kind, unit in (("classification", "ROC-AUC points"), ("regression", "RMSE")):
+        of_kind = pretrained[pretrained["kind"] == kind]
+        test = paired(_pairs(of_kind, of_kind["backbone"] == SUPERVISED, of_kind["backbone"] == SELF_SUPERVISED, key))
+        directions.append(test.direction() if test.n else "missing")
+        parts.append(f"{kind}, every method: {test.words(unit)}")
+    verdict = "inconclusive" if "missing" in directions else _verdict_of(directions)
+    return Verdict("c", statement, verdict, "; ".join(parts) + ".")
+
+
+def claim_d(runs: pd.DataFrame) -> Verdict:
+    statement = "pre-training beats training from scratch (Full FT)"
+    key = ["task", "split", "label_setting", "seed"]
+    full = runs[runs["method"] == "full-ft"]
+    scratch = full[full["backbone"].str.startswith("scratch-")]
+    parts, directions = [], []
+    for backbone in (SELF_SUPERVISED, SUPERVISED):
+        for kind, unit in (("classification", "ROC-AUC points"), ("regression", "RMSE")):
+            of_kind = full[full["kind"] == kind]
+            test = paired(
+                _pairs(
+                    of_kind,
+                    of_kind["backbone"] == backbone,
+                    of_kind["backbone"].isin(scratch["backbone"].unique()),
+                    key,
+                )
+            )
+            directions.append(test.direction() if test.n else "missing")
+            parts.append(f"{backbone} vs scratch, {kind}: {test.words(unit)}")
+    verdict = "inconclusive" if "missing" in directions else _verdict_of(directions)
+    return Verdict("d", statement, verdict, "; ".join(parts) + ".")
+
+
+def check_claims(trials: pd.DataFrame) -> list[Verdict]:
+    """The four verdicts from ``trials`` (rows as :func:`orchestrator.analysis.tables.load_trials` returns)."""
+    missing = [c for c in NEEDED if c not in trials]
+    if missing:
+        raise ValueError(f"the trials lack column(s) {missing}; needed: {', '.join(NEEDED)}")
+    runs = oriented_runs(trials)
+    return [claim_a(runs), claim_b(runs), claim_c(runs), claim_d(runs)]
+
+
+def claims_text(trials: pd.DataFrame) -> str:
+    return "\n".join(verdict.line() for verdict in check_claims(trials))
