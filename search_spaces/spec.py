@@ -49,7 +49,7 @@ from typing import Any, cast
 
 import yaml
 
-from trainables.core.config import ARTIFACT_POLICIES, TrainingRecipe, bounded
+from trainables.core.config import ARTIFACT_POLICIES, MAX_SEED, TrainingRecipe, accepted_range, bounded, in_range
 from trainables.core.engine import EngineOptions
 from trainables.data.splits import SPLITS, parse_label_setting
 from trainables.data.tasks import TASKS
@@ -86,24 +86,24 @@ def _shown(value: object) -> str:
 TRACKER = re.compile(r"mlflow(=\S+)?")  # execution.tracker: mlflow, or mlflow=TRACKING_URI
 
 # The sections of a spec are validated against their dataclasses' fields: the type of each field, its
-# ``minimum`` (trainables.core.config.bounded), its ``choices``, or its ``pattern``.
+# range (trainables.core.config.bounded), its ``choices``, or its ``pattern``.
 
 
 @dataclass(frozen=True)
 class Resources:
-    cpu: float = bounded(1.0, 0.0)
-    gpu: float = bounded(0.0, 0.0)
+    cpu: float = bounded(1.0, 0.0, 1024.0)
+    gpu: float = bounded(0.0, 0.0, 64.0)
 
 
 @dataclass(frozen=True)
 class Execution:
-    chunk_size: int = bounded(256, 1)
-    max_failures: int = bounded(1, 0)
-    max_concurrent: int = bounded(0, 0)  # 0: as many as resources allow
+    chunk_size: int = bounded(256, 1, 1_000_000)
+    max_failures: int = bounded(1, 0, 1_000)
+    max_concurrent: int = bounded(0, 0, 1_000_000)  # 0: as many as resources allow
     # which trials keep their best checkpoint: required (those others depend on) or all
     artifacts: str = field(default="required", metadata={"choices": ARTIFACT_POLICIES})
     fuse: bool = True  # train compatible trials as fused groups (trainables.training.fused); false: one by one
-    fuse_max: int = bounded(64, 1)  # most trials in one fused group
+    fuse_max: int = bounded(64, 1, 10_000)  # most trials in one fused group
     # "mlflow" or "mlflow=TRACKING_URI": each trial also an MLflow run (roft sweep --tracker)
     tracker: str | None = field(default=None, metadata={"pattern": TRACKER})
     # speed options, written flat under `execution:` (tf32, compile, ...; see trainables.core.engine)
@@ -126,9 +126,11 @@ class HyperparameterSearch:
     method: str
     fixed: tuple[tuple[str, Any], ...]
     space: tuple[tuple[str, str, tuple], ...]
-    num_samples: int = bounded(20, 1)
-    tune_seed: int = bounded(0, 0)
-    max_concurrent: int = bounded(1, 1)  # 1: points are proposed in order, so a rerun replays the study from the store
+    num_samples: int = bounded(20, 1, 100_000)
+    tune_seed: int = bounded(0, 0, MAX_SEED)
+    max_concurrent: int = bounded(
+        1, 1, 1_024
+    )  # 1: points are proposed in order, so a rerun replays the study from the store
 
     def describe(self) -> str:
         space = ", ".join(f"{name} ~ {kind}{list(args)}" for name, kind, args in self.space)
@@ -152,8 +154,8 @@ class SweepSpec:
     subset_seed: int | str = 42
     recipe: TrainingRecipe = field(default_factory=TrainingRecipe)
     # scratch backbones (the spec's `model:` section); None: the architecture's default (5x300, GPS 16x256)
-    num_layers: int | None = bounded(None, 1, section="model")
-    emb_dim: int | None = bounded(None, 1, section="model")
+    num_layers: int | None = bounded(None, 1, 100, section="model")
+    emb_dim: int | None = bounded(None, 1, 65_536, section="model")
     resources: Resources = field(default_factory=Resources)
     execution: Execution = field(default_factory=Execution)
     source: str = "<spec>"
@@ -181,7 +183,7 @@ _REQUIRED = ("name", "backbones", "methods", "tasks", "splits", "label_settings"
 
 def _rules(cls: type, section: str | None = None) -> dict[str, Any]:
     """Key -> rule of a spec section, from the fields of dataclass ``cls`` (those of ``section`` only, when
-    given): ``bool``, a tuple of accepted values, a pattern (``execution.tracker``), or ``(int or float, minimum)``;
+    given): ``bool``, a tuple of accepted values, a pattern (``execution.tracker``), or ``(int or float, minimum, maximum)``;
     an :class:`EngineOptions` field contributes every engine option."""
     hints = typing.get_type_hints(cls)
     rules: dict[str, Any] = {}
@@ -198,7 +200,8 @@ def _rules(cls: type, section: str | None = None) -> dict[str, Any]:
         elif kind is bool:
             rules[spec.name] = bool
         else:
-            rules[spec.name] = (int if int in (kind, *typing.get_args(kind)) else float, spec.metadata["minimum"])
+            number = int if int in (kind, *typing.get_args(kind)) else float
+            rules[spec.name] = (number, spec.metadata["minimum"], spec.metadata["maximum"])
     return rules
 
 
@@ -279,10 +282,12 @@ class _Validator:
             self.errors.append(f"{path}.tune: {grid['tune']!r} is not accepted; accepted: optuna")
         settings = {}
         for spec in _SEARCH_SETTINGS:
-            key, minimum = spec.name, spec.metadata["minimum"]
+            key, minimum, maximum = spec.name, spec.metadata["minimum"], spec.metadata["maximum"]
             value = grid.get(key, spec.default)
-            if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-                self.errors.append(f"{path}.{key}: {value!r} is not accepted; accepted: an integer >= {minimum}")
+            if not isinstance(value, int) or isinstance(value, bool) or not in_range(value, minimum, maximum):
+                self.errors.append(
+                    f"{path}.{key}: {_shown(value)} is not accepted; accepted: {accepted_range(int, minimum, maximum)}"
+                )
             settings[key] = value
         fixed, space = {}, []
         for name, value in grid.items():
@@ -397,13 +402,18 @@ class _Validator:
         return tuple(dict.fromkeys(out))
 
     def seeds(self, raw: Any) -> tuple[int, ...]:
-        accepted = f"accepted: a non-empty list of at most {MAX_SEEDS} integers >= 0 or {{range: [start, stop]}}"
+        accepted = (
+            f"accepted: a non-empty list of at most {MAX_SEEDS:,} {accepted_range(int, 0, MAX_SEED)[3:].replace('integer', 'integers')}"
+            " or {range: [start, stop]}"
+        )
         if (
             isinstance(raw, dict)
             and set(raw) == {"range"}
             and isinstance(raw["range"], list)
             and len(raw["range"]) == 2
-            and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in raw["range"])
+            and all(
+                isinstance(v, int) and not isinstance(v, bool) and in_range(v, 0, MAX_SEED + 1) for v in raw["range"]
+            )
             and raw["range"][1] - raw["range"][0] <= MAX_SEEDS
         ):
             raw = list(range(*raw["range"]))
@@ -411,7 +421,7 @@ class _Validator:
             not isinstance(raw, list)
             or not raw
             or len(raw) > MAX_SEEDS
-            or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in raw)
+            or not all(isinstance(s, int) and not isinstance(s, bool) and in_range(s, 0, MAX_SEED) for s in raw)
         ):
             self.errors.append(f"seeds: {_shown(raw)} is not accepted; {accepted}")
             return ()
@@ -451,7 +461,7 @@ class _Validator:
                 else:
                     out[key] = item
                 continue
-            kind, minimum = schema[key]
+            kind, minimum, maximum = schema[key]
             ok = (
                 isinstance(item, (int, float))
                 and not isinstance(item, bool)
@@ -461,9 +471,9 @@ class _Validator:
                 number = kind(item) if ok else None
             except OverflowError:  # an integer beyond any float
                 number = None
-            if number is None or (isinstance(number, float) and not math.isfinite(number)) or number < minimum:
+            if number is None or not in_range(number, minimum, maximum):
                 self.errors.append(
-                    f"{name}.{key}: {_shown(item)} is not accepted; accepted: a{'n integer' if kind is int else ' finite number'} >= {minimum}"
+                    f"{name}.{key}: {_shown(item)} is not accepted; accepted: {accepted_range(kind, minimum, maximum)}"
                 )
                 continue
             out[key] = number
@@ -500,9 +510,11 @@ def parse_spec(raw: Any, source: str = "<spec>") -> SweepSpec:
     subset_seed = raw.get("subset_seed", 42)
     if not (
         subset_seed == "run"
-        or (isinstance(subset_seed, int) and not isinstance(subset_seed, bool) and subset_seed >= 0)
+        or (isinstance(subset_seed, int) and not isinstance(subset_seed, bool) and in_range(subset_seed, 0, MAX_SEED))
     ):
-        v.errors.append(f"subset_seed: {subset_seed!r} is not accepted; accepted: an integer >= 0 or 'run'")
+        v.errors.append(
+            f"subset_seed: {_shown(subset_seed)} is not accepted; accepted: {accepted_range(int, 0, MAX_SEED)} or 'run'"
+        )
     training, model = v.section(raw, "training"), v.section(raw, "model")
     resources, execution = v.section(raw, "resources"), v.section(raw, "execution")
     for backbone in backbones or ():

@@ -28,6 +28,9 @@ BASE = {"name": "hostile", "backbones": ["scratch-gin"], "methods": {"lp": {}}, 
 NUMERIC = {"training": ["epochs", "batch_size", "lr", "weight_decay", "dropout"], "model": ["num_layers", "emb_dim"],
            "resources": ["cpu", "gpu"], "execution": ["chunk_size", "max_failures", "max_concurrent", "fuse_max"]}
 NAME = r"(?!\.+$)[A-Za-z0-9_.-]{1,100}"
+# Above the maximum of every setting in NUMERIC (the largest: 1,000,000), up to integers beyond float range and
+# floats near its end: each is refused, never planned.
+BEYOND_EVERY_MAXIMUM = st.one_of(st.integers(min_value=10**7), st.floats(min_value=1e7, allow_infinity=False))
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +76,7 @@ MUTATIONS = st.one_of(
         without(VALUES, lambda v: isinstance(v, list) and all(isinstance(s, int) and s >= 0 for s in v) and v))),
     st.tuples(st.just("number"), st.sampled_from([(s, k) for s, ks in NUMERIC.items() for k in ks]),
               st.one_of(st.integers(max_value=-1), st.floats(max_value=-1e-9), st.just(float("nan")),
-                        st.just(float("-inf")), st.just(float("inf")), st.integers(min_value=2**1100), NASTY_TEXT, st.lists(st.integers(), max_size=2), st.booleans())),
+                        st.just(float("-inf")), st.just(float("inf")), BEYOND_EVERY_MAXIMUM, NASTY_TEXT, st.lists(st.integers(), max_size=2), st.booleans())),
     st.tuples(st.just("section key"), st.sampled_from(list(NUMERIC)), NASTY_TEXT.filter(
         lambda k: k not in sum(NUMERIC.values(), []))),
     st.tuples(st.just("label"), st.just("label_settings"), st.lists(without(st.one_of(NASTY_TEXT, VALUES), lambda v: (
@@ -138,6 +141,8 @@ def _check(sandbox, spec_file: str) -> None:
 @example(("seeds", "seeds", {"range": [-5, 100_000_000]}))  # its error printed a list of 10^8 seeds
 @example(("huge grid", "l2-sp", 400))  # 320,000 points
 @example(("number", ("training", "lr"), float("nan")))  # NaN compared false with the minimum: accepted
+@example(("number", ("training", "epochs"), 2**1100))  # an integer beyond float range: the estimate overflowed
+@example(("number", ("training", "epochs"), 10**7))  # within float range, yet beyond any sensible recipe
 @example(("number", ("resources", "cpu"), float("inf")))
 @example(("number", ("training", "lr"), 10**400))  # float() of it raised OverflowError: a traceback
 @example(("hp value", ("wise-ft", "alpha"), 10**400))  # the same in a method's hyper-parameter

@@ -248,3 +248,42 @@ def test_spec_reference_defaults_are_the_code_defaults():
     wrong = [f"{key}: documented {rows[key][1]!r}, code {value!r}" for key, value in sorted(expected.items())
              if key in rows and len(rows[key]) > 1 and not _same_default(rows[key][1], value)]
     assert not wrong, "docs/guide.md, spec reference: defaults differ from the code:\n  " + "\n  ".join(wrong)
+
+
+def _code_ranges() -> dict[str, str]:
+    """Dotted key -> the range the code accepts, in the words of its errors without the article
+    (``integer from 1 to 100,000``), for every bounded setting and hyper-parameter."""
+    from trainables.core.config import accepted_range
+    from trainables.methods import METHODS
+
+    spec = _schema()[0]
+    ranges = {}
+    for section, rules in (getattr(spec, "SECTIONS", None) or spec._SECTIONS).items():
+        for key, rule in rules.items():
+            if isinstance(rule, tuple) and len(rule) == 3 and rule[0] in (int, float):
+                ranges[f"{section}.{key}"] = accepted_range(*rule)
+    for field in dataclasses.fields(spec.HyperparameterSearch):
+        if "maximum" in field.metadata:
+            ranges[f"methods.<method>.{field.name}"] = accepted_range(
+                int, field.metadata["minimum"], field.metadata["maximum"])
+    for name in METHODS.names():
+        for hp, declared in METHODS.get(name).hyperparameters.items():
+            if declared.minimum is not None and declared.maximum is not None:
+                ranges[f"methods.{name}.{hp}"] = accepted_range(declared.type, declared.minimum, declared.maximum)
+    ranges = {key: text.split(" ", 1)[1] for key, text in ranges.items()}
+    ranges["subset_seed"] = accepted_range(int, 0, spec.MAX_SEED).split(" ", 1)[1]
+    ranges["seeds"] = f"{spec.MAX_SEEDS:,} integers from 0 to {spec.MAX_SEED:,}"
+    return ranges
+
+
+def test_spec_reference_ranges_are_the_code_ranges():
+    """Every bounded number's documented type names exactly the range the code accepts, and every integer
+    setting has one (a spec planned with epochs beyond float range once overflowed the estimate)."""
+    rows, ranges = _reference_rows(), _code_ranges()
+    assert ranges["training.epochs"] == "integer from 1 to 100,000"
+    wrong = [f"{key}: documented {rows[key][0]!r}, the code accepts {accepted}" for key, accepted in sorted(ranges.items())
+             if key in rows and accepted not in rows[key][0].replace("`", "")]
+    documented = [key for key, cells in rows.items() if re.search(r"\bfrom -?[\d.,e+-]+ to ", cells[0]) and key not in ranges]
+    assert not wrong and not documented, (
+        "docs/guide.md, spec reference: ranges differ from the code:\n  " + "\n  ".join(wrong)
+        + "".join(f"\n  {key}: a documented range the code does not declare" for key in documented))

@@ -30,23 +30,43 @@ from trainables.core.engine import EngineOptions
 
 PROTOCOL_VERSION = "roft-protocol-1"
 ARTIFACT_POLICIES = ("required", "all")
+MAX_EPOCHS = 100_000  # the most epochs of any training stage (the recipe's, LP-FT's stages, RoFt-Mol's alphas)
+MAX_SEED = 2**32 - 1  # the largest seed of a sampler (numpy's and Optuna's accept up to 2**32 - 1)
 
 
-def bounded(default: Any, minimum: float, **metadata: Any) -> Any:
-    """A dataclass field of at least ``minimum``: sweep specs are validated against its type and minimum
-    (:mod:`search_spaces.spec`); more ``metadata`` (e.g. ``section``) as given."""
-    return field(default=default, metadata={"minimum": minimum, **metadata})
+def bounded(default: Any, minimum: float, maximum: float, **metadata: Any) -> Any:
+    """A dataclass field from ``minimum`` to ``maximum`` (both included): sweep specs are validated against
+    its type and range (:mod:`search_spaces.spec`); more ``metadata`` (e.g. ``section``) as given. Every
+    number has an upper bound too: a spec's arithmetic (planning, estimates) never meets an integer
+    beyond float range, and a typo of a few extra digits is refused instead of planned."""
+    if not minimum <= maximum:
+        raise ValueError(f"bounded: minimum {minimum} above maximum {maximum}")
+    return field(default=default, metadata={"minimum": minimum, "maximum": maximum, **metadata})
+
+
+def accepted_range(kind: type, minimum: float, maximum: float) -> str:
+    """What a bounded number accepts, in words: ``"an integer from 1 to 100,000"``,
+    ``"a finite number from 0 to 10"`` (the wording of every range error and of docs/guide.md)."""
+
+    if kind is int:
+        return f"an integer from {int(minimum):,} to {int(maximum):,}"
+    return f"a finite number from {minimum:,.10g} to {maximum:,.10g}"
+
+
+def in_range(value: float, minimum: float, maximum: float) -> bool:
+    """``minimum <= value <= maximum``; False for NaN (which compares false with everything)."""
+    return minimum <= value <= maximum
 
 
 @dataclass(frozen=True)
 class TrainingRecipe:
     """The shared recipe of docs/protocol.md, Recipe (defaults are the paper's)."""
 
-    epochs: int = bounded(100, 1)
-    batch_size: int = bounded(32, 1)
-    lr: float = bounded(1e-3, 0.0)
-    weight_decay: float = bounded(0.0, 0.0)
-    dropout: float = bounded(0.5, 0.0)
+    epochs: int = bounded(100, 1, MAX_EPOCHS)
+    batch_size: int = bounded(32, 1, 1_000_000)
+    lr: float = bounded(1e-3, 0.0, 10.0)
+    weight_decay: float = bounded(0.0, 0.0, 10.0)
+    dropout: float = bounded(0.5, 0.0, 1.0)
 
     def __post_init__(self):
         # Equal recipes must serialise equally (0 and 0.0 would give different trial keys).

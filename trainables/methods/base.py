@@ -47,6 +47,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from trainables.core.config import accepted_range
 from trainables.core.registry import Registry
 from trainables.models.encoders import GNNOutput
 
@@ -62,6 +63,7 @@ class HyperParameter:
     doc: str
     choices: tuple[Any, ...] | None = None
     minimum: float | None = None
+    maximum: float | None = None  # every integer one has both ends (trainables.core.config.accepted_range)
     nullable: bool = False  # None accepted (its meaning is stated in ``doc``)
 
     def validate(self, name: str, value: Any) -> Any:
@@ -70,6 +72,8 @@ class HyperParameter:
         accepted = (
             f"one of {list(self.choices)}"
             if self.choices is not None
+            else accepted_range(self.type, self.minimum, self.maximum)
+            if self.minimum is not None and self.maximum is not None
             else f"{article} {self.type.__name__}" + (f" >= {self.minimum}" if self.minimum is not None else "")
         )
         if self.nullable:
@@ -88,7 +92,9 @@ class HyperParameter:
             raise ValueError(f"{name}={value!r} is not accepted; accepted: {accepted}")
         if isinstance(coerced, float) and not math.isfinite(coerced):
             raise ValueError(f"{name}={value!r} is not accepted; accepted: {accepted} (finite)")
-        if self.minimum is not None and coerced < self.minimum:
+        if (self.minimum is not None and coerced < self.minimum) or (
+            self.maximum is not None and coerced > self.maximum
+        ):
             raise ValueError(f"{name}={value!r} is not accepted; accepted: {accepted}")
         return coerced
 

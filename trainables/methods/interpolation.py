@@ -34,6 +34,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from trainables.core.config import MAX_EPOCHS, MAX_SEED
 from trainables.methods.alpha_search import check_range, open_storage, search_alphas
 from trainables.methods.base import FineTuningMethod, HyperParameter, MethodContext, Stage, register_method
 from trainables.methods.partial import freeze_batch_norm_statistics
@@ -124,9 +125,13 @@ SEARCH_HYPERPARAMETERS = {
         choices=("none", "optuna"),
     ),
     "n_trials": HyperParameter(
-        int, 100, "points evaluated by the Optuna search (raising it continues the study)", minimum=1
+        int,
+        100,
+        "points evaluated by the Optuna search (raising it continues the study)",
+        minimum=1,
+        maximum=100_000,
     ),
-    "search_seed": HyperParameter(int, 0, "seed of the TPE sampler", minimum=0),
+    "search_seed": HyperParameter(int, 0, "seed of the TPE sampler", minimum=0, maximum=MAX_SEED),
     "alpha_low": HyperParameter(float, 0.0, "lower end of the searched range of every alpha"),
     "alpha_high": HyperParameter(float, 1.0, "upper end of the searched range of every alpha"),
     "test_per_point": HyperParameter(
@@ -414,12 +419,13 @@ class RoFtMol(InterpolatingMethod):
             6,
             "number of alpha groups: 1 or L+1 for an L-layer GNN; for L = 5 also 2 or 3 (paper grid: 1, 2, 3, 6)",
             minimum=1,
+            maximum=1_000,
         ),
         "alpha_init": HyperParameter(float, 0.9, "initial value of every alpha (paper grid: 0.9, 0.5)"),
         "alpha_lr": HyperParameter(
-            float, 1e-2, "Adam learning rate of the alphas (e.g. 1e-3, 1e-2, 1e-1)", minimum=0.0
+            float, 1e-2, "Adam learning rate of the alphas (e.g. 1e-3, 1e-2, 1e-1)", minimum=0.0, maximum=10.0
         ),
-        "epochs": HyperParameter(int, 200, "epochs of alpha training", minimum=1),
+        "epochs": HyperParameter(int, 200, "epochs of alpha training", minimum=1, maximum=MAX_EPOCHS),
         "fit_split": HyperParameter(
             str,
             "val",

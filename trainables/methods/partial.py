@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from trainables.core.config import MAX_EPOCHS
 from trainables.methods.base import FineTuningMethod, HyperParameter, MethodContext, Stage, register_method
 
 FREEZE_BN_STATS = HyperParameter(
@@ -84,6 +85,7 @@ class SurgicalFineTuning(PartialFineTuning):
             "index of the unit that trains: the GNN layer (0 = first), or for GPS the "
             "third of its layers (0 front, 1 middle, 2 back)",
             minimum=0,
+            maximum=99,
         ),
         "train_batch_norm": HyperParameter(
             bool,
@@ -132,10 +134,20 @@ class LinearProbeThenFineTune(PartialFineTuning):
     reference_params = {"copy_best_head": False}
     hyperparameters = {
         "lp_epochs": HyperParameter(
-            int, None, "epochs of the LP stage (null: the recipe's epochs)", minimum=1, nullable=True
+            int,
+            None,
+            "epochs of the LP stage (null: the recipe's epochs)",
+            minimum=1,
+            maximum=MAX_EPOCHS,
+            nullable=True,
         ),
         "ft_epochs": HyperParameter(
-            int, None, "epochs of the FT stage (null: the recipe's epochs)", minimum=1, nullable=True
+            int,
+            None,
+            "epochs of the FT stage (null: the recipe's epochs)",
+            minimum=1,
+            maximum=MAX_EPOCHS,
+            nullable=True,
         ),
         "copy_best_head": HyperParameter(
             bool,

@@ -65,11 +65,13 @@ class RegularizedFineTuning(FineTuningMethod):
 
     hyperparameters = {
         "d": HyperParameter(
-            float, 1e-2, "regularisation strength (paper grid: 1, 1e-1, 1e-2, 1e-3, 1e-4)", minimum=0.0
+            float, 1e-2, "regularisation strength (paper grid: 1, 1e-1, 1e-2, 1e-3, 1e-4)", minimum=0.0, maximum=1e6
         ),
-        "d_head": HyperParameter(float, None, "head L2 strength (null: equal to d)", minimum=0.0, nullable=True),
+        "d_head": HyperParameter(
+            float, None, "head L2 strength (null: equal to d)", minimum=0.0, maximum=1e6, nullable=True
+        ),
         "grad_clip": HyperParameter(
-            float, 10.0, "clip gradient values to [-c, c] (0: off; reference code: 10)", minimum=0.0
+            float, 10.0, "clip gradient values to [-c, c] (0: off; reference code: 10)", minimum=0.0, maximum=1e6
         ),
         "double_forward": HyperParameter(
             bool,
@@ -260,7 +262,7 @@ class BatchSpectralShrinkage(RegularizedFineTuning):
     revision = 2  # gradient values clipped to +-10 by default, as the reference code
     hyperparameters = {
         **RegularizedFineTuning.hyperparameters,
-        "k": HyperParameter(int, 1, "number of smallest singular values penalised", minimum=1),
+        "k": HyperParameter(int, 1, "number of smallest singular values penalised", minimum=1, maximum=10_000),
     }
 
     def penalty(self, ctx: MethodContext, batch, output: GNNOutput) -> torch.Tensor:

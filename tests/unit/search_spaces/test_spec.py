@@ -98,7 +98,7 @@ def test_numbers_and_required_keys():
     del raw["tasks"]
     text = "\n".join(errors_of(raw))
     assert "tasks: required key is missing" in text
-    assert "training.epochs: 0 is not accepted; accepted: an integer >= 1" in text
+    assert "training.epochs: 0 is not accepted; accepted: an integer from 1 to 100,000" in text
     assert "training.lr: 'fast' is not accepted" in text
     assert "resources.gpu: -1 is not accepted" in text
 

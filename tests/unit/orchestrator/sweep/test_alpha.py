@@ -30,7 +30,7 @@ def test_search_points_cover_methods_and_groups():
 
 @pytest.mark.parametrize("args, message", [
     ((["lp"], [1], 10, 0), r"--method 'lp' is not accepted; accepted: wise-ft, roft-mol"),
-    ((["roft-mol"], [1], 0, 0), r"roft-mol.n_trials=0 is not accepted; accepted: an int >= 1"),
+    ((["roft-mol"], [1], 0, 0), r"roft-mol.n_trials=0 is not accepted; accepted: an integer from 1 to 100,000"),
     ((["roft-mol"], [0], 10, 0), r"roft-mol.groups=0 is not accepted"),
     ((["wise-ft"], [1], 10, 0, 0.5, 0.2), r"alpha range \[0.5, 0.2\] is not accepted"),
 ])

@@ -96,6 +96,11 @@ def test_hyper_parameter_validate():
         d.validate("m.d", "x")
     with pytest.raises(ValueError, match=r"m.d=True is not accepted"):
         d.validate("m.d", True)  # a bool is not a number here
+    epochs = HyperParameter(int, 200, "epochs", minimum=1, maximum=100_000)
+    assert epochs.validate("m.epochs", 100_000) == 100_000
+    for beyond in (100_001, 10**7, 2**1100):  # 2**1100: beyond float range, once accepted as an int
+        with pytest.raises(ValueError, match=r"^m.epochs=.* is not accepted; accepted: an integer from 1 to 100,000$"):
+            epochs.validate("m.epochs", beyond)
     layer = HyperParameter(int, 0, "layer", choices=(0, 1, 2))
     assert layer.validate("m.layer", 2) == 2
     with pytest.raises(ValueError, match=r"m.layer=3 is not accepted; accepted: one of \[0, 1, 2\]"):

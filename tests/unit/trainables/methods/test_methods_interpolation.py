@@ -301,7 +301,7 @@ def test_roft_mol_string_choices_are_validated():
     with pytest.raises(ValueError, match=r"^roft-mol.bn_stats='running' is not accepted; "
                                          r"accepted: one of \['ft', 'interpolate'\]$"):
         make_method("roft-mol", {"bn_stats": "running"})
-    with pytest.raises(ValueError, match=r"^roft-mol.groups=0 is not accepted; accepted: an int >= 1$"):
+    with pytest.raises(ValueError, match=r"^roft-mol.groups=0 is not accepted; accepted: an integer from 1 to 1,000$"):
         make_method("roft-mol", {"groups": 0})
 
 
