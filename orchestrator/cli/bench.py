@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from orchestrator.cli.arguments import MAX_EPOCHS, device, integer
 from orchestrator.cli.common import add_data_root, data_root
+from search_spaces.spec import MAX_SEEDS
 
 
 def register(sub) -> None:
@@ -14,15 +16,15 @@ def register(sub) -> None:
     orch = bench_sub.add_parser("orchestrator", help="per-trial overhead of the Ray Tune path with no-op trials")
     orch.add_argument(
         "--trials",
-        type=int,
+        type=integer(1, 1_000_000),
         nargs="+",
         default=[200, 1000],
         help="sweep sizes to time, in no-op trials (default 200 1000)",
     )
-    orch.add_argument("--cpus", type=int, default=None, help="CPUs for the local Ray (default: all)")
+    orch.add_argument("--cpus", type=integer(1, 1_024), default=None, help="CPUs for the local Ray (default: all)")
     orch.add_argument(
         "--no-reuse",
-        type=int,
+        type=integer(0, 100_000),
         default=16,
         metavar="N",
         help="also time N trials with a fresh actor each, no reuse (default 16; 0: skip)",
@@ -31,7 +33,9 @@ def register(sub) -> None:
 
     plan = bench_sub.add_parser("plan", help="plan a large grid, then diff it against a store holding it")
     plan.add_argument("--spec", default="paper.yaml", help="spec to plan (default: the paper grid)")
-    plan.add_argument("--seeds", type=int, default=None, help="plan with seeds 0..N-1 instead of the spec's")
+    plan.add_argument(
+        "--seeds", type=integer(1, MAX_SEEDS), default=None, help="plan with seeds 0..N-1 instead of the spec's"
+    )
     plan.add_argument(
         "--store",
         default=None,
@@ -42,19 +46,25 @@ def register(sub) -> None:
         action="store_true",
         help="write one trial file per planned row, as sweeps do, instead of one compacted file",
     )
-    plan.add_argument("--writers", type=int, default=16, help="parallel writers for --per-trial-files (default 16)")
+    plan.add_argument(
+        "--writers", type=integer(1, 1_024), default=16, help="parallel writers for --per-trial-files (default 16)"
+    )
     add_data_root(plan)
     plan.set_defaults(handler=bench_plan)
 
     _register_methods(bench_sub)
 
     alpha = _trial_bench(bench_sub, "alpha", "cost of an Optuna alpha search relative to one Full-FT trial", "full")
-    alpha.add_argument("--ft-epochs", type=int, default=5, help="Full-FT epochs actually run (default 5)")
-    alpha.add_argument("--n-trials", type=int, default=100, help="points per search (default 100)")
+    alpha.add_argument(
+        "--ft-epochs", type=integer(1, MAX_EPOCHS), default=5, help="Full-FT epochs actually run (default 5)"
+    )
+    alpha.add_argument("--n-trials", type=integer(1, 100_000), default=100, help="points per search (default 100)")
     alpha.set_defaults(handler=bench_alpha)
 
     report = bench_sub.add_parser("report", help="time tables and the HTML report on a synthetic store")
-    report.add_argument("--rows", type=int, default=100_000, help="synthetic trial rows (default 100000)")
+    report.add_argument(
+        "--rows", type=integer(1, 100_000_000), default=100_000, help="synthetic trial rows (default 100000)"
+    )
     report.set_defaults(handler=bench_report)
 
     _register_throughput(bench_sub)
@@ -70,7 +80,9 @@ def _trial_bench(bench_sub, name: str, text: str, label_setting: str) -> argpars
     )
     parser.add_argument("--task", default="bbbp", help="task of the trials (default bbbp)")
     parser.add_argument("--label-setting", default=label_setting, help=f"full or fewshot:N (default {label_setting})")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1, as a sweep trial)")
+    parser.add_argument(
+        "--threads", type=integer(1, 1_024), default=1, help="torch threads (default 1, as a sweep trial)"
+    )
     add_data_root(parser)
     return parser
 
@@ -86,10 +98,12 @@ def _register_methods(bench_sub) -> None:
     methods.add_argument(
         "--label-setting", default=d.label_setting, help=f"full, fewshot:N or ratio:R (default {d.label_setting})"
     )
-    methods.add_argument("--seeds", type=int, default=d.seeds, help=f"run seeds 0..N-1 (default {d.seeds})")
+    methods.add_argument(
+        "--seeds", type=integer(1, MAX_SEEDS), default=d.seeds, help=f"run seeds 0..N-1 (default {d.seeds})"
+    )
     methods.add_argument(
         "--epochs",
-        type=int,
+        type=integer(1, MAX_EPOCHS),
         default=d.epochs,
         help=f"the recipe's epochs; LP-FT's and RoFt-Mol's stages scale with them (default {d.epochs}; the paper: 100)",
     )
@@ -103,26 +117,31 @@ def _register_methods(bench_sub) -> None:
     )
     methods.add_argument(
         "--unfused-trials",
-        type=int,
+        type=integer(0, 10_000),
         default=d.unfused_trials,
         help=f"trials of each method timed alone per repeat (default {d.unfused_trials})",
     )
     methods.add_argument(
         "--repeats",
-        type=int,
+        type=integer(1, 1_000),
         default=d.repeats,
         help=f"repeats of each measurement; the fastest is the figure (default {d.repeats})",
     )
     methods.add_argument(
         "--fuse-max",
-        type=int,
+        type=integer(1, 10_000),
         default=d.fuse_max,
         help=f"largest fused group (default {d.fuse_max}, as a spec's execution.fuse_max)",
     )
     methods.add_argument(
-        "--threads", type=int, default=d.threads, help=f"torch threads (default {d.threads}, as a sweep trial)"
+        "--threads",
+        type=integer(1, 1_024),
+        default=d.threads,
+        help=f"torch threads (default {d.threads}, as a sweep trial)",
     )
-    methods.add_argument("--device", default=d.device, help="auto | cpu | cuda (default: cuda where available)")
+    methods.add_argument(
+        "--device", type=device, default=d.device, help="auto | cpu | cuda (default: cuda where available)"
+    )
     methods.add_argument(
         "--engine",
         default=d.engine,
@@ -144,23 +163,29 @@ def _register_throughput(bench_sub) -> None:
     from trainables.core.engine import EngineOptions
 
     throughput = bench_sub.add_parser("throughput", help="trials per hour: reference loop, roft unfused, roft fused")
-    throughput.add_argument("--device", default="auto", help="auto | cpu | cuda (default: cuda where available)")
+    throughput.add_argument(
+        "--device", type=device, default="auto", help="auto | cpu | cuda (default: cuda where available)"
+    )
     throughput.add_argument(
         "--fused",
-        type=int,
+        type=integer(1, 10_000),
         nargs="*",
         default=[8, 32, 64, 128],
         help="fused group sizes K to measure (default: 8 32 64 128)",
     )
     throughput.add_argument("--gnn", default="gin", help="gin | gcn | graphsage | gat (default gin)")
-    throughput.add_argument("--layers", type=int, default=5, help="GNN layers (default 5)")
-    throughput.add_argument("--width", type=int, default=300, help="embedding width (default 300)")
-    throughput.add_argument("--epochs", type=int, default=2, help="timed epochs per engine (default 2)")
+    throughput.add_argument("--layers", type=integer(1, 100), default=5, help="GNN layers (default 5)")
+    throughput.add_argument("--width", type=integer(1, 65_536), default=300, help="embedding width (default 300)")
     throughput.add_argument(
-        "--molecules", type=int, default=2039, help="synthetic molecules (default 2039, BBBP's size)"
+        "--epochs", type=integer(1, MAX_EPOCHS), default=2, help="timed epochs per engine (default 2)"
+    )
+    throughput.add_argument(
+        "--molecules", type=integer(1, 10_000_000), default=2039, help="synthetic molecules (default 2039, BBBP's size)"
     )
     throughput.add_argument("--task", default=None, help="a registered task instead of synthetic molecules")
-    throughput.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    throughput.add_argument(
+        "--threads", type=integer(1, 1_024), default=None, help="torch CPU threads (default: torch's)"
+    )
     throughput.add_argument("--no-reference", action="store_true", help="skip the PyG reference loop")
     helps = {name: text for name, _, text in EngineOptions.describe()}
     for word, (name, value) in EngineOptions.words().items():  # --tf32, --compile, --group-dropout, --bf16, --csr

@@ -6,6 +6,7 @@ import sys
 import time
 from pathlib import Path
 
+from orchestrator.cli.arguments import MAX_EPOCHS, MAX_SEED, device, integer, number
 from orchestrator.cli.common import add_data_root, data_root
 
 
@@ -27,32 +28,40 @@ def register(sub) -> None:
     pre.add_argument("--out", required=True, help="folder for model.pth, model.json (metadata) and state.pt (resume)")
     pre.add_argument(
         "--epochs",
-        type=int,
+        type=integer(1, MAX_EPOCHS),
         default=1,
         help="epochs in all: with --resume, training continues up to this epoch (default 1)",
     )
-    pre.add_argument("--limit", type=int, default=None, help="only the corpus's first N molecules")
-    pre.add_argument("--batch-size", type=int, default=256, help="molecules per batch (default 256)")
-    pre.add_argument("--layers", type=int, default=None, help="default 5 (GPS 16)")
-    pre.add_argument("--width", type=int, default=None, help="default 300 (GPS 256)")
-    pre.add_argument("--heads", type=int, default=8, help="GPS attention heads (default 8)")
-    pre.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 0.001)")
-    pre.add_argument("--mask-rate", type=float, default=0.15, help="attr-mask: fraction of atoms masked")
+    pre.add_argument(
+        "--limit", type=integer(1, 1_000_000_000), default=None, help="only the corpus's first N molecules"
+    )
+    pre.add_argument("--batch-size", type=integer(1, 1_000_000), default=256, help="molecules per batch (default 256)")
+    pre.add_argument("--layers", type=integer(1, 100), default=None, help="default 5 (GPS 16)")
+    pre.add_argument("--width", type=integer(1, 65_536), default=None, help="default 300 (GPS 256)")
+    pre.add_argument("--heads", type=integer(1, 1_024), default=8, help="GPS attention heads (default 8)")
+    pre.add_argument(
+        "--lr", type=number(0.0, 10.0, above=True), default=1e-3, help="Adam learning rate (default 0.001)"
+    )
+    pre.add_argument("--mask-rate", type=number(0.0, 1.0), default=0.15, help="attr-mask: fraction of atoms masked")
     pre.add_argument(
         "--augmentations",
         default="node-drop,edge-perturb,attr-mask,subgraph",
         help="contrastive: comma-separated views to draw from (default all four)",
     )
-    pre.add_argument("--aug-rate", type=float, default=0.2, help="contrastive: strength of each augmentation")
-    pre.add_argument("--temperature", type=float, default=0.1, help="contrastive: NT-Xent temperature")
+    pre.add_argument(
+        "--aug-rate", type=number(0.0, 1.0), default=0.2, help="contrastive: strength of each augmentation"
+    )
+    pre.add_argument(
+        "--temperature", type=number(0.0, 100.0, above=True), default=0.1, help="contrastive: NT-Xent temperature"
+    )
     pre.add_argument(
         "--seed",
-        type=int,
+        type=integer(0, MAX_SEED),
         default=0,
         help="seed of the initialisation, the batch order, masks and augmentations (default 0)",
     )
-    pre.add_argument("--device", default="cpu", help="torch device, e.g. cuda (default cpu)")
-    pre.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    pre.add_argument("--device", type=device, default="cpu", help="torch device, e.g. cuda (default cpu)")
+    pre.add_argument("--threads", type=integer(1, 1_024), default=None, help="torch CPU threads (default: torch's)")
     pre.add_argument("--resume", action="store_true", help="continue the pre-training saved in --out")
     pre.add_argument(
         "--install",

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
+from orchestrator.cli.arguments import age, integer
 from orchestrator.cli.common import add_data_root, add_store, data_root, existing_store
 from orchestrator.cli.watch import add_watch, repeat, stopped
 from orchestrator.wording import plural
@@ -24,10 +25,10 @@ def register(sub) -> None:
     )
     add_store(status)
     add_data_root(status)
-    status.add_argument("--stale-after", default="10m", metavar="AGE", help=STALE_AFTER_HELP)
+    status.add_argument("--stale-after", type=age, default="10m", metavar="AGE", help=STALE_AFTER_HELP)
     status.add_argument(
         "--last",
-        type=int,
+        type=integer(0, 1_000_000),
         default=5,
         metavar="N",
         help="how many of each sweep's last landed rows to print (default 5)",
@@ -64,15 +65,9 @@ def print_status(args) -> int:
 
 
 def _print_status(args) -> int:
-    from orchestrator.store.clean import age_seconds
     from orchestrator.sweep.status import sweep_status
 
-    try:
-        stale_after = age_seconds(args.stale_after)
-    except ValueError as exc:
-        raise ValueError(str(exc).replace("--older-than", "--stale-after")) from None
-    if args.last < 0:
-        raise ValueError(f"--last {args.last} is not accepted; accepted: a number of rows >= 0")
+    stale_after = args.stale_after  # seconds (arguments.age)
     store, root = existing_store(args.store), data_root(args)
     if args.watch is not None:
         return _watch_status(store, root, stale_after, args.watch)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+from orchestrator.cli.arguments import age
 from orchestrator.cli.common import add_store, add_where, existing_store
 
 STORE_LIST_COLUMNS = [
@@ -65,6 +66,7 @@ def register(sub) -> None:
     add_store(clean)
     clean.add_argument(
         "--older-than",
+        type=age,
         default="1h",
         metavar="AGE",
         help="temporaries, and running markers whose heartbeat is, at least this old (s, m, h, d; "
@@ -110,7 +112,7 @@ def forget_trials(args) -> int:
 
 
 def clean_store(args) -> int:
-    from orchestrator.store.clean import age_seconds, clean
+    from orchestrator.store.clean import clean
 
-    print(clean(existing_store(args.store), age_seconds(args.older_than), args.dry_run, args.unlocked))
+    print(clean(existing_store(args.store), args.older_than, args.dry_run, args.unlocked))
     return 0

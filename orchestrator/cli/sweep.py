@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from orchestrator.cli.arguments import MAX_SEED, integer, number
 from orchestrator.cli.common import (
     OPTUNA_STORAGE_HELP,
     STORE_ENV,
@@ -49,7 +50,7 @@ def add_sweep_options(parser) -> None:
     )
     parser.add_argument(
         "--trials-per-gpu-hour",
-        type=float,
+        type=number(0.0, 1e9, above=True),
         default=None,
         metavar="N",
         help="for the GPU-hour estimate: fused 100-epoch BBBP-sized trials per GPU-hour "
@@ -57,7 +58,7 @@ def add_sweep_options(parser) -> None:
     )
     parser.add_argument(
         "--unfused-trials-per-gpu-hour",
-        type=float,
+        type=number(0.0, 1e9, above=True),
         default=None,
         metavar="N",
         help="for the GPU-hour estimate: unfused trials per GPU-hour (default: 46, measured on one H100)",
@@ -113,12 +114,16 @@ def _register_alpha(sub) -> None:
     )
     add_store(alpha)
     alpha.add_argument("--method", nargs="+", default=["wise-ft", "roft-mol"], help="wise-ft and/or roft-mol")
-    alpha.add_argument("--groups", type=int, nargs="+", default=[1, 2, 3, 6], help="RoFt-Mol alpha groups")
-    alpha.add_argument("--n-trials", type=int, default=100, help="points per study (raising it continues studies)")
-    alpha.add_argument("--search-seed", type=int, default=0, help="TPE sampler seed")
+    alpha.add_argument(
+        "--groups", type=integer(1, 1_000), nargs="+", default=[1, 2, 3, 6], help="RoFt-Mol alpha groups"
+    )
+    alpha.add_argument(
+        "--n-trials", type=integer(1, 100_000), default=100, help="points per study (raising it continues studies)"
+    )
+    alpha.add_argument("--search-seed", type=integer(0, MAX_SEED), default=0, help="TPE sampler seed")
     alpha.add_argument(
         "--alpha-range",
-        type=float,
+        type=number(-1_000.0, 1_000.0),
         nargs=2,
         default=[0.0, 1.0],
         metavar=("LOW", "HIGH"),
@@ -126,12 +131,14 @@ def _register_alpha(sub) -> None:
     )
     for column in ("backbone", "task", "split", "label-setting"):
         alpha.add_argument(f"--{column}", nargs="+", default=None, help=f"only Full-FT trials with this {column}")
-    alpha.add_argument("--seed", type=int, nargs="+", default=None, help="only Full-FT trials with this run seed")
+    alpha.add_argument(
+        "--seed", type=integer(0, MAX_SEED), nargs="+", default=None, help="only Full-FT trials with this run seed"
+    )
     alpha.add_argument("--optuna-storage", default=None, help=OPTUNA_STORAGE_HELP)
     alpha.add_argument(
         "--address", default=None, help="Ray cluster address, or auto (default: $RAY_ADDRESS, else start a local Ray)"
     )
-    alpha.add_argument("--cpus", type=float, default=1.0, help="CPUs per search trial")
+    alpha.add_argument("--cpus", type=number(0.0, 1_024.0, above=True), default=1.0, help="CPUs per search trial")
     alpha.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help=DEVICE_HELP)
     alpha.add_argument("--dry-run", action="store_true", help="print the plan; run nothing")
     add_data_root(alpha)

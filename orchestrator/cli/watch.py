@@ -10,21 +10,13 @@ import sys
 import time
 from collections.abc import Callable
 
+from orchestrator.cli.arguments import number
+
 DEFAULT_EVERY_S = 5.0
 MIN_EVERY_S = 0.5
 
 
-def interval(text: str) -> float:
-    """``--watch``'s SECONDS: a number >= :data:`MIN_EVERY_S` (argparse names the option and the value)."""
-    try:
-        seconds = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not accepted; accepted: a number of seconds >= {MIN_EVERY_S:g}"
-        ) from None
-    if not seconds >= MIN_EVERY_S:  # also refuses nan
-        raise argparse.ArgumentTypeError(f"{text!r} is not accepted; accepted: a number of seconds >= {MIN_EVERY_S:g}")
-    return seconds
+interval = number(MIN_EVERY_S, 86_400.0)  # --watch's SECONDS (argparse names the option and the value)
 
 
 def add_watch(parser: argparse.ArgumentParser, what: str) -> None:

@@ -46,11 +46,12 @@ def _leaves(parser: argparse.ArgumentParser, path=()):
 
 
 def _typed_options():
-    """(command path, option, type or choices) of every option that converts or restricts its value."""
+    """(command path, option, type or choices) of every option that converts or restricts its value: numbers
+    (each with a range), durations, devices, intervals, and options with choices."""
     out = []
     for path, parser in _leaves(build_parser()):
         for action in parser._actions:
-            if action.option_strings and action.nargs != 0 and (action.choices or action.type in (int, float)):
+            if action.option_strings and action.nargs != 0 and (action.choices or action.type is not None):
                 out.append((path, action.option_strings[0], action.type, tuple(action.choices or ())))
     return out
 
@@ -62,7 +63,7 @@ def _accepts(convert, choices: tuple, value: str) -> bool:
     """Whether argparse takes ``value`` for an option of this type and these choices."""
     try:
         converted = convert(value) if convert is not None else value
-    except ValueError:
+    except (ValueError, TypeError, argparse.ArgumentTypeError):
         return False
     return not choices or converted in choices
 
@@ -73,6 +74,29 @@ def test_a_bad_value_of_a_typed_option_is_refused_by_every_command(sandbox, opti
     value = data.draw(without(NASTY_TEXT | PATHLIKE,
                               lambda v: _accepts(convert, choices, v) or v.startswith("-") or "\x00" in v))
     refused([*path, flag, value], sandbox, mentions=flag)
+
+
+def test_every_number_option_has_a_range():
+    """No option converts with a bare int or float: each takes a range, so NaN, infinities and values
+    beyond any sensible size are refused by argparse (not deep inside a command)."""
+    bare = [(path, flag) for path, flag, convert, choices in TYPED if convert in (int, float) and not choices]
+    assert not bare, f"options without a range: {bare}"
+
+
+@pytest.mark.parametrize(
+    "argv, flag, value",
+    [
+        (["status", "--store", "store"], "--stale-after", "nan"),  # NaN compared false with 0: accepted
+        (["store", "clean", "--store", "store"], "--older-than", "inf"),  # an age nothing is ever older than
+        (["bench", "plan"], "--seeds", "-1"),  # planned an empty grid
+        (["pretrain", "--out", "out"], "--device", "bogus"),  # failed inside torch without naming the option
+        (["alpha", "--store", "store"], "--cpus", "nan"),
+        (["sweep", "spec.yaml"], "--trials-per-gpu-hour", "inf"),
+    ],
+)
+def test_values_once_accepted_are_refused_naming_the_option(sandbox, argv, flag, value):
+    err = refused([*argv, flag, value], sandbox, mentions=flag)
+    assert f"argument {flag}: {value!r} is not accepted; accepted: " in err
 
 
 @given(st.sampled_from([path for path, _ in _leaves(build_parser())]), NASTY_TEXT.filter(lambda v: "\x00" not in v))

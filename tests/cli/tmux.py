@@ -28,8 +28,8 @@ class Pane:
         return subprocess.run([*self.tmux, *args], check=True, capture_output=True, text=True, timeout=30).stdout
 
     def capture(self) -> str:
-        """The pane's visible text now."""
-        return self._run("capture-pane", "-p", "-t", "test")
+        """The pane's visible text now, each line as printed (however the pane wrapped it)."""
+        return self._run("capture-pane", "-p", "-J", "-t", "test")  # -J: wrapped lines joined
 
     def send(self, *keys: str) -> None:
         self._run("send-keys", "-t", "test", *keys)

@@ -1,0 +1,72 @@
+"""Argument types of the ``roft`` commands: every number an option takes has a range, refused by
+argparse (exit 2) in one line that names the option, the value and what is accepted, e.g.
+``argument --seeds: '-1' is not accepted; accepted: an integer from 1 to 10,000``. NaN and infinities
+are refused wherever a number is taken; durations (``--stale-after``, ``--older-than``) and torch
+devices are checked the same way, before any command runs."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+from collections.abc import Callable
+
+from orchestrator.store.clean import age_seconds
+from trainables.core.config import MAX_EPOCHS, MAX_SEED, accepted_range
+
+__all__ = ["MAX_EPOCHS", "MAX_SEED", "age", "device", "integer", "number"]
+
+
+def integer(minimum: int, maximum: int) -> Callable[[str], int]:
+    """An argparse type: an integer from ``minimum`` to ``maximum`` (both included)."""
+
+    def convert(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or not minimum <= value <= maximum:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not accepted; accepted: {accepted_range(int, minimum, maximum)}"
+            )
+        return value
+
+    convert.__name__ = "integer"
+    return convert
+
+
+def number(minimum: float, maximum: float, *, above: bool = False) -> Callable[[str], float]:
+    """An argparse type: a finite number from ``minimum`` to ``maximum``; ``above``: strictly above ``minimum``."""
+
+    def convert(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not (minimum < value if above else minimum <= value) or not value <= maximum:  # NaN fails both
+            accepted = accepted_range(float, minimum, maximum)
+            if above:
+                accepted = accepted.replace(" from ", " above ", 1).replace(" to ", ", up to ", 1)
+            raise argparse.ArgumentTypeError(f"{text!r} is not accepted; accepted: {accepted}")
+        return value
+
+    convert.__name__ = "number"
+    return convert
+
+
+def age(text: str) -> float:
+    """An argparse type: a duration such as ``30s``, ``90m``, ``2h``, ``1d`` (a bare number: seconds) -> seconds."""
+    try:
+        return age_seconds(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+DEVICE = re.compile(r"auto|cpu|cuda(:\d{1,3})?")
+
+
+def device(text: str) -> str:
+    """An argparse type: ``auto`` (CUDA where available), ``cpu``, ``cuda`` or ``cuda:N``."""
+    if not DEVICE.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not accepted; accepted: auto, cpu, cuda or cuda:N")
+    return text
