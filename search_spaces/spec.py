@@ -49,7 +49,15 @@ from typing import Any, cast
 
 import yaml
 
-from trainables.core.config import ARTIFACT_POLICIES, MAX_SEED, TrainingRecipe, accepted_range, bounded, in_range
+from trainables.core.config import (
+    ARTIFACT_POLICIES,
+    MAX_SEED,
+    MAX_SEEDS,
+    TrainingRecipe,
+    accepted_range,
+    bounded,
+    in_range,
+)
 from trainables.core.engine import EngineOptions
 from trainables.data.splits import SPLITS, parse_label_setting
 from trainables.data.tasks import TASKS
@@ -57,7 +65,6 @@ from trainables.methods import METHODS
 from trainables.models.backbones import BACKBONES
 from trainables.models.shapes import scratch_shape
 
-MAX_SEEDS = 10_000  # run seeds in one spec
 MAX_METHOD_POINTS = 100_000  # points of one method's hyper-parameter grid
 MAX_YAML_NODES = 1_000_000  # YAML nodes of a spec with its aliases expanded (a "billion laughs" is refused)
 _SHOWN_ERRORS, _SHOWN_CHARS = 12, 400  # a spec's error message: at most so many problems, so long each

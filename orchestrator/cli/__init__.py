@@ -42,6 +42,15 @@ ERRORS = (ValueError, FileNotFoundError, FileExistsError, RuntimeError, UnknownN
 SIGPIPE_EXIT = 128 + 13  # as a shell reports a process killed by SIGPIPE
 
 
+class _OneLineErrors(argparse.ArgumentParser):
+    """A parser whose usage errors are one line, ``roft status: error: argument --last: '-1' is not
+    accepted; accepted: an integer from 0 to 1,000,000 (roft status --help)``, exit 2; its sub-command
+    parsers are of the same class (argparse makes them so)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} ({self.prog} --help)\n")
+
+
 def version_line() -> str:
     """``roft <installed version>``, then the code's version (commit, dirty) where known."""
     from importlib.metadata import PackageNotFoundError, version
@@ -68,7 +77,7 @@ class _Version(argparse.Action):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="roft", description="Robust fine-tuning benchmark sweeps for molecular GNNs.")
+    parser = _OneLineErrors(prog="roft", description="Robust fine-tuning benchmark sweeps for molecular GNNs.")
     parser.add_argument("--version", action=_Version, help="print roft's version (and the code's commit) and exit")
     sub = parser.add_subparsers(dest="command", required=True)
     for group in COMMAND_GROUPS:

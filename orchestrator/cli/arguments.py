@@ -11,10 +11,9 @@ import math
 import re
 from collections.abc import Callable
 
-from orchestrator.store.clean import age_seconds
-from trainables.core.config import MAX_EPOCHS, MAX_SEED, accepted_range
+from trainables.core.config import MAX_EPOCHS, MAX_SEED, MAX_SEEDS, accepted_range
 
-__all__ = ["MAX_EPOCHS", "MAX_SEED", "age", "device", "integer", "number"]
+__all__ = ["MAX_EPOCHS", "MAX_SEED", "MAX_SEEDS", "age", "age_seconds", "device", "integer", "number"]
 
 
 def integer(minimum: int, maximum: int) -> Callable[[str], int]:
@@ -52,6 +51,22 @@ def number(minimum: float, maximum: float, *, above: bool = False) -> Callable[[
 
     convert.__name__ = "number"
     return convert
+
+
+def age_seconds(text: str) -> float:
+    """``"90m"``, ``"2h"``, ``"30s"``, ``"0"`` -> seconds; ``ValueError`` naming the text for anything else,
+    NaN and infinities included."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    value, unit = (text[:-1], text[-1]) if text and text[-1] in units else (text, "s")
+    try:
+        seconds = float(value) * units[unit]
+    except ValueError:
+        seconds = math.nan
+    if not 0 <= seconds < math.inf:  # NaN fails too
+        raise ValueError(
+            f"{text!r} is not accepted; accepted: a finite duration >= 0 in s, m, h or d (e.g. 30m, 2h; a bare number: s)"
+        )
+    return seconds
 
 
 def age(text: str) -> float:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from orchestrator.cli.arguments import MAX_EPOCHS, device, integer
+from orchestrator.cli.arguments import MAX_EPOCHS, MAX_SEEDS, device, integer
 from orchestrator.cli.common import add_data_root, data_root
-from search_spaces.spec import MAX_SEEDS
 
 
 def register(sub) -> None:
@@ -211,11 +210,6 @@ def _register_throughput(bench_sub) -> None:
 def bench_orchestrator(args) -> int:
     from orchestrator.bench.sweeps import bench_orchestrator as run
 
-    if args.no_reuse < 0 or any(n < 1 for n in args.trials):
-        raise ValueError(
-            f"--trials {args.trials} / --no-reuse {args.no_reuse} not accepted; accepted: --trials "
-            "of at least 1, --no-reuse of at least 0"
-        )
     run(args.trials, num_cpus=args.cpus, no_reuse=args.no_reuse)
     return 0
 

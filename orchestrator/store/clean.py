@@ -22,7 +22,6 @@ filesystem; a bucket lifecycle rule (``AbortIncompleteMultipartUpload``) removes
 from __future__ import annotations
 
 import json
-import math
 import shutil
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -123,19 +122,3 @@ def _lost_markers(store: ResultStore, markers: list[pafs.FileInfo], cutoff: floa
             summary.markers.append(store.relative(info.path))
             if not summary.dry_run:
                 store.delete(info.path)
-
-
-def age_seconds(text: str) -> float:
-    """``"90m"``, ``"2h"``, ``"30s"``, ``"0"`` -> seconds (for ``--older-than`` and ``--stale-after``);
-    ``ValueError`` naming the text for anything else, NaN and infinities included."""
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    value, unit = (text[:-1], text[-1]) if text and text[-1] in units else (text, "s")
-    try:
-        seconds = float(value) * units[unit]
-    except ValueError:
-        seconds = math.nan
-    if not 0 <= seconds < math.inf:  # NaN fails too
-        raise ValueError(
-            f"{text!r} is not accepted; accepted: a finite duration >= 0 in s, m, h or d (e.g. 30m, 2h; a bare number: s)"
-        )
-    return seconds

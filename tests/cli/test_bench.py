@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from orchestrator.cli import build_parser, main
 from orchestrator.cli.bench import engine_variants
 from trainables.core.engine import EngineOptions
@@ -29,7 +31,11 @@ def test_an_unknown_variant_is_refused_before_any_work(capsys):
 
 
 def test_bad_orchestrator_sizes_are_refused_before_ray_starts(capsys):
-    assert main(["bench", "orchestrator", "--trials", "0"]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("roft: error: --trials [0] / --no-reuse 16 not accepted") and len(err.splitlines()) == 1
-    assert main(["bench", "orchestrator", "--no-reuse", "-1"]) == 2
+    for flag, value, accepted in (("--trials", "0", "an integer from 1 to 1,000,000"),
+                                  ("--no-reuse", "-1", "an integer from 0 to 100,000")):
+        with pytest.raises(SystemExit) as exit_:
+            main(["bench", "orchestrator", flag, value])
+        assert exit_.value.code == 2
+        err = capsys.readouterr().err
+        assert err == (f"roft bench orchestrator: error: argument {flag}: {value!r} is not accepted; "
+                       f"accepted: {accepted} (roft bench orchestrator --help)\n")

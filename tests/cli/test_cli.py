@@ -124,8 +124,11 @@ def test_store_clean_lists_then_removes_leftovers(tmp_path, capsys):
     assert "would remove 1 temporary file(s)" in capsys.readouterr().out and leftover.exists()
     assert main(["store", "clean", "--store", str(tmp_path), "--older-than", "0"]) == 0
     assert "removed 1 temporary file(s)" in capsys.readouterr().out and not leftover.exists()
-    assert main(["store", "clean", "--store", str(tmp_path), "--older-than", "soon"]) == 2
-    assert "--older-than 'soon' is not accepted" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        main(["store", "clean", "--store", str(tmp_path), "--older-than", "soon"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("roft store clean: error: argument --older-than: 'soon' is not accepted") and err.count("\n") == 1
 
 
 def test_module_entry_point_runs():
@@ -189,10 +192,12 @@ def test_dry_run_takes_method_rates_from_a_file_or_none(real_env, tmp_path, caps
 
 
 def test_dry_run_refuses_a_throughput_that_is_not_positive(real_env, tmp_path, capsys):
-    code = main(["sweep", str(write_spec(tmp_path)), "--store", str(tmp_path / "store"), "--dry-run",
-                 "--unfused-trials-per-gpu-hour", "0"])
-    assert code == 2
-    assert "unfused trials per GPU-hour = 0.0 is not accepted; accepted: a number > 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        main(["sweep", str(write_spec(tmp_path)), "--store", str(tmp_path / "store"), "--dry-run",
+              "--unfused-trials-per-gpu-hour", "0"])
+    assert exit_.value.code == 2
+    assert ("argument --unfused-trials-per-gpu-hour: '0' is not accepted; accepted: a finite number above 0, "
+            "up to 1,000,000,000") in capsys.readouterr().err
 
 
 def test_store_defaults_to_roft_store(real_env, tmp_path, capsys, monkeypatch):

@@ -16,15 +16,21 @@ TOUR = NOTEBOOKS / "tour.ipynb"
 
 
 def texts(cell) -> list[str]:
-    """The text a code cell shows: its printed lines and the text of its values, figures as their repr."""
-    out = []
+    """The text a code cell shows: its printed lines and the text of its values, figures as their repr.
+    Consecutive chunks of one stream are joined: a kernel under load may send one print in two chunks."""
+    out: list[str] = []
+    previous = None
     for output in cell.get("outputs", []):
         if output["output_type"] == "stream":
-            out.append(output["text"])
+            if previous is not None and previous.get("output_type") == "stream" and previous["name"] == output["name"]:
+                out[-1] += output["text"]
+            else:
+                out.append(output["text"])
         elif "data" in output:
             out.append(output["data"].get("text/plain", ""))
         elif output["output_type"] == "error":
             out.append(f"{output['ename']}: {output['evalue']}")
+        previous = output
     return out
 
 

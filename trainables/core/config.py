@@ -31,6 +31,7 @@ from trainables.core.engine import EngineOptions
 PROTOCOL_VERSION = "roft-protocol-1"
 ARTIFACT_POLICIES = ("required", "all")
 MAX_EPOCHS = 100_000  # the most epochs of any training stage (the recipe's, LP-FT's stages, RoFt-Mol's alphas)
+MAX_SEEDS = 10_000  # run seeds in one spec
 MAX_SEED = 2**32 - 1  # the largest seed of a sampler (numpy's and Optuna's accept up to 2**32 - 1)
 
 
