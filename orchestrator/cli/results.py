@@ -63,6 +63,12 @@ def register(sub) -> None:
         "pre-training; pre-training vs scratch), each supported, contradicted or "
         "inconclusive by paired tests on the store",
     )
+    reading.add_argument(
+        "--cost",
+        action="store_true",
+        help="instead: what the trials cost, per method and in all (trials, worker-hours from the rows' "
+        "wall_seconds, wall time with a trial in flight)",
+    )
     reading.set_defaults(handler=print_reading)
 
     report = sub.add_parser("report", help="one static HTML page: tables, significance, figures, provenance")
@@ -165,7 +171,10 @@ def print_reading(args) -> int:
     from search_spaces import load_spec
 
     store = existing_store(args.store)
-    trials = load_trials(store, columns=[*COLUMNS, "epochs"])
+    if args.claims and args.cost:
+        raise ValueError("--claims and --cost are not accepted together; accepted: one of them")
+    extra = ["wall_seconds", "started_at", "finished_at"] if args.cost else []
+    trials = load_trials(store, columns=[*COLUMNS, "epochs", *extra])
     if args.spec is not None:
         planned, _ = expand(load_spec(args.spec), data_root(args))
         planned, _ = with_parents(planned)
@@ -174,6 +183,10 @@ def print_reading(args) -> int:
         from orchestrator.analysis.claims import claims_text
 
         print(claims_text(trials))
+    elif args.cost:
+        from orchestrator.analysis.cost import cost_text
+
+        print(cost_text(trials))
     else:
         print(reading(trials))
     return 0

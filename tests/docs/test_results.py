@@ -58,3 +58,4 @@ def test_every_output_a_page_quotes_regenerates_from_its_committed_store(page, m
         with redirect_stdout(out):
             assert roft(shlex.split(command)[1:]) == 0, command
         assert out.getvalue() == text, f"{page}: the output of `{command}` differs from the committed store's"
+
