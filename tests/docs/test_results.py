@@ -59,3 +59,14 @@ def test_every_output_a_page_quotes_regenerates_from_its_committed_store(page, m
             assert roft(shlex.split(command)[1:]) == 0, command
         assert out.getvalue() == text, f"{page}: the output of `{command}` differs from the committed store's"
 
+
+@pytest.mark.parametrize("store", sorted(p.name for p in RESULTS.glob("store-*")))
+def test_no_committed_row_ran_from_uncommitted_code(store):
+    """Every committed row records the commit it ran from; none ran from a working tree with uncommitted
+    changes (``.dirty``), whose code no commit holds."""
+    import pyarrow.parquet as pq
+
+    versions = {version for part in (RESULTS / store / "trials").glob("*.parquet")
+                for version in pq.read_table(part, columns=["code_version"]).column(0).to_pylist()}
+    assert versions, f"{store} holds no rows"
+    assert not [v for v in versions if v is None or v.endswith(".dirty")], f"{store}: code versions {sorted(map(str, versions))}"
