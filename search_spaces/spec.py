@@ -410,7 +410,7 @@ class _Validator:
 
     def seeds(self, raw: Any) -> tuple[int, ...]:
         accepted = (
-            f"accepted: a non-empty list of at most {MAX_SEEDS:,} {accepted_range(int, 0, MAX_SEED)[3:].replace('integer', 'integers')}"
+            f"accepted: a non-empty list of at most {MAX_SEEDS:,} integers from 0 to {MAX_SEED:,}"
             " or {range: [start, stop]}"
         )
         if (

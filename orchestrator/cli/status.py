@@ -67,11 +67,10 @@ def print_status(args) -> int:
 def _print_status(args) -> int:
     from orchestrator.sweep.status import sweep_status
 
-    stale_after = args.stale_after  # seconds (arguments.age)
     store, root = existing_store(args.store), data_root(args)
     if args.watch is not None:
-        return _watch_status(store, root, stale_after, args.watch)
-    status = sweep_status(store, root, stale_after, args.last)
+        return _watch_status(store, root, args.stale_after, args.watch)
+    status = sweep_status(store, root, args.stale_after, args.last)
     for line in status_lines(status):
         print(line)
     return 0
