@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from trainables.core.config import MAX_EPOCHS, MAX_SEED, MAX_SEEDS, accepted_range
 
-__all__ = ["MAX_EPOCHS", "MAX_SEED", "MAX_SEEDS", "age", "age_seconds", "device", "integer", "number"]
+__all__ = ["MAX_EPOCHS", "MAX_SEED", "MAX_SEEDS", "age", "age_seconds", "device", "integer", "number", "selection"]
 
 
 def integer(minimum: int, maximum: int) -> Callable[[str], int]:
@@ -85,3 +85,13 @@ def device(text: str) -> str:
     if not DEVICE.fullmatch(text):
         raise argparse.ArgumentTypeError(f"{text!r} is not accepted; accepted: auto, cpu, cuda or cuda:N")
     return text
+
+
+def selection(text: str) -> tuple[str, tuple[str, ...]]:
+    """An argparse type: ``AXIS=VALUE[,VALUE]`` of ``roft sweep --only`` (:mod:`search_spaces.slices`)."""
+    from search_spaces.slices import parse_selection
+
+    try:
+        return parse_selection(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None

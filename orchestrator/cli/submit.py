@@ -49,8 +49,10 @@ def register(sub) -> None:
 def submit_sweep(args) -> int:
     from orchestrator.sweep.submit import build_submission, checkout, follow, follow_lines, submit
     from search_spaces import load_spec
+    from search_spaces.slices import narrow
 
     spec = load_spec(args.spec)  # a spec with errors is refused here, not on the cluster
+    narrow(spec, args.only or ())  # and so is a slice of values the spec does not hold
     working_dir = checkout() if args.working_dir is None else Path(args.working_dir).expanduser().resolve()
     if working_dir is not None and not working_dir.is_dir():
         raise FileNotFoundError(f"--working-dir {args.working_dir!r} is not a folder")

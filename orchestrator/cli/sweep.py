@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from orchestrator.cli.arguments import MAX_SEED, integer, number
+from orchestrator.cli.arguments import MAX_SEED, integer, number, selection
 from orchestrator.cli.common import (
     OPTUNA_STORAGE_HELP,
     STORE_ENV,
@@ -47,6 +47,16 @@ def add_sweep_options(parser) -> None:
     (:func:`sweep_option_argv`)."""
     parser.add_argument(
         "--dry-run", action="store_true", help="print the plan, missing files and an estimate of GPU-hours; run nothing"
+    )
+    parser.add_argument(
+        "--only",
+        type=selection,
+        action="append",
+        default=None,
+        metavar="AXIS=VALUE[,VALUE]",
+        help="run a slice of the spec: only these values of an axis (backbone, method, task, split, "
+        "label_setting, seed); repeat for more axes, e.g. --only task=bbbp --only seed=0,1. The store keeps "
+        "the whole spec, so roft status counts what is left of the whole grid",
     )
     parser.add_argument(
         "--trials-per-gpu-hour",
@@ -104,6 +114,10 @@ def sweep_option_argv(args) -> list[str]:
             action.dest == "method_rates" and value != "none"
         ):
             value = str(Path(value).expanduser().absolute())
+        if action.dest == "only":  # appended (axis, values) selections: one --only each
+            for axis, values in value:
+                argv += [action.option_strings[0], f"{axis}={','.join(values)}"]
+            continue
         argv += [action.option_strings[0]] if action.nargs == 0 else [action.option_strings[0], str(value)]
     return argv
 
@@ -151,9 +165,12 @@ def run_sweep_spec(args) -> int:
     from orchestrator.sweep.tracking import TrackerSetting
     from orchestrator.version import code_version
     from search_spaces import load_spec
+    from search_spaces.slices import describe as describe_slice
+    from search_spaces.slices import narrow
     from trainables.core.config import Runtime
 
-    spec = load_spec(args.spec)
+    whole = load_spec(args.spec)
+    spec = narrow(whole, args.only or ())  # a slice's source stays the spec file: the store keeps the whole spec
     tracking = args.tracker or spec.execution.tracker
     setting = None if tracking is None else TrackerSetting.parse(tracking)  # a bad value: one line, before anything
     rates = _estimate_rates(args) if args.dry_run else None  # a bad rates file fails before the planning
@@ -170,6 +187,8 @@ def run_sweep_spec(args) -> int:
         )
     plan = plan_sweep(spec, store, root, retry_failed=args.retry_failed)
     print(plan.summary(), file=sys.stderr)
+    if args.only:
+        print(f"  {describe_slice(whole, args.only)}", file=sys.stderr)
     if args.dry_run:
         print(estimate_gpu_hours(plan, *(rates or ())).summary(), file=sys.stderr)
         return 1 if plan.missing_files else 0

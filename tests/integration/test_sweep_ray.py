@@ -83,3 +83,28 @@ def test_noop_trials_through_the_sweep_path(ray_session, tmp_path):
     errors = run_trials([{"key": f"k{i}"} for i in range(6)], runtime, noop_trainable, name="noop",
                         resources={"cpu": 1}, chunk_size=4, tune_root=tmp_path / "_tune")
     assert errors == {}
+
+
+@pytest.mark.slow
+def test_a_slice_runs_only_its_trials_and_the_store_keeps_the_whole_spec(ray_session, real_env, tmp_path, capsys):
+    """roft sweep --only: the slice's trials land; the store's saved spec is the whole file, so roft status
+    counts what is left of the whole grid, and the whole spec then runs only the rest."""
+    import yaml
+
+    from orchestrator.cli import main
+
+    spec_path, store = tmp_path / "tiny.yaml", tmp_path / "store"
+    spec_path.write_text(yaml.safe_dump(dict(TINY, methods={"full-ft": {}})))  # 2 trials: one per backbone
+    assert main(["sweep", str(spec_path), "--store", str(store), "--only", "backbone=scratch-gin"]) == 0
+    err = capsys.readouterr().err
+    assert "sweep tiny (" in err and "1 trial, 0 already in the store, 1 to run" in err
+    assert "slice: backbone=scratch-gin (of 2 backbones)" in err
+    assert ResultStore(store).read_trials(["backbone"]).column("backbone").to_pylist() == ["scratch-gin"]
+    assert (store / "specs" / "tiny.yaml").read_bytes() == spec_path.read_bytes()
+
+    assert main(["status", "--store", str(store)]) == 0
+    assert "sweep tiny (specs/tiny.yaml, 2 planned): 1 done, 0 failed, 0 running, 1 queued" in capsys.readouterr().out
+    assert main(["sweep", str(spec_path), "--store", str(store)]) == 0
+    assert "2 trials, 1 already in the store, 1 to run" in capsys.readouterr().err
+    assert sorted(ResultStore(store).read_trials(["backbone"]).column("backbone").to_pylist()) == [
+        "hu-gcn-contextpred", "scratch-gin"]

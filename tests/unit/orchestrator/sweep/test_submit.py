@@ -141,6 +141,9 @@ def test_the_sweep_options_are_passed_on_as_roft_sweep_arguments(tmp_path):
     assert sweep_option_argv(parser.parse_args(["--optuna-storage", "sqlite:///s.db"])) == [
         "--optuna-storage", "sqlite:///s.db"]
     assert sweep_option_argv(parser.parse_args([])) == []
+    only = parser.parse_args(["--only", "task=bbbp,bace", "--only", "seed=3"])
+    assert sweep_option_argv(only) == ["--only", "task=bbbp,bace", "--only", "seed=3"]
+    assert parser.parse_args(sweep_option_argv(only)).only == only.only  # the job parses what was given
 
 
 def test_a_submission_is_frozen_and_prints_no_values():
