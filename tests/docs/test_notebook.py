@@ -43,7 +43,7 @@ def executed():
     for cell in notebook.cells:
         if cell.cell_type == "code":
             cell.outputs = []
-    nbclient.NotebookClient(notebook, timeout=300, kernel_name="python3",
+    nbclient.NotebookClient(notebook, timeout=300, startup_timeout=180, kernel_name="python3",
                             resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
     return committed, notebook
 
