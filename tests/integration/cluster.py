@@ -53,6 +53,10 @@ def ray_env() -> dict[str, str]:
     # Loopback only, so token authentication may be off; nodes may join (the private local Ray
     # of other tests sets RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, which forbids that).
     env.update(RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0", RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="1")
+    # A joining node's raylet waits for its dashboard agent to write its port file, and aborts past this
+    # timeout ("Timed out waiting for file .../dashboard_agent_listen_port_..."); on a machine whose cores
+    # are all busy the agent took over a minute to start. Five minutes: a slow start, not a failed one.
+    env.update(RAY_agent_register_timeout_ms="300000")
     return env
 
 
