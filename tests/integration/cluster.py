@@ -101,13 +101,27 @@ class LoopbackCluster:
         return {n["node_ip"] for n in self.alive_nodes()}
 
     def join(self, ip: str, num_cpus: int = 1, num_gpus: int = 0, resources: dict[str, float] | None = None,
-             timeout: float = 120.0) -> Node:
-        """Start a worker node on ``ip`` and return once the GCS lists it alive."""
-        temp_dir = Path(tempfile.mkdtemp(prefix=f"roft-ray-{ip.rpartition('.')[2]}-", dir="/tmp"))
+             timeout: float = 120.0, attempts: int = 2) -> Node:
+        """Start a worker node on ``ip`` and return once the GCS lists it alive.
+
+        ``ray start`` gives up when the node's raylet has not registered within 30 s (a fixed time in
+        Ray), and the raylet first waits for its dashboard agent, which on a machine whose cores are all
+        busy can take longer to start: such a node is started again (``attempts`` in all), as an
+        autoscaler would, and the failed start is printed on stderr."""
         args = ["--address", self.gcs, "--node-ip-address", ip, "--num-cpus", str(num_cpus), "--num-gpus",
                 str(num_gpus), "--resources", json.dumps(resources or {})]
-        node = self.nodes[ip] = Node(ip, _start_node(args, temp_dir), temp_dir)
-        _wait(lambda: ip in self.alive_ips(), f"node {ip}'s joining", [node], timeout)
+        for attempt in range(1, attempts + 1):
+            temp_dir = Path(tempfile.mkdtemp(prefix=f"roft-ray-{ip.rpartition('.')[2]}-", dir="/tmp"))
+            node = self.nodes[ip] = Node(ip, _start_node(args, temp_dir), temp_dir)
+            try:
+                _wait(lambda: ip in self.alive_ips(), f"node {ip}'s joining", [node], timeout)
+                break
+            except RuntimeError as failure:
+                _stop(node.process, grace=5.0)
+                if attempt == attempts:  # the cluster's teardown removes this node's temp dir
+                    raise
+                shutil.rmtree(temp_dir, ignore_errors=True)  # its log's tail is in the message below
+                print(f"\n{failure}\n(start {attempt} of node {ip} failed; starting it again)", file=sys.stderr)
         node.joined_at = time.time()
         return node
 
