@@ -41,11 +41,21 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def node_ports() -> list[str]:
-    """Ports every node opens, chosen free (nodes share this machine; so may other tests)."""
-    return ["--dashboard-agent-listen-port", str(free_port()), "--dashboard-agent-grpc-port", str(free_port()),
+def node_ports(agent_port: int) -> list[str]:
+    """Ports every node opens, chosen free (nodes share this machine; so may other tests); ``agent_port``:
+    its dashboard agent's HTTP port (the head's serves the Jobs API's submissions)."""
+    return ["--dashboard-agent-listen-port", str(agent_port), "--dashboard-agent-grpc-port", str(free_port()),
             "--metrics-export-port", str(free_port()), "--runtime-env-agent-port", str(free_port()),
             "--min-worker-port", "0", "--max-worker-port", "0", "--disable-usage-stats"]
+
+
+def listening(ip: str, port: int) -> bool:
+    """Whether something accepts TCP connections on ``ip:port``."""
+    try:
+        with socket.create_connection((ip, port), timeout=2):
+            return True
+    except OSError:
+        return False
 
 
 def ray_env() -> dict[str, str]:
@@ -65,6 +75,7 @@ class Node:
     ip: str
     process: subprocess.Popen  # ``ray start --block``; its pid is also its process group's (and session's) id
     temp_dir: Path
+    agent_port: int  # its dashboard agent's HTTP port
     joined_at: float = 0.0  # time.time() when the GCS first listed it ALIVE
 
 
@@ -112,7 +123,7 @@ class LoopbackCluster:
                 str(num_gpus), "--resources", json.dumps(resources or {})]
         for attempt in range(1, attempts + 1):
             temp_dir = Path(tempfile.mkdtemp(prefix=f"roft-ray-{ip.rpartition('.')[2]}-", dir="/tmp"))
-            node = self.nodes[ip] = Node(ip, _start_node(args, temp_dir), temp_dir)
+            node = self.nodes[ip] = _start_node(ip, args, temp_dir)
             try:
                 _wait(lambda: ip in self.alive_ips(), f"node {ip}'s joining", [node], timeout)
                 break
@@ -162,10 +173,12 @@ class LoopbackCluster:
         return {j["submission_id"]: j["status"] for j in self.state("jobs") if j.get("type") == "SUBMISSION"}
 
 
-def _start_node(args: list[str], temp_dir: Path) -> subprocess.Popen:
-    log = open(temp_dir / "ray-start.log", "w")
-    return subprocess.Popen([str(BIN / "ray"), "start", "--block", "--temp-dir", str(temp_dir), *args, *node_ports()],
-                            env=ray_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+def _start_node(ip: str, args: list[str], temp_dir: Path) -> Node:
+    log, agent_port = open(temp_dir / "ray-start.log", "w"), free_port()
+    process = subprocess.Popen(
+        [str(BIN / "ray"), "start", "--block", "--temp-dir", str(temp_dir), *args, *node_ports(agent_port)],
+        env=ray_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    return Node(ip, process, temp_dir, agent_port)
 
 
 def _stop(process: subprocess.Popen, grace: float = 30.0) -> None:
@@ -209,12 +222,16 @@ def loopback_cluster(workers: int = 1, head_cpus: int = 1, worker_gpus: int = 1)
     cluster = LoopbackCluster(f"http://127.0.0.1:{dashboard}", f"{HEAD_IP}:{gcs}")
     try:
         head_dir = Path(tempfile.mkdtemp(prefix="roft-ray-head-", dir="/tmp"))
-        head = cluster.nodes[HEAD_IP] = Node(HEAD_IP, _start_node(
-            ["--head", "--node-ip-address", HEAD_IP, "--port", str(gcs), "--dashboard-host", "127.0.0.1",
-             "--dashboard-port", str(dashboard), "--ray-client-server-port", str(free_port()),
-             "--num-cpus", str(head_cpus), "--num-gpus", "0", "--resources", json.dumps({"roft_head": 1})], head_dir),
-            head_dir)
+        head = cluster.nodes[HEAD_IP] = _start_node(HEAD_IP, [
+            "--head", "--node-ip-address", HEAD_IP, "--port", str(gcs), "--dashboard-host", "127.0.0.1",
+            "--dashboard-port", str(dashboard), "--ray-client-server-port", str(free_port()),
+            "--num-cpus", str(head_cpus), "--num-gpus", "0", "--resources", json.dumps({"roft_head": 1})], head_dir)
         _wait(lambda: len(cluster.alive_nodes()) == 1, "the head's start", [head])
+        # The Jobs API hands a submission to the head's dashboard agent, and refuses it ("No available agent
+        # to submit job") when the agent has not started within 10 s: on a busy machine it can start later
+        # than the node is listed alive. It registers as soon as its HTTP server listens.
+        _wait(lambda: listening(HEAD_IP, head.agent_port), "the head's dashboard agent's start", [head], 300.0)
+        time.sleep(1.0)  # its registration follows the listening at once
         head.joined_at = time.time()
         for i in range(workers):
             cluster.join(f"127.0.0.{3 + i}", num_cpus=1, num_gpus=worker_gpus, resources={"roft_worker": 1})
