@@ -28,7 +28,9 @@ from orchestrator.cli import main
 from orchestrator.store.results import ResultStore
 from tests.integration.cluster import WORKER_IP, kill_group, loopback_cluster
 
-pytestmark = [pytest.mark.slow, pytest.mark.data, pytest.mark.cluster]
+# Two sweeps on one loopback cluster: 7.5 minutes measured on 2 cores busy with other work. Each sweep
+# has 15 minutes (job.wait below) before it counts as hung, the drill 25 in all.
+pytestmark = [pytest.mark.slow, pytest.mark.data, pytest.mark.cluster, pytest.mark.timeout(1500)]
 
 GROUPS, SIZE = 16, 2
 
