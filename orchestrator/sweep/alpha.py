@@ -9,9 +9,11 @@ same sweep path as ``roft sweep`` (Ray Tune, local or ``--address``). Raising ``
 makes new search trials that continue the same studies (see :mod:`trainables.methods.alpha_search`).
 
 What ``roft alpha`` was asked for (:class:`AlphaRequest`) is saved as its sweep's spec
-(``specs/alpha.yaml``, under an ``alpha_search:`` key), so that ``roft status`` plans it again and
-counts its queue: the search trials of every matching Full-FT checkpoint in the store that have
-no row yet (Full-FT trials that landed since count too: rerunning ``roft alpha`` runs them).
+(``specs/alpha.yaml``, under an ``alpha_search:`` key: every distinct request made on the store, so
+that searches run in slices, one ``--task`` or ``--seed`` at a time, add up), and ``roft status``
+plans them again and counts their queue: the search trials of every matching Full-FT checkpoint in
+the store that have no row yet (Full-FT trials that landed since count too: rerunning ``roft alpha``
+runs them).
 Planning it reads the store's Full-FT rows (on object storage, every row until ``roft store compact``).
 """
 
@@ -54,9 +56,9 @@ class AlphaRequest:
     def points(self) -> list[tuple[str, dict[str, Any]]]:
         return search_points(self.methods, self.groups, self.n_trials, self.search_seed, *self.alpha_range)
 
-    def to_yaml(self) -> str:
-        """The saved spec: ``alpha_search:`` and the request, in the store's ``specs/alpha.yaml``."""
-        body = {
+    def to_body(self) -> dict[str, Any]:
+        """The request as saved in the store's ``specs/alpha.yaml`` (:func:`requests_yaml`)."""
+        return {
             "methods": list(self.methods),
             "groups": list(self.groups),
             "n_trials": self.n_trials,
@@ -65,22 +67,16 @@ class AlphaRequest:
             "filters": {k: list(v) for k, v in self.filters.items()},
             "cpus": self.cpus,
         }
-        return (
-            "# roft alpha: Optuna searches of interpolation alphas over the store's Full-FT checkpoints\n"
-            + yaml.safe_dump({"name": ALPHA_SWEEP, SPEC_KEY: body}, sort_keys=False)
-        )
 
     @classmethod
-    def from_spec(cls, raw: Any) -> AlphaRequest:
-        """The request of a saved spec (:meth:`to_yaml`); :class:`ValueError` naming what is wrong."""
-        body = raw.get(SPEC_KEY) if isinstance(raw, dict) else None
+    def from_body(cls, body: Any) -> AlphaRequest:
+        """A request as saved (:meth:`to_body`); :class:`ValueError` naming what is wrong."""
+        accepted = ", ".join(f.name for f in dataclasses.fields(cls))
         if not isinstance(body, dict):
-            raise ValueError(f"not an alpha search: no {SPEC_KEY!r} mapping")
+            raise ValueError(f"{SPEC_KEY}: {body!r} is not accepted; accepted: a mapping of {accepted}")
         unknown = sorted(set(body) - {f.name for f in dataclasses.fields(cls)})
         if unknown:
-            raise ValueError(
-                f"{SPEC_KEY}: unknown key(s) {unknown}; accepted: {', '.join(f.name for f in dataclasses.fields(cls))}"
-            )
+            raise ValueError(f"{SPEC_KEY}: unknown key(s) {unknown}; accepted: {accepted}")
         try:
             return cls(
                 **{
@@ -96,8 +92,25 @@ class AlphaRequest:
 
 
 def is_alpha_spec(raw: Any) -> bool:
-    """Whether a saved spec (parsed YAML) is ``roft alpha``'s (:meth:`AlphaRequest.to_yaml`)."""
+    """Whether a saved spec (parsed YAML) is ``roft alpha``'s (:func:`requests_yaml`)."""
     return isinstance(raw, dict) and SPEC_KEY in raw
+
+
+def requests_yaml(requests: Iterable[AlphaRequest]) -> str:
+    """The saved spec: ``alpha_search:`` and the list of requests, in the store's ``specs/alpha.yaml``."""
+    return (
+        "# roft alpha: Optuna searches of interpolation alphas over the store's Full-FT checkpoints\n"
+        + yaml.safe_dump({"name": ALPHA_SWEEP, SPEC_KEY: [request.to_body() for request in requests]}, sort_keys=False)
+    )
+
+
+def saved_requests(raw: Any) -> list[AlphaRequest]:
+    """The requests of a saved spec (parsed YAML; one mapping, as stores saved before the list, is one
+    request); :class:`ValueError` naming what is wrong."""
+    body = raw.get(SPEC_KEY) if isinstance(raw, dict) else None
+    if body is None:
+        raise ValueError(f"not an alpha search: no {SPEC_KEY!r} key")
+    return [AlphaRequest.from_body(one) for one in (body if isinstance(body, list) else [body])]
 
 
 def plan_alpha_request(store: ResultStore, request: AlphaRequest) -> SweepPlan:
@@ -108,8 +121,21 @@ def plan_alpha_request(store: ResultStore, request: AlphaRequest) -> SweepPlan:
 
 
 def save_alpha_request(store: ResultStore, request: AlphaRequest) -> None:
-    """Keep the request as the sweep's spec (``specs/alpha.yaml``), for ``roft status`` and reports."""
-    store.write_spec(ALPHA_SWEEP, request.to_yaml().encode())
+    """Add the request to the sweep's spec (``specs/alpha.yaml``: every distinct request made on the store),
+    for ``roft status`` and reports. A saved spec that cannot be read is replaced by this request alone."""
+    saved = dict(store.read_specs()).get(f"{ALPHA_SWEEP}.yaml")
+    try:
+        requests = saved_requests(yaml.safe_load(saved)) if saved is not None else []
+    except (ValueError, yaml.YAMLError):
+        requests = []
+    if request not in requests:
+        store.write_spec(ALPHA_SWEEP, requests_yaml([*requests, request]).encode())
+
+
+def saved_request_keys(store: ResultStore, raw: Any) -> set[str]:
+    """The keys of a saved spec's search trials (parsed YAML) against the store's Full-FT checkpoints now:
+    the union over its requests."""
+    return {trial.key() for request in saved_requests(raw) for trial in plan_alpha_request(store, request).trials}
 
 
 def search_points(

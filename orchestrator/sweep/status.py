@@ -27,7 +27,7 @@ import yaml
 
 from orchestrator.store.results import ResultStore
 from orchestrator.store.status import DEFAULT_STALE_AFTER_S, Marker, StoreState, read_store_state
-from orchestrator.sweep.alpha import ALPHA_SWEEP, AlphaRequest, is_alpha_spec, plan_alpha_request
+from orchestrator.sweep.alpha import ALPHA_SWEEP, is_alpha_spec, saved_request_keys
 from orchestrator.sweep.plan import plan_sweep
 from search_spaces.spec import parse_spec
 from trainables.core.data_root import DataRoot
@@ -112,11 +112,11 @@ def _planned_keys(
     text: str, source: str, state: StoreState, data_root: DataRoot, store: ResultStore
 ) -> tuple[str | None, set[str], str]:
     """(the spec's sweep name, its planned trial keys, "") or (None, set(), why it cannot be planned).
-    ``roft alpha``'s saved request is planned against the store's Full-FT checkpoints."""
+    ``roft alpha``'s saved requests are planned against the store's Full-FT checkpoints."""
     try:
         raw = yaml.safe_load(text)
         if is_alpha_spec(raw):
-            return ALPHA_SWEEP, {t.key() for t in plan_alpha_request(store, AlphaRequest.from_spec(raw)).trials}, ""
+            return ALPHA_SWEEP, saved_request_keys(store, raw), ""
         spec = parse_spec(raw, source)
         plan = plan_sweep(spec, _Known(state), data_root)  # type: ignore[arg-type]
     except Exception as exc:  # noqa: BLE001 - any reason is reported on the sweep's line

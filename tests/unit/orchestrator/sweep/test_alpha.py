@@ -114,10 +114,13 @@ def test_the_saved_request_reads_back_and_roft_status_counts_its_queue(tmp_path)
     request = AlphaRequest(methods=("wise-ft", "roft-mol"), groups=(1, 6), n_trials=20, search_seed=3,
                            alpha_range=(0.1, 0.9), filters={"seed": (0, 1)}, cpus=2.0)
     save_alpha_request(store, request)
+    save_alpha_request(store, request)  # the same request again: saved once
     [(name, text)] = store.read_specs()
     assert name == "alpha.yaml" and text.startswith("# roft alpha")
     import yaml
-    assert AlphaRequest.from_spec(yaml.safe_load(text)) == request
+
+    from orchestrator.sweep.alpha import saved_requests
+    assert saved_requests(yaml.safe_load(text)) == [request]
 
     plan = plan_alpha_request(store, request)
     store.write_trial(make_row(plan.trials[0].key(), sweep="alpha"))  # one search landed
@@ -128,6 +131,28 @@ def test_the_saved_request_reads_back_and_roft_status_counts_its_queue(tmp_path)
 
     commit(store, full_ft(2))  # a Full-FT trial landed since, outside the request's seeds: not queued
     assert next(s for s in sweep_status(store, DataRoot(None)).sweeps if s.name == "alpha").queued == 5
+
+
+def test_searches_run_in_slices_add_up_in_the_saved_spec(tmp_path):
+    """roft alpha --seed 0, then --seed 1: roft status counts both slices' searches, not the last one's; a spec
+    saved as one request (before the list) still reads, and the next request is added to it."""
+    import yaml
+
+    from orchestrator.sweep.alpha import ALPHA_SWEEP, AlphaRequest, requests_yaml, save_alpha_request, saved_requests
+    from orchestrator.sweep.status import sweep_status
+    from trainables.core.data_root import DataRoot
+
+    store = ResultStore(tmp_path)
+    for seed in (0, 1, 2):
+        commit(store, full_ft(seed))
+    slices = [AlphaRequest(methods=("wise-ft",), n_trials=20, filters={"seed": (seed,)}) for seed in (0, 1)]
+    store.write_spec(ALPHA_SWEEP, yaml.safe_dump({"name": "alpha", "alpha_search": slices[0].to_body()}).encode())
+    assert saved_requests(yaml.safe_load(dict(store.read_specs())["alpha.yaml"])) == slices[:1]
+    save_alpha_request(store, slices[1])
+    assert saved_requests(yaml.safe_load(dict(store.read_specs())["alpha.yaml"])) == slices
+    alpha = next(s for s in sweep_status(store, DataRoot(None)).sweeps if s.name == "alpha")
+    assert (alpha.planned, alpha.queued, alpha.plan_error) == (2, 2, "")  # seeds 0 and 1, not seed 2
+    assert requests_yaml(slices).count("- methods:") == 2
 
 
 def test_a_saved_request_with_an_unknown_key_is_reported_on_its_sweep_line(tmp_path):
