@@ -11,7 +11,8 @@ favours the claim) and the share of pairs that favour it.
 A claim is *supported* when its test is significant in its direction, *contradicted* when it is
 significant the other way, *inconclusive* otherwise (or when the store lacks what it needs, said
 as such). "Matches or beats" (claim a) counts as supported unless the method is significantly worse
-(no test shows equality; the verdict then says "not worse").
+(no test shows equality; the verdict then says "not worse"). A claim significant for itself in one
+comparison and against itself in another is *contradicted*, and its evidence says it is mixed.
 
 * (a) RoFt-Mol matches or beats WiSE-FT and Full FT, on classification and on regression.
 * (b) The weight-based methods (WiSE-FT, L2-SP, RoFt-Mol) rank above the representation-based and
@@ -130,6 +131,13 @@ def _pairs(runs: pd.DataFrame, left: pd.Series, right: pd.Series, on: list[str])
     return (joined["a"] - joined["b"]).to_numpy()
 
 
+def _mixed(directions: list[str]) -> str:
+    """A note for a claim whose comparisons are significant both ways (its verdict is then *contradicted*)."""
+    if "for" in directions and "against" in directions:
+        return " Mixed: significant for the claim in some comparisons and against it in others."
+    return ""
+
+
 def _verdict_of(directions: list[str]) -> str:
     if "against" in directions:
         return "contradicted"
@@ -158,7 +166,7 @@ def claim_a(runs: pd.DataFrame) -> Verdict:
             if verdict == "supported" and not all(d == "for" for d in directions)
             else ""
         )
-        evidence = "; ".join(parts) + "." + qualifier
+        evidence = "; ".join(parts) + "." + qualifier + _mixed(directions)
     return Verdict("a", statement, verdict, evidence)
 
 
@@ -198,11 +206,11 @@ def claim_b(runs: pd.DataFrame) -> Verdict:
             f"; rank advantage on {SELF_SUPERVISED} {ss:+.2f} vs {SUPERVISED} {sup:+.2f} (Mann-Whitney p = {more:.3g})"
         )
         second = "none" if not more < ALPHA else ("for" if ss > sup else "against")
-        verdict = _verdict_of([overall.direction(), second])
+        directions = [overall.direction(), second]
     else:
-        verdict = _verdict_of([overall.direction(), "none"])
+        directions = [overall.direction(), "none"]
         evidence += "; the store lacks one of the two backbones, so 'more so' is untested"
-    return Verdict("b", statement, verdict, evidence + ".")
+    return Verdict("b", statement, _verdict_of(directions), evidence + "." + _mixed(directions))
 
 
 def claim_c(runs: pd.DataFrame) -> Verdict:
@@ -216,7 +224,7 @@ def claim_c(runs: pd.DataFrame) -> Verdict:
         directions.append(test.direction() if test.n else "missing")
         parts.append(f"{kind}, every method: {test.words(unit)}")
     verdict = "inconclusive" if "missing" in directions else _verdict_of(directions)
-    return Verdict("c", statement, verdict, "; ".join(parts) + ".")
+    return Verdict("c", statement, verdict, "; ".join(parts) + "." + _mixed(directions))
 
 
 def claim_d(runs: pd.DataFrame) -> Verdict:
@@ -239,7 +247,7 @@ def claim_d(runs: pd.DataFrame) -> Verdict:
             directions.append(test.direction() if test.n else "missing")
             parts.append(f"{backbone} vs scratch, {kind}: {test.words(unit)}")
     verdict = "inconclusive" if "missing" in directions else _verdict_of(directions)
-    return Verdict("d", statement, verdict, "; ".join(parts) + ".")
+    return Verdict("d", statement, verdict, "; ".join(parts) + "." + _mixed(directions))
 
 
 def check_claims(trials: pd.DataFrame) -> list[Verdict]:

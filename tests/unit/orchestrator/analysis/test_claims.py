@@ -58,6 +58,15 @@ def test_every_claim_contradicted_when_the_numbers_say_the_opposite():
     assert verdicts(frame) == {"a": "contradicted", "b": "contradicted", "c": "contradicted", "d": "contradicted"}
 
 
+def test_a_claim_significant_both_ways_is_contradicted_and_says_it_is_mixed():
+    # scratch between the two checkpoints: the supervised one beats it, the self-supervised one loses to it
+    frame = trials(scratch_penalty=-1.5)
+    (d,) = [v for v in check_claims(frame) if v.claim == "d"]
+    assert d.verdict == "contradicted"
+    assert "Mixed: significant for the claim in some comparisons and against it in others." in d.evidence
+    assert all("Mixed" not in v.evidence for v in check_claims(trials()))
+
+
 def test_noise_alone_is_inconclusive():
     flat = {m: 0.0 for m in QUALITY}
     frame = trials(quality=flat, backbone_effect={"hu-gcn-supervised": 0.0, "hu-gcn-contextpred": 0.0},
