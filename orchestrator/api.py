@@ -124,13 +124,21 @@ def table(
     ``cols``) and the caption; :func:`orchestrator.analysis.tables.render_frame` prints it as
     markdown, LaTeX, CSV or HTML. ``frame.pivot(index=list(frame.attrs["rows"]),
     columns=list(frame.attrs["cols"]), values="mean")`` is the grid of means.
+
+    ``select="gap"``: instead, per cell, how much better choosing by test makes the cell look than
+    choosing by validation (:func:`orchestrator.analysis.optimism.gap_table`, printed by
+    :func:`orchestrator.analysis.optimism.render_gap`; no anchors).
     """
     from orchestrator.analysis import anchors as published
-    from orchestrator.analysis import tables
+    from orchestrator.analysis import optimism, tables
 
     opened = open_store(store)
     columns = [*tables.COLUMNS, *published.TRIAL_COLUMNS] if anchors else tables.COLUMNS
     trials = tables.load_trials(opened, _where(where), columns)
+    if select == optimism.GAP:
+        if anchors:
+            raise ValueError("anchors=True is not accepted with select='gap'; accepted: select='val' or 'test'")
+        return optimism.gap_table(trials, _dims(rows), _dims(cols), ddof)
     selected = tables.select(trials, select, ddof)
     values, caption = None, ""
     if anchors:

@@ -16,7 +16,7 @@ well under a second.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -302,17 +302,26 @@ def _published_text(record, scale: float) -> str:
     )
 
 
-def render_frame(frame: pd.DataFrame, fmt: str = "markdown", show_point: bool = True) -> str:
+def render_frame(
+    frame: pd.DataFrame,
+    fmt: str = "markdown",
+    show_point: bool = True,
+    cell_text: Callable[[dict, float], str] | None = None,
+) -> str:
     """The table of :func:`table_frame` in ``fmt`` (markdown, latex, csv, html), with its caption.
 
     Every number printed comes from ``frame``: the cells, their bold mark, the published numbers
     beside them; csv prints the frame's :data:`CSV_COLUMNS` (and the published columns when the
-    frame has them).
+    frame has them), or the columns its ``attrs["csv_columns"]`` names. ``cell_text(record, scale)``
+    writes a cell instead of the mean ± std (``scale``: 100 for ROC-AUC, printed in %, else 1).
     """
     if fmt not in FORMATS:
         raise ValueError(f"format {fmt!r} is not accepted; accepted: {', '.join(FORMATS)}")
     if fmt == "csv":
-        return frame[CSV_COLUMNS + (PUBLISHED_COLUMNS if frame.attrs.get("published") else [])].to_csv(index=False)
+        csv_columns = frame.attrs.get("csv_columns") or CSV_COLUMNS + (
+            PUBLISHED_COLUMNS if frame.attrs.get("published") else []
+        )
+        return frame[csv_columns].to_csv(index=False)
     if frame.empty:
         return "(no finished trials match)"
     row_names, column_names = tuple(frame.attrs["rows"]), tuple(frame.attrs["cols"])
@@ -329,6 +338,9 @@ def render_frame(frame: pd.DataFrame, fmt: str = "markdown", show_point: bool = 
                 texts.append(("—", False))
                 continue
             scale = 100.0 if record["metric"] == "roc_auc" else 1.0
+            if cell_text is not None:
+                texts.append((cell_text(record, scale), bool(record["best"])))
+                continue
             note = _published_text(record, scale)
             texts.append((_cell_text(record, scale, show_point) + (f"; {note}" if note else ""), bool(record["best"])))
         body.append((" / ".join(map(str, row)), texts))

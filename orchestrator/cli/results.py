@@ -18,6 +18,7 @@ from orchestrator.cli.watch import add_watch, repeat, stopped
 
 
 def register(sub) -> None:
+    from orchestrator.analysis.optimism import GAP
     from orchestrator.analysis.tables import CELL, FORMATS, SELECTIONS
 
     dimensions = ", ".join(CELL)
@@ -30,7 +31,12 @@ def register(sub) -> None:
     table.add_argument(
         "--cols", default="task", help=f"comma-separated column dimensions, of: {dimensions} (default: task)"
     )
-    table.add_argument("--select", default="val", choices=list(SELECTIONS), help=SELECT_HELP)
+    table.add_argument(
+        "--select",
+        default="val",
+        choices=[*SELECTIONS, GAP],
+        help=SELECT_HELP + "; gap: instead, per cell, how much better choosing by test makes it look",
+    )
     table.add_argument("--ddof", type=int, default=0, choices=[0, 1], help=DDOF_HELP)
     table.add_argument("--format", default="markdown", choices=list(FORMATS), help="output format (default markdown)")
     table.add_argument(
@@ -94,6 +100,7 @@ def register(sub) -> None:
 def print_table(args) -> int:
     """``roft table``: :func:`orchestrator.api.table`'s frame, rendered (``--all-points``: every grid point)."""
     from orchestrator import api
+    from orchestrator.analysis.optimism import GAP, render_gap
     from orchestrator.analysis.summary import store_table
     from orchestrator.analysis.tables import parse_where, render_frame
 
@@ -110,7 +117,7 @@ def print_table(args) -> int:
         anchors=args.anchors,
         ddof=args.ddof,
     )
-    print(render_frame(frame, args.format))
+    print(render_gap(frame, args.format) if args.select == GAP else render_frame(frame, args.format))
     return 0
 
 
