@@ -57,10 +57,16 @@ def wait_for(predicate, timeout: float, what: str):
     return value
 
 
+def _sigint_as_at_a_terminal() -> None:
+    # a suite started in the background (`make test &`) ignores SIGINT, and Python then never turns
+    # Ctrl-C into KeyboardInterrupt in its children: give the watch the default a terminal gives
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_watch(store: ResultStore, out: Path) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "orchestrator", "report", "--store", str(store.root), "--out",
                              str(out), "--watch", "1"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, preexec_fn=_sigint_as_at_a_terminal)
 
 
 def covered(page: Path) -> int | None:
