@@ -84,7 +84,9 @@ def load_trials(
 class Selected:
     """Per cell: the chosen grid point and its test metric over seeds."""
 
-    frame: pd.DataFrame  # CELL + metric, method_label, mean, std, seeds, val_mean, points (grid points considered)
+    # CELL + metric, method_label, mean, std, seeds, val_mean, points (grid points considered), uneven_seeds
+    # (whether those points have different seed counts so far: the choice compared means over different seeds)
+    frame: pd.DataFrame
     selection: str
     ddof: int
 
@@ -117,7 +119,7 @@ def select(trials: pd.DataFrame, selection: str = "val", ddof: int = 0) -> Selec
         raise ValueError(f"selection {selection!r} is not accepted; accepted: {', '.join(SELECTIONS)}")
     if ddof not in (0, 1):
         raise ValueError(f"ddof={ddof} is not accepted; accepted: 0 (population) or 1 (sample)")
-    columns = [*CELL, "metric", "method_label", "mean", "std", "seeds", "val_mean", "points"]
+    columns = [*CELL, "metric", "method_label", "mean", "std", "seeds", "val_mean", "points", "uneven_seeds"]
     if trials.empty:
         return Selected(pd.DataFrame(columns=columns), selection, ddof)
     per_point = seed_summary(trials, [*CELL, "metric", "method_label"], ddof)
@@ -125,6 +127,8 @@ def select(trials: pd.DataFrame, selection: str = "val", ddof: int = 0) -> Selec
     sign = per_point["metric"].map(lambda m: 1.0 if HIGHER_IS_BETTER[m] else -1.0)
     per_point["_key"] = (score * sign).fillna(-np.inf)
     per_point["points"] = per_point.groupby([*CELL])["method_label"].transform("count")
+    # a sweep mid-run: the cell's points have different seed counts, so the choice compared unequal means
+    per_point["uneven_seeds"] = per_point.groupby([*CELL])["seeds"].transform("nunique") > 1
     chosen = per_point.sort_values([*CELL, "_key", "method_label"], ascending=[True] * len(CELL) + [False, True])
     chosen = chosen.drop_duplicates(list(CELL), keep="first").drop(columns="_key")
     return Selected(chosen[columns].reset_index(drop=True), selection, ddof)
@@ -207,6 +211,11 @@ def caption(selected: Selected, added_rows: Sequence[str] = (), marked: bool = T
         f"n = seeds; {protocol}. ROC-AUC in %, higher is better; RMSE, lower is better; {best}; "
         "— marks a missing cell."
     )
+    if selected.frame.get("uneven_seeds", pd.Series(dtype=bool)).eq(True).any():
+        text += (
+            " † marks a cell whose grid points have different seed counts so far (a sweep mid-run): its choice "
+            "compared means over different seeds."
+        )
     if added_rows:
         names = ", ".join(added_rows)
         text += (
@@ -284,7 +293,9 @@ def _order(names: Sequence[str], values: tuple) -> tuple:
 def _cell_text(record, scale: float, show_point: bool) -> str:
     std = "n/a" if pd.isna(record["std"]) else f"{record['std'] * scale:.2f}"
     text = f"{record['mean'] * scale:.2f} ± {std} (n={record['seeds']})"
-    return text + (f" [{record['method_label']}]" if show_point and record["points"] > 1 else "")
+    text += f" [{record['method_label']}]" if show_point and record["points"] > 1 else ""
+    uneven = record.get("uneven_seeds")
+    return text + (" †" if isinstance(uneven, (bool, np.bool_)) and uneven else "")
 
 
 def _published_text(record, scale: float) -> str:

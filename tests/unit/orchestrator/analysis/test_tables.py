@@ -120,3 +120,14 @@ def test_latex_escape_lets_no_control_sequence_through():
     escaped = _latex_escape(r"\input{/etc/passwd} $x^2$ ~ & % # _ \write18{touch x}")
     assert "\\input{" not in escaped and "\\write18{" not in escaped
     assert escaped.count("\\textbackslash{}") == 2 and "\\{" in escaped and "\\$" in escaped
+
+
+def test_a_cell_whose_points_have_different_seed_counts_is_marked(store):
+    # l2-sp on bbbp: d=0.1 has seeds 0, 1; a third seed of d=0.01 lands first (a sweep mid-run)
+    store.write_trial(make_row("late", method="l2-sp", method_label="l2-sp[d=0.01]", task="bbbp", metric="roc_auc",
+                               seed=2, val_metric=0.7, test_metric=0.8))
+    table = render(select(load_trials(store), "val"))
+    lines = {line.split(" | ")[0].strip("| "): line for line in table.splitlines() if line.startswith("| ")}
+    assert "[l2-sp[d=0.1]] †" in lines["l2-sp"] and "†" not in lines["full-ft"]
+    assert "† marks a cell whose grid points have different seed counts so far" in table
+    assert "†" not in render(select(load_trials(ResultStore(store.root)).query("trial_key != 'late'"), "val"))
