@@ -19,10 +19,11 @@
     roft bench throughput               trials per hour: reference loop vs roft unfused vs roft fused
     roft bench plan [--spec S]          planning a large grid and diffing it against a full store
     roft alpha                          Optuna searches of WiSE-FT / RoFt-Mol alphas over stored FT checkpoints
+    roft page refresh|check FILE...     Markdown pages quoting roft's output: rewrite the quotes, or check them
     roft --version                      the installed version and the code's commit
 
 Each sub-command's parser sits beside its handler in one module per command group (``data``,
-``sweep``, ``submit``, ``pretrain``, ``results``, ``store``, ``status``, ``bench``); each module's ``register(subparsers)``
+``sweep``, ``submit``, ``pretrain``, ``results``, ``store``, ``status``, ``bench``, ``page``); each module's ``register(subparsers)``
 adds its parsers with ``set_defaults(handler=...)``, and :func:`main` calls the handler.
 """
 
@@ -32,11 +33,11 @@ import argparse
 import os
 import sys
 
-from orchestrator.cli import bench, data, pretrain, results, status, store, submit, sweep
+from orchestrator.cli import bench, data, page, pretrain, results, status, store, submit, sweep
 from orchestrator.cli.common import missing_module_message
 from trainables.core.registry import UnknownNameError
 
-COMMAND_GROUPS = (data, sweep, submit, pretrain, results, store, status, bench)
+COMMAND_GROUPS = (data, sweep, submit, pretrain, results, store, status, bench, page)
 # one line `roft: error: ...`, exit 2 (an unknown task, backbone or method name included)
 ERRORS = (ValueError, FileNotFoundError, FileExistsError, RuntimeError, UnknownNameError)
 SIGPIPE_EXIT = 128 + 13  # as a shell reports a process killed by SIGPIPE
