@@ -11,7 +11,9 @@ favours the claim) and the share of pairs that favour it.
 A claim is *supported* when its test is significant in its direction, *contradicted* when it is
 significant the other way, *inconclusive* otherwise (or when the store lacks what it needs, said
 as such). "Matches or beats" (claim a) counts as supported unless the method is significantly worse
-(no test shows equality; the verdict then says "not worse"). A claim significant for itself in one
+(no test shows equality; the verdict then says "not worse"), and only where every comparison has
+enough pairs for its test to be significant at all (6 for a two-sided exact signed-rank test at
+0.05): with fewer, "not worse" would hold whatever the numbers, so the claim is inconclusive. A claim significant for itself in one
 comparison and against itself in another is *contradicted*, and its evidence says it is mixed.
 
 * (a) RoFt-Mol matches or beats WiSE-FT and Full FT, on classification and on regression.
@@ -37,6 +39,9 @@ from orchestrator.analysis.tables import select
 from trainables.data.tasks import HIGHER_IS_BETTER
 
 ALPHA = 0.05
+# The fewest pairs with which a two-sided exact signed-rank test can reach p < ALPHA (its smallest p is
+# 2 / 2^n: 0.0625 for 5 pairs, 0.031 for 6); a comparison with fewer could never be significant either way.
+MIN_DECIDING_PAIRS = next(n for n in range(1, 64) if 2.0 / 2**n < ALPHA)
 WEIGHT = ("wise-ft", "l2-sp", "roft-mol")
 OTHERS = ("feature-map", "bss", "lp", "surgical-ft", "lp-ft")
 SELF_SUPERVISED, SUPERVISED = "hu-gcn-contextpred", "hu-gcn-supervised"
@@ -91,6 +96,10 @@ class Paired:
         if self.n == 0 or not self.p < ALPHA:
             return "none"
         return "for" if self.mean > 0 else "against"
+
+    def can_decide(self) -> bool:
+        """Whether there are enough pairs for the test to be significant at all (:data:`MIN_DECIDING_PAIRS`)."""
+        return self.n >= MIN_DECIDING_PAIRS
 
     def words(self, unit: str) -> str:
         if self.n == 0:
@@ -154,11 +163,15 @@ def claim_a(runs: pd.DataFrame) -> Verdict:
         of_kind = runs[runs["kind"] == kind]
         for other in ("wise-ft", "full-ft"):
             test = paired(_pairs(of_kind, of_kind["method"] == "roft-mol", of_kind["method"] == other, key))
-            directions.append(test.direction() if test.n else "missing")
+            # "not worse" needs a test that could have said "worse": too few pairs decide nothing
+            directions.append(test.direction() if test.can_decide() else "missing")
             parts.append(f"{kind}, vs {other}: {test.words(unit)}")
     if "missing" in directions:
         verdict = "inconclusive"
-        evidence = "the store lacks RoFt-Mol, WiSE-FT or Full-FT runs of a kind. " + "; ".join(parts) + "."
+        evidence = (
+            f"a comparison has fewer than {MIN_DECIDING_PAIRS} paired runs (the fewest with which its test can "
+            "reach p < 0.05), so 'not worse' is untested. " + "; ".join(parts) + "."
+        )
     else:
         verdict = "contradicted" if "against" in directions else "supported"
         qualifier = (

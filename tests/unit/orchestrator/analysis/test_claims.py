@@ -80,8 +80,20 @@ def test_missing_methods_make_a_claim_inconclusive_and_say_why():
     frame = trials(methods=("full-ft", "lp"))
     lines = claims_text(frame).splitlines()
     assert lines[0].startswith("(a) RoFt-Mol matches or beats") and "**inconclusive**" in lines[0]
-    assert "lacks" in lines[0] and "lacks blocks holding all eight methods" in lines[1]
+    assert "fewer than 6 paired runs" in lines[0] and "lacks blocks holding all eight methods" in lines[1]
     assert verdicts(frame)["d"] == "supported"
+
+
+def test_matching_is_not_claimed_from_too_few_pairs_to_test():
+    # RoFt-Mol far worse on regression, but with 4 pairs per comparison no test can say so (smallest p 0.125)
+    frame = trials()
+    regression = frame["task"].isin(REGRESSION) & (frame["method"] == "roft-mol")
+    frame.loc[regression, ["val_metric", "test_metric"]] += 5.0  # RMSE: much worse
+    few = frame[~frame["task"].isin(REGRESSION) | ((frame["task"] == "esol") & (frame["seed"] < 2))]
+    (a,) = [v for v in check_claims(few) if v.claim == "a"]
+    assert a.verdict == "inconclusive" and "fewer than 6 paired runs" in a.evidence
+    (a,) = [v for v in check_claims(frame) if v.claim == "a"]  # 20 pairs: the test says worse
+    assert a.verdict == "contradicted"
 
 
 def test_a_missing_column_is_a_one_line_error():
