@@ -40,8 +40,9 @@ def quoted_outputs(text: str) -> list[tuple[str, str]]:
 
 def command_output(command: str) -> str:
     """What ``command`` (``roft ARGS``) prints, run in this process; :class:`ValueError` when it fails."""
-    from orchestrator.cli import main
+    import importlib
 
+    main = importlib.import_module("orchestrator.cli").main  # the package that registers this module, at run time
     argv = shlex.split(command)[1:]
     if argv[:1] == ["page"]:
         raise ValueError(f"a page quotes {command!r}; accepted: any roft command but roft page")
