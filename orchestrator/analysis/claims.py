@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from orchestrator.analysis.tables import select
+from orchestrator.analysis.tables import direction_sign, select
 from trainables.data.tasks import HIGHER_IS_BETTER
 
 ALPHA = 0.05
@@ -126,7 +126,7 @@ def oriented_runs(trials: pd.DataFrame) -> pd.DataFrame:
     trials = trials[trials["test_metric"].notna()]
     chosen = select(trials, "val").frame[["backbone", "method", "task", "split", "label_setting", "method_label"]]
     runs = trials.merge(chosen, on=list(chosen.columns), how="inner")
-    sign = runs["metric"].map(lambda m: (1.0 if HIGHER_IS_BETTER[m] else -1.0) * UNITS.get(m, 1.0))
+    sign = direction_sign(runs["metric"]) * runs["metric"].map(lambda m: UNITS.get(m, 1.0))
     return runs.assign(
         score=runs["test_metric"] * sign,
         kind=runs["metric"].map(lambda m: "classification" if HIGHER_IS_BETTER[m] else "regression"),

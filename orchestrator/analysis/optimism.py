@@ -23,7 +23,6 @@ import numpy as np
 import pandas as pd
 
 from orchestrator.analysis import tables
-from trainables.data.tasks import HIGHER_IS_BETTER
 
 GAP = "gap"  # the selection name of this table (``roft table --select gap``)
 GAP_COLUMNS = [
@@ -52,8 +51,7 @@ def selection_gap(trials: pd.DataFrame, ddof: int = 0) -> pd.DataFrame:
     merged = by_val[[*tables.CELL, "metric", *keep, "points"]].merge(
         by_test[[*tables.CELL, *keep]], on=list(tables.CELL), suffixes=("_val", "_test")
     )
-    sign = merged["metric"].map(lambda metric: 1.0 if HIGHER_IS_BETTER[metric] else -1.0)
-    gap = sign * (merged["mean_test"] - merged["mean_val"])
+    gap = tables.direction_sign(merged["metric"]) * (merged["mean_test"] - merged["mean_val"])
     frame = pd.DataFrame(
         {
             **{dim: merged[dim] for dim in tables.CELL},

@@ -91,6 +91,12 @@ class Selected:
     ddof: int
 
 
+def direction_sign(metrics: pd.Series) -> pd.Series:
+    """+1 for each metric where higher is better (ROC-AUC), -1 where lower is (RMSE): ``sign * value`` orders
+    values best-last for every metric."""
+    return metrics.map(lambda metric: 1.0 if HIGHER_IS_BETTER[metric] else -1.0)
+
+
 def seed_summary(trials: pd.DataFrame, by: Sequence[str], ddof: int = 0) -> pd.DataFrame:
     """Mean and std over seeds of the test metric, per group of ``by``: one row per group with
     ``mean``, ``std`` (``ddof`` degrees of freedom; NaN when a group has ``<= ddof`` seeds),
@@ -124,8 +130,7 @@ def select(trials: pd.DataFrame, selection: str = "val", ddof: int = 0) -> Selec
         return Selected(pd.DataFrame(columns=columns), selection, ddof)
     per_point = seed_summary(trials, [*CELL, "metric", "method_label"], ddof)
     score = per_point["val_mean" if selection == "val" else "mean"]
-    sign = per_point["metric"].map(lambda m: 1.0 if HIGHER_IS_BETTER[m] else -1.0)
-    per_point["_key"] = (score * sign).fillna(-np.inf)
+    per_point["_key"] = (score * direction_sign(per_point["metric"])).fillna(-np.inf)
     per_point["points"] = per_point.groupby([*CELL])["method_label"].transform("count")
     # a sweep mid-run: the cell's points have different seed counts, so the choice compared unequal means
     per_point["uneven_seeds"] = per_point.groupby([*CELL])["seeds"].transform("nunique") > 1

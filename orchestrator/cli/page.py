@@ -19,6 +19,8 @@ import shlex
 from contextlib import redirect_stdout
 from pathlib import Path
 
+from trainables.data.sources import atomic_write
+
 QUOTE = re.compile(r"(<!-- output of: (roft [^\n]*?) -->\n)(.*?)(<!-- end of output -->)", re.S)
 
 
@@ -78,9 +80,7 @@ def refresh_pages(args) -> int:
 
         new = QUOTE.sub(fresh, text)
         if new != text:
-            temporary = Path(file).with_name(f".{Path(file).name}.refresh")
-            temporary.write_text(new)
-            temporary.replace(file)
+            atomic_write(Path(file), lambda fh: fh.write(new.encode()))
         print(f"{file}: {len(quoted_outputs(text))} quoted outputs, {changed} refreshed")
     return 0
 
