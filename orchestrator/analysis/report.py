@@ -179,7 +179,7 @@ def build_report(
     names = backbone_names(trials)
     figures = _Figures(out)
     parts = [
-        f"<h1>roft report: {html.escape(store.location)}</h1>",
+        f"<h1>roft report: {html.escape(shown_store(store))}</h1>",
         _made(store, trials, selection, ddof, refresh_s),
         _dirty_warning(trials),
         "<h2>Tables</h2>",
@@ -321,6 +321,17 @@ def build_report(
     return page
 
 
+def shown_store(store: ResultStore) -> str:
+    """The store as the page's heading names it: a local store inside the current folder by its relative
+    path (a report committed beside its store names no machine's folders), any other by its location."""
+    if store.remote:
+        return store.location
+    try:
+        return Path(store.location).relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return store.location
+
+
 def waiting_page(store: ResultStore, out: Path, refresh_s: float) -> Path:
     """``out/index.html`` for a store without finished trials yet (``roft report --watch`` before the first
     row lands): it says so, and reloads itself every ``refresh_s`` seconds."""
@@ -328,7 +339,7 @@ def waiting_page(store: ResultStore, out: Path, refresh_s: float) -> Path:
     text = (
         "<!DOCTYPE html><html><head><meta charset='utf-8'>"
         f"<meta http-equiv='refresh' content='{refresh_s:g}'><title>roft report</title><style>{STYLE}</style>"
-        f"</head><body><h1>roft report: {html.escape(store.location)}</h1><p class='made'>Made "
+        f"</head><body><h1>roft report: {html.escape(shown_store(store))}</h1><p class='made'>Made "
         f"<b>{datetime.now(timezone.utc):%Y-%m-%d %H:%M:%S} UTC</b> from <b>0 finished trials</b>: no trial has "
         f"landed in the store yet. This page reloads itself every {refresh_s:g} s while "
         "<code>roft report --watch</code> waits for the first rows.</p></body></html>"

@@ -3,7 +3,7 @@ import subprocess
 
 import pytest
 
-from orchestrator.analysis.report import build_report
+from orchestrator.analysis.report import build_report, shown_store
 from orchestrator.bench.stores import write_synthetic_store
 from orchestrator.store.results import ResultStore
 
@@ -45,8 +45,9 @@ def test_the_page_renders_in_headless_chromium(report, tmp_path):
     command = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1280,2400"]
     subprocess.run([*command, f"--screenshot={shot}", report.as_uri()], check=True, capture_output=True, timeout=120)
     assert shot.stat().st_size > 20_000  # a rendered page, not a blank one
-    dom = subprocess.run([*command, "--dump-dom", report.as_uri()], check=True, capture_output=True, text=True,
-                         timeout=120).stdout
+    dom = subprocess.run(
+        [*command, "--dump-dom", report.as_uri()], check=True, capture_output=True, text=True, timeout=120
+    ).stdout
     assert "roft report" in dom and "<table" in dom and "figures/critical_difference.png" in dom
 
 
@@ -92,3 +93,15 @@ def test_the_significance_table_gives_mean_diff_in_the_tables_units(alpha_search
     text = build_report(alpha_search_store, tmp_path / "out").read_text()
     assert "<th>mean_diff (table units)</th>" in text and "<td>pp (ROC-AUC %)</td>" in text and "<td>4</td>" in text
     assert "percentage points for ROC-AUC" in text
+
+
+def test_the_heading_names_a_store_inside_the_working_folder_by_its_relative_path(tmp_path, monkeypatch):
+    inside = ResultStore(tmp_path / "docs" / "store")
+    monkeypatch.chdir(tmp_path)
+    assert shown_store(inside) == "docs/store"
+    monkeypatch.chdir(tmp_path / "..")
+    assert shown_store(inside) == f"{tmp_path.name}/docs/store"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert shown_store(inside) == str((tmp_path / "docs" / "store").resolve())
