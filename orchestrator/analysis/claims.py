@@ -16,6 +16,11 @@ enough pairs for its test to be significant at all (6 for a two-sided exact sign
 0.05): with fewer, "not worse" would hold whatever the numbers, so the claim is inconclusive. A claim significant for itself in one
 comparison and against itself in another is *contradicted*, and its evidence says it is mixed.
 
+The rule tests each comparison at 0.05 on its own, as written down before the runs. A claim of ``m``
+tests is therefore more likely than 0.05 to be decided by chance, so each verdict of several tests
+also says what it would read with Holm's step-down correction over its own tests (:func:`holm`): a
+reading beside the verdict, never the verdict.
+
 * (a) RoFt-Mol matches or beats WiSE-FT and Full FT, on classification and on regression.
 * (b) The weight-based methods (WiSE-FT, L2-SP, RoFt-Mol) rank above the representation-based and
   partial ones (Feature-map, BSS, LP, Surgical FT, LP-FT) with few labels, more so on the
@@ -91,11 +96,13 @@ class Paired:
     def favourable(self) -> float:
         return float(np.mean(self.differences > 0)) if self.n else float("nan")
 
+    def outcome(self, decidable: bool = True) -> Outcome:
+        """This test as one of a claim's outcomes (``decidable`` False: it counts as missing)."""
+        return Outcome(self.p, bool(self.mean > 0), decidable)
+
     def direction(self) -> str:
         """``for`` (significant, favours the claim), ``against`` (significant, the other way) or ``none``."""
-        if self.n == 0 or not self.p < ALPHA:
-            return "none"
-        return "for" if self.mean > 0 else "against"
+        return self.outcome(self.n > 0).direction().replace("missing", "none")
 
     def can_decide(self) -> bool:
         """Whether there are enough pairs for the test to be significant at all (:data:`MIN_DECIDING_PAIRS`)."""
@@ -108,6 +115,49 @@ class Paired:
             f"mean difference {self.mean:+.2f} {unit} over {self.n} paired runs, {100 * self.favourable:.0f}% "
             f"in favour, Wilcoxon p = {self.p:.3g}"
         )
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One test of a claim: its p-value, whether its effect favours the claim, and whether it could decide
+    at all (enough pairs, or any data)."""
+
+    p: float
+    favours: bool
+    decidable: bool = True
+
+    def direction(self, p: float | None = None) -> str:
+        """``for``, ``against``, ``none`` (not significant at ``p``, this test's own by default) or ``missing``."""
+        p = self.p if p is None else p
+        if not self.decidable:
+            return "missing"
+        if not p < ALPHA:
+            return "none"
+        return "for" if self.favours else "against"
+
+
+def holm(ps) -> list[float]:
+    """Holm's step-down adjusted p-values, in the order given: with ``p_(1) <= ... <= p_(m)`` sorted,
+    ``adjusted_(i) = min(1, max_{j <= i} (m - j + 1) p_(j))``; rejecting where ``adjusted < alpha`` keeps the
+    chance of any false rejection among the ``m`` tests at most ``alpha``."""
+    ps = [float(p) for p in ps]
+    adjusted = [1.0] * len(ps)
+    running = 0.0
+    for rank, index in enumerate(sorted(range(len(ps)), key=ps.__getitem__)):
+        running = max(running, min(1.0, (len(ps) - rank) * ps[index]))
+        adjusted[index] = running
+    return adjusted
+
+
+def holm_reading(outcomes: list[Outcome], decide, verdict: str) -> str:
+    """What the claim would read with Holm's correction over its own tests (``decide`` maps directions to a
+    verdict, as for the claim itself); empty for a claim of one test."""
+    if len(outcomes) < 2:
+        return ""
+    adjusted = holm([o.p for o in outcomes])
+    corrected = decide([o.direction(p) for o, p in zip(outcomes, adjusted)])
+    reads = "the same" if corrected == verdict else f"*{corrected}*"
+    return f" Holm-corrected over its {len(outcomes)} tests (a reading, not the rule): {reads}."
 
 
 def paired(differences) -> Paired:
@@ -155,32 +205,52 @@ def _verdict_of(directions: list[str]) -> str:
     return "inconclusive"
 
 
+def decide_a(directions: list[str]) -> str:
+    """Claim (a)'s verdict from its tests' directions: "matches or beats" holds unless a test says worse,
+    and only where every test could have said so (none ``missing``)."""
+    if "missing" in directions:
+        return "inconclusive"
+    return "contradicted" if "against" in directions else "supported"
+
+
+def _decide_all_present(directions: list[str]) -> str:
+    return "inconclusive" if "missing" in directions else _verdict_of(directions)
+
+
+def _decided(claim: str, statement: str, outcomes: list[Outcome], parts: list[str]) -> Verdict:
+    """The verdict of a claim whose every test must have data (claims c and d), with its evidence."""
+    directions = [o.direction() for o in outcomes]
+    verdict = _decide_all_present(directions)
+    evidence = "; ".join(parts) + "." + _mixed(directions) + holm_reading(outcomes, _decide_all_present, verdict)
+    return Verdict(claim, statement, verdict, evidence)
+
+
 def claim_a(runs: pd.DataFrame) -> Verdict:
     statement = "RoFt-Mol matches or beats WiSE-FT and Full FT, on classification and on regression"
     key = ["backbone", "task", "split", "label_setting", "seed"]
-    parts, directions = [], []
+    parts, outcomes = [], []
     for kind, unit in (("classification", "ROC-AUC points"), ("regression", "RMSE")):
         of_kind = runs[runs["kind"] == kind]
         for other in ("wise-ft", "full-ft"):
             test = paired(_pairs(of_kind, of_kind["method"] == "roft-mol", of_kind["method"] == other, key))
             # "not worse" needs a test that could have said "worse": too few pairs decide nothing
-            directions.append(test.direction() if test.can_decide() else "missing")
+            outcomes.append(test.outcome(test.can_decide()))
             parts.append(f"{kind}, vs {other}: {test.words(unit)}")
-    if "missing" in directions:
-        verdict = "inconclusive"
+    directions = [o.direction() for o in outcomes]
+    verdict = decide_a(directions)
+    if verdict == "inconclusive":
         evidence = (
             f"a comparison has fewer than {MIN_DECIDING_PAIRS} paired runs (the fewest with which its test can "
             "reach p < 0.05), so 'not worse' is untested. " + "; ".join(parts) + "."
         )
     else:
-        verdict = "contradicted" if "against" in directions else "supported"
         qualifier = (
             " (not worse: equality is not tested)"
             if verdict == "supported" and not all(d == "for" for d in directions)
             else ""
         )
         evidence = "; ".join(parts) + "." + qualifier + _mixed(directions)
-    return Verdict("a", statement, verdict, evidence)
+    return Verdict("a", statement, verdict, evidence + holm_reading(outcomes, decide_a, verdict))
 
 
 def block_rank_gaps(runs: pd.DataFrame) -> pd.DataFrame:
@@ -218,26 +288,28 @@ def claim_b(runs: pd.DataFrame) -> Verdict:
         evidence += (
             f"; rank advantage on {SELF_SUPERVISED} {ss:+.2f} vs {SUPERVISED} {sup:+.2f} (Mann-Whitney p = {more:.3g})"
         )
-        second = "none" if not more < ALPHA else ("for" if ss > sup else "against")
-        directions = [overall.direction(), second]
+        outcomes = [overall.outcome(), Outcome(float(more), ss > sup)]
     else:
-        directions = [overall.direction(), "none"]
+        outcomes = [overall.outcome(), Outcome(1.0, False)]
         evidence += "; the store lacks one of the two backbones, so 'more so' is untested"
-    return Verdict("b", statement, _verdict_of(directions), evidence + "." + _mixed(directions))
+    directions = [o.direction() for o in outcomes]
+    verdict = _verdict_of(directions)
+    return Verdict(
+        "b", statement, verdict, evidence + "." + _mixed(directions) + holm_reading(outcomes, _verdict_of, verdict)
+    )
 
 
 def claim_c(runs: pd.DataFrame) -> Verdict:
     statement = "with few labels the supervised backbone beats the self-supervised one"
     key = ["method", "task", "split", "label_setting", "seed"]
     pretrained = runs[runs["backbone"].isin([SELF_SUPERVISED, SUPERVISED])]
-    parts, directions = [], []
+    parts, outcomes = [], []
     for kind, unit in (("classification", "ROC-AUC points"), ("regression", "RMSE")):
         of_kind = pretrained[pretrained["kind"] == kind]
         test = paired(_pairs(of_kind, of_kind["backbone"] == SUPERVISED, of_kind["backbone"] == SELF_SUPERVISED, key))
-        directions.append(test.direction() if test.n else "missing")
+        outcomes.append(test.outcome(test.n > 0))
         parts.append(f"{kind}, every method: {test.words(unit)}")
-    verdict = "inconclusive" if "missing" in directions else _verdict_of(directions)
-    return Verdict("c", statement, verdict, "; ".join(parts) + "." + _mixed(directions))
+    return _decided("c", statement, outcomes, parts)
 
 
 def claim_d(runs: pd.DataFrame) -> Verdict:
@@ -245,7 +317,7 @@ def claim_d(runs: pd.DataFrame) -> Verdict:
     key = ["task", "split", "label_setting", "seed"]
     full = runs[runs["method"] == "full-ft"]
     scratch = full[full["backbone"].str.startswith("scratch-")]
-    parts, directions = [], []
+    parts, outcomes = [], []
     for backbone in (SELF_SUPERVISED, SUPERVISED):
         for kind, unit in (("classification", "ROC-AUC points"), ("regression", "RMSE")):
             of_kind = full[full["kind"] == kind]
@@ -257,10 +329,9 @@ def claim_d(runs: pd.DataFrame) -> Verdict:
                     key,
                 )
             )
-            directions.append(test.direction() if test.n else "missing")
+            outcomes.append(test.outcome(test.n > 0))
             parts.append(f"{backbone} vs scratch, {kind}: {test.words(unit)}")
-    verdict = "inconclusive" if "missing" in directions else _verdict_of(directions)
-    return Verdict("d", statement, verdict, "; ".join(parts) + "." + _mixed(directions))
+    return _decided("d", statement, outcomes, parts)
 
 
 def check_claims(trials: pd.DataFrame) -> list[Verdict]:

@@ -7,8 +7,11 @@ import itertools
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from statsmodels.stats.multitest import multipletests
 
-from orchestrator.analysis.claims import check_claims, claims_text
+from orchestrator.analysis.claims import Outcome, check_claims, claims_text, decide_a, holm, holm_reading
 
 CLASSIFICATION = ("bbbp", "bace", "clintox", "sider")
 REGRESSION = ("esol", "lipophilicity")
@@ -99,3 +102,21 @@ def test_matching_is_not_claimed_from_too_few_pairs_to_test():
 def test_a_missing_column_is_a_one_line_error():
     with pytest.raises(ValueError, match=r"lack column\(s\) \['seed'\]"):
         check_claims(trials().drop(columns="seed"))
+
+
+@given(st.lists(st.floats(min_value=0.0, max_value=1.0), min_size=1, max_size=8))
+def test_holm_matches_statsmodels(ps):
+    expected = multipletests(ps, alpha=0.05, method="holm")[1]
+    assert np.allclose(holm(ps), expected, rtol=1e-12, atol=1e-15)
+
+
+def test_each_verdict_of_several_tests_also_reads_its_holm_correction_and_keeps_the_rule():
+    # one test barely against the claim among four: the rule says contradicted, Holm leaves only the strong one
+    outcomes = [Outcome(0.03, favours=False), Outcome(0.001, favours=True), Outcome(0.5, True), Outcome(0.4, True)]
+    assert decide_a([o.direction() for o in outcomes]) == "contradicted"
+    assert holm_reading(outcomes, decide_a, "contradicted") == (
+        " Holm-corrected over its 4 tests (a reading, not the rule): *supported*."
+    )
+    assert holm_reading(outcomes[:1], decide_a, "contradicted") == ""  # one test: nothing to correct
+    for verdict in check_claims(trials()):  # every test overwhelming: Holm reads the same, verdicts unchanged
+        assert verdict.verdict == "supported" and verdict.evidence.endswith("(a reading, not the rule): the same.")
