@@ -75,6 +75,12 @@ def register(sub) -> None:
         help="instead: what the trials cost, per method and in all (trials, worker-hours from the rows' "
         "wall_seconds, wall time with a trial in flight)",
     )
+    reading.add_argument(
+        "--ranks",
+        action="store_true",
+        help="instead: the average rank of each fine-tuning method over tasks, per backbone and over all, "
+        "with Friedman's test and the pairs Nemenyi's test finds different",
+    )
     reading.set_defaults(handler=print_reading)
 
     report = sub.add_parser("report", help="one static HTML page: tables, significance, figures, provenance")
@@ -178,8 +184,11 @@ def print_reading(args) -> int:
     from search_spaces import load_spec
 
     store = existing_store(args.store)
-    if args.claims and args.cost:
-        raise ValueError("--claims and --cost are not accepted together; accepted: one of them")
+    chosen = [flag for flag in ("claims", "cost", "ranks") if getattr(args, flag)]
+    if len(chosen) > 1:
+        raise ValueError(
+            f"{' and '.join('--' + f for f in chosen)} are not accepted together; accepted: one of --claims, --cost, --ranks"
+        )
     extra = ["wall_seconds", "started_at", "finished_at"] if args.cost else []
     trials = load_trials(store, columns=[*COLUMNS, "epochs", *extra])
     if args.spec is not None:
@@ -194,6 +203,10 @@ def print_reading(args) -> int:
         from orchestrator.analysis.cost import cost_text
 
         print(cost_text(trials))
+    elif args.ranks:
+        from orchestrator.analysis.ranking import ranks_text
+
+        print(ranks_text(trials))
     else:
         print(reading(trials))
     return 0

@@ -174,3 +174,7 @@ def test_no_traceback_reaches_stderr_of_a_real_process(sandbox, argv):
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr and result.stderr.startswith("roft: error: "), result.stderr
     assert len(result.stderr.splitlines()) == 1, result.stderr
+
+
+def test_reading_takes_one_of_its_instead_views(sandbox):
+    refused(["reading", "--store", "store", "--claims", "--ranks"], sandbox, mentions="--claims and --ranks")
