@@ -100,10 +100,6 @@ class Paired:
         """This test as one of a claim's outcomes (``decidable`` False: it counts as missing)."""
         return Outcome(self.p, bool(self.mean > 0), decidable)
 
-    def direction(self) -> str:
-        """``for`` (significant, favours the claim), ``against`` (significant, the other way) or ``none``."""
-        return self.outcome(self.n > 0).direction().replace("missing", "none")
-
     def can_decide(self) -> bool:
         """Whether there are enough pairs for the test to be significant at all (:data:`MIN_DECIDING_PAIRS`)."""
         return self.n >= MIN_DECIDING_PAIRS
@@ -137,16 +133,12 @@ class Outcome:
 
 
 def holm(ps) -> list[float]:
-    """Holm's step-down adjusted p-values, in the order given: with ``p_(1) <= ... <= p_(m)`` sorted,
-    ``adjusted_(i) = min(1, max_{j <= i} (m - j + 1) p_(j))``; rejecting where ``adjusted < alpha`` keeps the
-    chance of any false rejection among the ``m`` tests at most ``alpha``."""
-    ps = [float(p) for p in ps]
-    adjusted = [1.0] * len(ps)
-    running = 0.0
-    for rank, index in enumerate(sorted(range(len(ps)), key=ps.__getitem__)):
-        running = max(running, min(1.0, (len(ps) - rank) * ps[index]))
-        adjusted[index] = running
-    return adjusted
+    """Holm's step-down adjusted p-values, in the order given (statsmodels, as the report's paired tests):
+    rejecting where ``adjusted < alpha`` keeps the chance of any false rejection among the tests at most
+    ``alpha``."""
+    from statsmodels.stats.multitest import multipletests
+
+    return [float(p) for p in multipletests(list(ps), method="holm")[1]]
 
 
 def holm_reading(outcomes: list[Outcome], decide, verdict: str) -> str:
