@@ -39,12 +39,12 @@ pack() {  # the store as it stands, without checkpoints or in-flight state
 until_deadline() {  # run "$@" with SIGINT at the deadline (less a margin for packing)
   local budget=$(($(left) - 40))
   if [ "$budget" -lt 30 ]; then say "skipped (no time left): $*"; return 124; fi
-  timeout --signal=INT --kill-after=20 "$budget" "$@"
+  timeout --signal=INT --kill-after=20 "$budget" python3 -m orchestrator "$@"
 }
 roft() { python3 -m orchestrator "$@"; }
 
 say "unpacking packages"
-tar -xJf .gpu/site.tar.xz -C /tmp || exit 1  # the archive holds site/
+[ -d /tmp/site/ray ] || tar -xJf .gpu/site.tar.xz -C /tmp || exit 1  # the archive holds site/
 export PYTHONPATH=/tmp/site:$REPO
 {
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
@@ -57,18 +57,18 @@ roft --version >/dev/null || { say "roft does not import: stopping"; exit 1; }
 python3 -c "import ray; ray.init(include_dashboard=False, log_to_driver=False); r = ray.cluster_resources(); print('ray sees', r); assert r.get('GPU', 0) >= 1" 2>&1 | tail -1 | tee -a "$OUT/env.txt"
 [ "${PIPESTATUS[0]}" -eq 0 ] || { say "Ray sees no GPU: stopping"; exit 1; }
 
-say "bench: GIN, reference vs unfused vs fused 64 and 256"
-timeout --signal=INT 100 python3 -m orchestrator bench throughput --device cuda --gnn gin --fused 64 256 \
+[ -n "${SKIP_BENCH:-}" ] || say "bench: GIN, reference vs unfused vs fused 64 and 256"
+[ -n "${SKIP_BENCH:-}" ] || timeout --signal=INT 100 python3 -m orchestrator bench throughput --device cuda --gnn gin --fused 64 256 \
   --variant lazy-test --tf32 --epochs 2 2>&1 | tee "$OUT/bench.txt"
 
 mkdir -p "$STORE"
 for seed in 0 1 scratch 2 3 4; do
   if [ "$seed" = scratch ]; then
     say "scratch reference, seeds 0-4"
-    until_deadline roft sweep $SCRATCH --store $STORE --only label_setting=$LABELS --only seed=0,1,2,3,4 --device cuda
+    until_deadline sweep $SCRATCH --store $STORE --only label_setting=$LABELS --only seed=0,1,2,3,4 --device cuda
   else
     say "methods, seed $seed"
-    until_deadline roft sweep $SPEC --store $STORE --only label_setting=$LABELS --only seed=$seed --device cuda
+    until_deadline sweep $SPEC --store $STORE --only label_setting=$LABELS --only seed=$seed --device cuda
   fi
   status=$?
   pack
@@ -76,7 +76,7 @@ for seed in 0 1 scratch 2 3 4; do
 done
 for seed in 0 1 2 3 4; do
   say "alpha searches, seed $seed"
-  until_deadline roft alpha --store $STORE --method wise-ft roft-mol --groups 1 6 --n-trials 20 \
+  until_deadline alpha --store $STORE --method wise-ft roft-mol --groups 1 6 --n-trials 20 \
     --label-setting fewshot:50 fewshot:500 --seed $seed --device cpu --cpus 1 || break
   pack
 done
