@@ -13,7 +13,8 @@
 #   4. logs.tgz    the sweeps' logs
 # Every step is resumable and stops cleanly at the deadline: BUDGET seconds (default 420) after start.
 # Inputs (not in git; carried beside the checkout): .gpu/site.tar.xz, the Python packages the machine
-# lacks (ray, rdkit, optuna and their needs, unpacked to /tmp/site); .gpu/data, the data files of
+# lacks (ray, rdkit, optuna and their needs, unpacked to /tmp/site) and .gpu/whl, wheels of pydantic
+# (Ray Tune's need) installed beside them; .gpu/data, the data files of
 # the six tasks and the two Hu GCN checkpoints, laid out like the data root.
 # ROFT_CODE_VERSION names the commit the checkout is (the copy carries no git history).
 set -uo pipefail
@@ -45,10 +46,11 @@ roft() { python3 -m orchestrator "$@"; }
 
 say "unpacking packages"
 [ -d /tmp/site/ray ] || tar -xJf .gpu/site.tar.xz -C /tmp || exit 1  # the archive holds site/
+[ -d /tmp/site/pydantic ] || python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .gpu/whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site:$REPO
 {
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
-  python3 -c "import sys, torch, torch_geometric, ray, rdkit, optuna, pyarrow, numpy; print(sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.is_available(), 'pyg', torch_geometric.__version__, 'ray', ray.__version__, 'rdkit', rdkit.__version__, 'optuna', optuna.__version__, 'pyarrow', pyarrow.__version__, 'numpy', numpy.__version__)"
+  python3 -c "import sys, torch, torch_geometric, ray, ray.tune, rdkit, optuna, pyarrow, numpy; print(sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.is_available(), 'pyg', torch_geometric.__version__, 'ray', ray.__version__, 'rdkit', rdkit.__version__, 'optuna', optuna.__version__, 'pyarrow', pyarrow.__version__, 'numpy', numpy.__version__)"
   nproc
 } > "$OUT/env.txt" 2>&1
 cat "$OUT/env.txt"
