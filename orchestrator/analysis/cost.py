@@ -45,6 +45,11 @@ def cost_table(trials: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def figure(value: float) -> str:
+    """``value`` with two decimals, or two significant digits below 1 (so a small cost never reads 0.00)."""
+    return f"{value:.2f}" if value >= 1 or value == 0 else f"{value:.2g}"
+
+
 def cost_text(trials: pd.DataFrame) -> str:
     """The cost table as Markdown, then one line of wall time."""
     if trials.empty:
@@ -55,13 +60,13 @@ def cost_text(trials: pd.DataFrame) -> str:
     table = cost_table(trials)
     lines = ["| method | trials | worker-hours | worker-minutes per trial |", "|---|---|---|---|"]
     lines += [
-        f"| {method} | {int(row.trials):,} | {row.worker_hours:.2f} | {row.worker_minutes_per_trial:.1f} |"
+        f"| {method} | {int(row.trials):,} | {figure(row.worker_hours)} | {figure(row.worker_minutes_per_trial)} |"
         for method, row in table.iterrows()
     ]
     wall = busy_seconds(starts, ends) / 3600.0
     lines += [
         "",
-        f"Wall time with a trial in flight: {wall:.2f} h, from {starts.min():%Y-%m-%d %H:%M} to "
+        f"Wall time with a trial in flight: {figure(wall)} h, from {starts.min():%Y-%m-%d %H:%M} to "
         f"{ends.max():%Y-%m-%d %H:%M} UTC. Worker-hours: the rows' wall_seconds summed (a fused trial's "
         "is its share of its group's), one Ray worker each.",
     ]

@@ -112,7 +112,8 @@ def _run(argv: list[str] | None) -> int:
     try:
         code = args.handler(args)
     except KeyboardInterrupt:
-        print("interrupted; finished trials are in the store, rerun the same command to resume", file=sys.stderr)
+        resume = getattr(args, "on_interrupt", "")  # what a command that writes as it goes has kept
+        print(f"interrupted{'; ' + resume if resume else ''}", file=sys.stderr)
         return 130
     except ERRORS as exc:
         print(f"roft: error: {exc}", file=sys.stderr)

@@ -21,6 +21,9 @@ from orchestrator.wording import plural
 
 DEVICE_HELP = "where trials train: auto (cuda where available, else cpu), cpu or cuda (default auto)"
 
+# What roft says when Ctrl-C stops a command that lands trials as it goes (orchestrator.cli._run).
+RESUMABLE = "finished trials are in the store, rerun the same command to resume"
+
 
 def register(sub) -> None:
     _register_sweep(sub)
@@ -39,7 +42,7 @@ def _register_sweep(sub) -> None:
     )
     add_sweep_options(sweep)
     add_data_root(sweep)
-    sweep.set_defaults(handler=run_sweep_spec)
+    sweep.set_defaults(handler=run_sweep_spec, on_interrupt=RESUMABLE)
 
 
 def add_sweep_options(parser) -> None:
@@ -156,7 +159,7 @@ def _register_alpha(sub) -> None:
     alpha.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help=DEVICE_HELP)
     alpha.add_argument("--dry-run", action="store_true", help="print the plan; run nothing")
     add_data_root(alpha)
-    alpha.set_defaults(handler=run_alpha_searches)
+    alpha.set_defaults(handler=run_alpha_searches, on_interrupt=RESUMABLE)
 
 
 def run_sweep_spec(args) -> int:

@@ -38,6 +38,7 @@ from orchestrator.sweep.fusion import plan_units
 from orchestrator.sweep.plan import SweepPlan
 from orchestrator.sweep.progress import ProgressReporter, tune_callback
 from orchestrator.sweep.ray_log import filter_ray_console, log, ray_log, see_log, sweep_log_path
+from search_spaces.spec import Resources
 from trainables.core.config import Runtime
 from trainables.methods.dependencies import parent_spec
 
@@ -305,6 +306,32 @@ def _run_pending(
     return outcome
 
 
+class ResourcesError(ValueError):
+    """A trial asks for more than the Ray it would run on can ever hold."""
+
+
+def check_resources_fit(resources: Resources, address: str | None) -> None:
+    """:class:`ResourcesError` when a trial asks for more CPUs or GPUs than a private local Ray has.
+
+    Such a Ray never grows, so Tune would keep the trials pending for ever with nothing said (a GPU spec
+    on a machine without one). On a cluster (``address`` or ``$RAY_ADDRESS``) the request stands: an
+    autoscaler may add the nodes it needs.
+    """
+    if address or os.environ.get("RAY_ADDRESS"):
+        return
+    import ray
+
+    have = ray.cluster_resources()
+    for field_name, kind in (("cpu", "CPU"), ("gpu", "GPU")):
+        wanted, there = getattr(resources, field_name), have.get(kind, 0.0)
+        if wanted > there:
+            raise ResourcesError(
+                f"resources.{field_name}: {wanted:g} {kind}s per trial, but this machine's Ray has {there:g}, so no "
+                f"trial could start; nothing was run. Accepted here: at most {there:g} (the spec's resources, or "
+                "roft alpha's --cpus; trial keys do not depend on them), or a cluster that has them (--address)"
+            )
+
+
 def _check_folder_writable(folder: Path, problem: str) -> None:
     """:class:`StoreError` saying ``problem`` unless a file can be created in ``folder`` (made if missing),
     where Tune keeps its experiment state."""
@@ -333,6 +360,7 @@ def _run_sweep(
     _save_spec(plan, store)
     _prefeaturize(plan, runtime)
     init_ray(address, env=store.worker_env())
+    check_resources_fit(spec.resources, address)
     reporter = ProgressReporter(len(pending), spec.name, stream)
     callbacks: tuple = ()
     if tracker is not None:

@@ -66,3 +66,31 @@ def test_a_closed_pipe_exits_quietly(large_store, command):
     assert len(result.stdout.splitlines()) == 1
     assert "Traceback" not in result.stderr and "BrokenPipeError" not in result.stderr, result.stderr
     assert result.returncode in (0, 141)
+
+
+@pytest.mark.parametrize(
+    ("command", "said"),
+    [
+        (["bench", "throughput"], "interrupted\n"),
+        (["sweep", "mini.yaml"], "interrupted; finished trials are in the store, rerun the same command to resume\n"),
+        (["alpha"], "interrupted; finished trials are in the store, rerun the same command to resume\n"),
+    ],
+)
+def test_ctrl_c_says_what_was_kept_only_for_commands_that_keep_something(command, said, monkeypatch, capsys):
+    """A benchmark interrupted keeps nothing, so it does not send the user to a store to resume from."""
+    parser = build_parser()
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    real = parser.parse_args
+
+    def parse(argv):
+        args = real(argv)
+        args.handler = interrupted
+        return args
+
+    monkeypatch.setattr(parser, "parse_args", parse)
+    monkeypatch.setattr("orchestrator.cli.build_parser", lambda: parser)
+    assert main(command) == 130
+    assert capsys.readouterr().err == said

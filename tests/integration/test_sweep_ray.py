@@ -108,3 +108,21 @@ def test_a_slice_runs_only_its_trials_and_the_store_keeps_the_whole_spec(ray_ses
     assert "2 trials, 1 already in the store, 1 to run" in capsys.readouterr().err
     assert sorted(ResultStore(store).read_trials(["backbone"]).column("backbone").to_pylist()) == [
         "hu-gcn-contextpred", "scratch-gin"]
+
+
+@pytest.mark.parametrize(("asked", "named"), [({"cpu": 1, "gpu": 0.25}, "resources.gpu: 0.25 GPUs per trial"),
+                                              ({"cpu": 64}, "resources.cpu: 64 CPUs per trial")])
+def test_a_trial_this_machines_ray_cannot_hold_is_refused_in_one_line_not_left_waiting(ray_session, real_env, tmp_path,
+                                                                                        capsys, asked, named):
+    """A GPU spec on a machine without a GPU (or more CPUs than it has): a private Ray never grows, so Tune
+    would keep the trials pending for ever; roft refuses before any trial is submitted."""
+    import yaml
+
+    from orchestrator.cli import main
+
+    spec_path, store = tmp_path / "tiny.yaml", tmp_path / "store"
+    spec_path.write_text(yaml.safe_dump(dict(TINY, methods={"full-ft": {}}, resources=asked)))
+    assert main(["sweep", str(spec_path), "--store", str(store)]) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith(f"roft: error: {named}, but this machine's Ray has ") and "nothing was run" in error
+    assert ResultStore(store).read_trials(["trial_key"]).num_rows == 0

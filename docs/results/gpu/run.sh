@@ -6,13 +6,13 @@
 #   1. env.txt     the machine: GPU, driver, package versions
 #   2. bench.txt   roft bench throughput on the GPU: the PyG reference loop, roft unfused and fused
 #                  K = 64 and 256 (GIN, BBBP-sized; results independent of the group), peak memory
-#   3. store.tgz   part 4 (docs/results/specs/4-fewshot-methods-gpu.yaml) at 50 and 500 labels, seed by
-#                  seed, and its scratch reference, into a store of its own, re-packed after each
-#                  step (rows, epoch curves, alpha points, specs; no checkpoints); then the Optuna
+#   3. store.tgz   part 4 (docs/results/specs/4-fewshot-methods-gpu.yaml) at 50 and 500 labels, seeds 0-4
+#                  in one sweep, resumed from docs/results/store-fewshot-gpu, then its scratch reference, into a store of its own, re-packed after
+#                  each step (rows, epoch curves, alpha points, specs; no checkpoints); then the Optuna
 #                  alpha searches over the Full-FT parents, seed by seed, as long as time remains
 #   4. logs.tgz    the sweeps' logs
 # Every step is resumable and stops cleanly at the deadline: BUDGET seconds (default 420) after start.
-# Inputs (not in git; carried beside the checkout): .gpu/site.tar.xz, the Python packages the machine
+# Inputs (not in git; made by docs/results/gpu/prepare.sh, carried beside the checkout): .gpu/site.tar.xz, the Python packages the machine
 # lacks (ray, rdkit, optuna and their needs, unpacked to /tmp/site) and .gpu/whl, wheels of pydantic
 # (Ray Tune's need) installed beside them; .gpu/data, the data files of
 # the six tasks and the two Hu GCN checkpoints, laid out like the data root.
@@ -54,6 +54,7 @@ export PYTHONPATH=/tmp/site:$REPO
   nproc
 } > "$OUT/env.txt" 2>&1
 cat "$OUT/env.txt"
+python3 -c "import ray.tune, rdkit, optuna, scikit_posthocs" || { say "a package is missing: stopping"; exit 1; }
 python3 -c "import torch; assert torch.cuda.is_available()" || { say "no CUDA device: stopping"; exit 1; }
 roft --version >/dev/null || { say "roft does not import: stopping"; exit 1; }
 python3 -c "import ray; ray.init(include_dashboard=False, log_to_driver=False); r = ray.cluster_resources(); print('ray sees', r); assert r.get('GPU', 0) >= 1" 2>&1 | tail -1 | tee -a "$OUT/env.txt"
@@ -63,15 +64,13 @@ python3 -c "import ray; ray.init(include_dashboard=False, log_to_driver=False); 
 [ -n "${SKIP_BENCH:-}" ] || timeout --signal=INT 100 python3 -m orchestrator bench throughput --device cuda --gnn gin --fused 64 256 \
   --variant lazy-test --tf32 --epochs 2 2>&1 | tee "$OUT/bench.txt"
 
-mkdir -p "$STORE"
-for seed in 0 1 scratch 2 3 4; do
-  if [ "$seed" = scratch ]; then
-    say "scratch reference, seeds 0-4"
-    until_deadline sweep $SCRATCH --store $STORE --only label_setting=$LABELS --only seed=0,1,2,3,4 --device cuda
-  else
-    say "methods, seed $seed"
-    until_deadline sweep $SPEC --store $STORE --only label_setting=$LABELS --only seed=$seed --device cuda
-  fi
+# Resume from the committed store; its Full-FT rows kept no checkpoint, so they train again with their dependants.
+[ -d "$STORE" ] || cp -r docs/results/store-fewshot-gpu "$STORE"
+orphans=$(roft store list --store $STORE --where method=full-ft --keys)
+[ -z "$orphans" ] || roft store forget --store $STORE $orphans
+for spec in $SPEC $SCRATCH; do
+  say "sweep $spec, seeds 0-4"
+  until_deadline sweep $spec --store $STORE --only label_setting=$LABELS --only seed=0,1,2,3,4 --device cuda
   status=$?
   pack
   [ $status -eq 124 ] || [ $status -eq 130 ] && break

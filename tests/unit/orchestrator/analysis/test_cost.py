@@ -29,8 +29,21 @@ def test_cost_per_method_and_in_all():
     assert table.loc["full-ft", "trials"] == 2 and table.loc["full-ft", "worker_hours"] == 1.0
     assert table.loc["(all)", "trials"] == 3 and abs(table.loc["(all)", "worker_hours"] - 3660 / 3600) < 1e-12
     text = cost_text(trials)
-    assert "| (all) | 3 | 1.02 | 20.3 |" in text
+    assert "| (all) | 3 | 1.02 | 20.33 |" in text
+    assert "| wise-ft | 1 | 0.017 | 1.00 |" in text  # below 1: two significant digits, never 0.00
     assert "Wall time with a trial in flight: 1.02 h" in text  # the row without a start spans its wall_seconds
+
+
+def test_seconds_of_gpu_work_read_as_small_figures_not_zero():
+    trials = pd.DataFrame({
+        "method": ["full-ft"] * 20,
+        "wall_seconds": [3.2] * 20,  # a fused group of 20 sharing 64 s
+        "started_at": [_at(0)] * 20,
+        "finished_at": [_at(1.07)] * 20,
+    })
+    text = cost_text(trials)
+    assert "| full-ft | 20 | 0.018 | 0.053 |" in text
+    assert "Wall time with a trial in flight: 0.018 h" in text
 
 
 def test_an_empty_store_spent_nothing():

@@ -79,6 +79,7 @@ def test_fractional_gpus_of_a_spec_reach_tunes_resource_request(real_env, tmp_pa
     _FakeTuner.made.clear()
     monkeypatch.setattr("ray.tune.Tuner", _FakeTuner)
     monkeypatch.setattr(execute, "init_ray", lambda *args, **kwargs: None)
+    monkeypatch.setattr(execute, "check_resources_fit", lambda *args: None)  # no GPU here
     monkeypatch.setattr(execute, "_trainable", lambda: trainable)
     execute.run_sweep(setup.plan, setup.store, setup.runtime, stream=io.StringIO())
 
