@@ -286,6 +286,7 @@ def test_a_sweep_with_a_failed_trial_names_its_log_and_a_clean_sweep_leaves_none
     path = tmp_path / "logs" / "tiny.log"
     monkeypatch.setattr("ray.tune.Tuner", Tuner)
     monkeypatch.setattr(execute, "init_ray", lambda *args, **kwargs: None)
+    monkeypatch.setattr(execute, "check_resources_fit", lambda *args: None)  # no Ray started
     monkeypatch.setattr(execute, "sweep_log_path", lambda name: path)
     stream = io.StringIO()
     outcome = execute.run_sweep(setup.plan, setup.store, setup.runtime, stream=stream)
