@@ -141,14 +141,17 @@ def holm(ps) -> list[float]:
     return [float(p) for p in multipletests(list(ps), method="holm")[1]]
 
 
-def holm_reading(outcomes: list[Outcome], decide, verdict: str) -> str:
+def holm_reading(outcomes: list[Outcome], decide, qualify=lambda verdict, directions: "") -> str:
     """What the claim would read with Holm's correction over its own tests (``decide`` maps directions to a
-    verdict, as for the claim itself); empty for a claim of one test."""
+    verdict, and ``qualify`` a verdict and its directions to the words after it, as for the claim itself);
+    "the same" where both read as the uncorrected claim's; empty for a claim of one test."""
     if len(outcomes) < 2:
         return ""
-    adjusted = holm([o.p for o in outcomes])
-    corrected = decide([o.direction(p) for o, p in zip(outcomes, adjusted)])
-    reads = "the same" if corrected == verdict else f"*{corrected}*"
+    directions = [o.direction() for o in outcomes]
+    adjusted = [o.direction(p) for o, p in zip(outcomes, holm([o.p for o in outcomes]))]
+    verdict, corrected = decide(directions), decide(adjusted)
+    same = (corrected, qualify(corrected, adjusted)) == (verdict, qualify(verdict, directions))
+    reads = "the same" if same else f"*{corrected}*{qualify(corrected, adjusted)}"
     return f" Holm-corrected over its {len(outcomes)} tests (a reading, not the rule): {reads}."
 
 
@@ -197,6 +200,13 @@ def _verdict_of(directions: list[str]) -> str:
     return "inconclusive"
 
 
+def qualify_a(verdict: str, directions: list[str]) -> str:
+    """Claim (a) supported without every test significant for it: RoFt-Mol is not worse, which is not equal."""
+    if verdict == "supported" and not all(d == "for" for d in directions):
+        return " (not worse: equality is not tested)"
+    return ""
+
+
 def decide_a(directions: list[str]) -> str:
     """Claim (a)'s verdict from its tests' directions: "matches or beats" holds unless a test says worse,
     and only where every test could have said so (none ``missing``)."""
@@ -213,7 +223,7 @@ def _decided(claim: str, statement: str, outcomes: list[Outcome], parts: list[st
     """The verdict of a claim whose every test must have data (claims c and d), with its evidence."""
     directions = [o.direction() for o in outcomes]
     verdict = _decide_all_present(directions)
-    evidence = "; ".join(parts) + "." + _mixed(directions) + holm_reading(outcomes, _decide_all_present, verdict)
+    evidence = "; ".join(parts) + "." + _mixed(directions) + holm_reading(outcomes, _decide_all_present)
     return Verdict(claim, statement, verdict, evidence)
 
 
@@ -236,13 +246,8 @@ def claim_a(runs: pd.DataFrame) -> Verdict:
             "reach p < 0.05), so 'not worse' is untested. " + "; ".join(parts) + "."
         )
     else:
-        qualifier = (
-            " (not worse: equality is not tested)"
-            if verdict == "supported" and not all(d == "for" for d in directions)
-            else ""
-        )
-        evidence = "; ".join(parts) + "." + qualifier + _mixed(directions)
-    return Verdict("a", statement, verdict, evidence + holm_reading(outcomes, decide_a, verdict))
+        evidence = "; ".join(parts) + "." + qualify_a(verdict, directions) + _mixed(directions)
+    return Verdict("a", statement, verdict, evidence + holm_reading(outcomes, decide_a, qualify_a))
 
 
 def block_rank_gaps(runs: pd.DataFrame) -> pd.DataFrame:
@@ -286,9 +291,7 @@ def claim_b(runs: pd.DataFrame) -> Verdict:
         evidence += "; the store lacks one of the two backbones, so 'more so' is untested"
     directions = [o.direction() for o in outcomes]
     verdict = _verdict_of(directions)
-    return Verdict(
-        "b", statement, verdict, evidence + "." + _mixed(directions) + holm_reading(outcomes, _verdict_of, verdict)
-    )
+    return Verdict("b", statement, verdict, evidence + "." + _mixed(directions) + holm_reading(outcomes, _verdict_of))
 
 
 def claim_c(runs: pd.DataFrame) -> Verdict:

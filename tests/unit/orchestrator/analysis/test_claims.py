@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from orchestrator.analysis.claims import Outcome, check_claims, claims_text, decide_a, holm_reading
+from orchestrator.analysis.claims import Outcome, check_claims, claims_text, decide_a, holm_reading, qualify_a
 
 CLASSIFICATION = ("bbbp", "bace", "clintox", "sider")
 REGRESSION = ("esol", "lipophilicity")
@@ -142,9 +142,15 @@ def test_each_verdict_of_several_tests_also_reads_its_holm_correction_and_keeps_
     # one test barely against the claim among four: the rule says contradicted, Holm leaves only the strong one
     outcomes = [Outcome(0.03, favours=False), Outcome(0.001, favours=True), Outcome(0.5, True), Outcome(0.4, True)]
     assert decide_a([o.direction() for o in outcomes]) == "contradicted"
-    assert holm_reading(outcomes, decide_a, "contradicted") == (
-        " Holm-corrected over its 4 tests (a reading, not the rule): *supported*."
+    assert holm_reading(outcomes, decide_a, qualify_a) == (
+        " Holm-corrected over its 4 tests (a reading, not the rule): *supported* (not worse: equality is not tested)."
     )
-    assert holm_reading(outcomes[:1], decide_a, "contradicted") == ""  # one test: nothing to correct
+    assert holm_reading(outcomes, decide_a) == " Holm-corrected over its 4 tests (a reading, not the rule): *supported*."
+    assert holm_reading(outcomes[:1], decide_a, qualify_a) == ""  # one test: nothing to correct
+    # the same verdict but not the same words: all four for the claim, three no longer significant after Holm
+    strong = [Outcome(0.02, True), Outcome(0.001, True), Outcome(0.03, True), Outcome(0.04, True)]
+    assert holm_reading(strong, decide_a, qualify_a) == (
+        " Holm-corrected over its 4 tests (a reading, not the rule): *supported* (not worse: equality is not tested)."
+    )
     for verdict in check_claims(trials()):  # every test overwhelming: Holm reads the same, verdicts unchanged
         assert verdict.verdict == "supported" and verdict.evidence.endswith("(a reading, not the rule): the same.")
