@@ -8,9 +8,11 @@
 #   .gpu/data/        the six tasks of part 4 and the two Hu GCN checkpoints, from the data root
 # Usage: bash docs/results/gpu/prepare.sh DATA_ROOT   (the versions match pyproject.toml's pins)
 set -euo pipefail
-DATA=${1:?usage: prepare.sh DATA_ROOT (a folder laid out like the benchmark's data)}
+DATA=${1:?usage: prepare.sh DATA_ROOT (a folder laid out like the benchmark data)}
 cd "$(dirname "$0")/../../.."
-grep -qx '/.gpu/' .git/info/exclude 2>/dev/null || echo '/.gpu/' >> .git/info/exclude
+EXCLUDE=$(git rev-parse --git-path info/exclude)
+mkdir -p "$(dirname "$EXCLUDE")"
+grep -qx '/.gpu/' "$EXCLUDE" 2>/dev/null || echo '/.gpu/' >> "$EXCLUDE"
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 download() {
