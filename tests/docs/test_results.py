@@ -68,3 +68,20 @@ def test_the_gpu_page_quotes_the_committed_bench_output_line_for_line():
     lines = (RESULTS / "gpu" / "bench-h200.txt").read_text().splitlines()
     assert len(lines) == 4 and lines[0].startswith("device cuda (NVIDIA H200)")
     assert "```text\n" + "\n".join(lines) + "\n```" in page
+
+
+@pytest.mark.parametrize("store", sorted(p.name for p in RESULTS.glob("store-*")))
+def test_every_committed_dependant_comes_from_the_checkpoint_its_parent_row_records(store):
+    """A WiSE-FT or RoFt-Mol row (or an alpha search's) names its Full-FT parent and the sha256 of the checkpoint
+    it started from; the parent's row in the same store records that checkpoint. A parent trained again (its
+    checkpoint lost with a machine) takes its dependants with it, so none is left from the earlier one."""
+    import pyarrow.dataset as ds
+
+    rows = ds.dataset(RESULTS / store / "trials").to_table(
+        columns=["trial_key", "artifact_sha256", "parent_trial_key", "parent_artifact_sha256"]).to_pylist()
+    checkpoints = {row["trial_key"]: row["artifact_sha256"] for row in rows}
+    for row in rows:
+        if row["parent_trial_key"]:
+            assert row["parent_trial_key"] in checkpoints, f"{store}: {row['trial_key']}'s parent is not in the store"
+            assert row["parent_artifact_sha256"] == checkpoints[row["parent_trial_key"]], (
+                f"{store}: {row['trial_key']} started from another checkpoint than its parent's row records")
