@@ -156,6 +156,12 @@ def _register_alpha(sub) -> None:
         "--address", default=None, help="Ray cluster address, or auto (default: $RAY_ADDRESS, else start a local Ray)"
     )
     alpha.add_argument("--cpus", type=number(0.0, 1_024.0, above=True), default=1.0, help="CPUs per search trial")
+    alpha.add_argument(
+        "--gpus",
+        type=number(0.0, 64.0),
+        default=0.0,
+        help="GPUs per search trial, fractions sharing one (default 0: on CPU; --device cuda needs some)",
+    )
     alpha.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help=DEVICE_HELP)
     alpha.add_argument("--dry-run", action="store_true", help="print the plan; run nothing")
     add_data_root(alpha)
@@ -243,6 +249,7 @@ def run_alpha_searches(args) -> int:
         alpha_range=tuple(args.alpha_range),
         filters={k: tuple(v) for k, v in filters.items() if v},
         cpus=args.cpus,
+        gpus=args.gpus,
     )
     plan = plan_alpha_request(store, request)
     print(plan.summary(), file=sys.stderr)

@@ -52,6 +52,7 @@ class AlphaRequest:
     alpha_range: tuple[float, float] = (0.0, 1.0)
     filters: dict[str, tuple] = field(default_factory=dict)  # FILTER_COLUMNS -> accepted values
     cpus: float = 1.0
+    gpus: float = 0.0  # GPUs per search trial (fractions share one); a search trains on a GPU only with some
 
     def points(self) -> list[tuple[str, dict[str, Any]]]:
         return search_points(self.methods, self.groups, self.n_trials, self.search_seed, *self.alpha_range)
@@ -66,6 +67,7 @@ class AlphaRequest:
             "alpha_range": list(self.alpha_range),
             "filters": {k: list(v) for k, v in self.filters.items()},
             "cpus": self.cpus,
+            **({"gpus": self.gpus} if self.gpus else {}),  # requests saved before the option read the same
         }
 
     @classmethod
@@ -116,7 +118,10 @@ def saved_requests(raw: Any) -> list[AlphaRequest]:
 def plan_alpha_request(store: ResultStore, request: AlphaRequest) -> SweepPlan:
     """The plan of ``request`` against the Full-FT checkpoints that ``store`` holds now."""
     return plan_alpha_searches(
-        store, request.points(), {k: set(v) for k, v in request.filters.items()}, resources=Resources(cpu=request.cpus)
+        store,
+        request.points(),
+        {k: set(v) for k, v in request.filters.items()},
+        resources=Resources(cpu=request.cpus, gpu=request.gpus),
     )
 
 

@@ -310,6 +310,17 @@ class ResourcesError(ValueError):
     """A trial asks for more than the Ray it would run on can ever hold."""
 
 
+def check_device_resources(device: str, resources: Resources) -> None:
+    """:class:`ResourcesError` for ``--device cuda`` with trials that ask for no GPU: Ray hides every GPU from
+    such a trial (``CUDA_VISIBLE_DEVICES`` empty), so each would fail at its first step on the device."""
+    if device == "cuda" and resources.gpu == 0:
+        raise ResourcesError(
+            "--device cuda, but the trials ask for no GPU (resources.gpu: 0; roft alpha: --gpus 0), and Ray hides "
+            "every GPU from such a trial; nothing was run. Accepted: resources.gpu above 0 (roft alpha: --gpus), "
+            "or --device auto or cpu"
+        )
+
+
 def check_resources_fit(resources: Resources, address: str | None) -> None:
     """:class:`ResourcesError` when a trial asks for more CPUs or GPUs than a private local Ray has.
 
@@ -357,6 +368,7 @@ def _run_sweep(
 ) -> SweepOutcome:
     pending = plan.pending
     spec = plan.spec
+    check_device_resources(runtime.device, spec.resources)
     _save_spec(plan, store)
     _prefeaturize(plan, runtime)
     init_ray(address, env=store.worker_env())

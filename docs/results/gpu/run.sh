@@ -78,7 +78,7 @@ done
 for seed in 0 1 2 3 4; do
   say "alpha searches, seed $seed"
   until_deadline alpha --store $STORE --method wise-ft roft-mol --groups 1 6 --n-trials 20 \
-    --label-setting fewshot:50 fewshot:500 --seed $seed --device cpu --cpus 1 || break
+    --label-setting fewshot:50 fewshot:500 --seed $seed --device cuda --gpus 0.125 --cpus 1 || break
   pack
 done
 pack

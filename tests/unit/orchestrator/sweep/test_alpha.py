@@ -164,3 +164,16 @@ def test_a_saved_request_with_an_unknown_key_is_reported_on_its_sweep_line(tmp_p
     store.write_spec("alpha", b"name: alpha\nalpha_search: {methods: [wise-ft], budget: 3}\n")
     alpha = next(s for s in sweep_status(store, DataRoot(None)).sweeps if s.name == "alpha")
     assert alpha.queued is None and "unknown key(s) ['budget']" in alpha.plan_error
+
+
+def test_gpus_per_search_trial_reach_the_plan_and_a_request_without_them_reads_as_before(tmp_path):
+    from orchestrator.sweep.alpha import AlphaRequest, plan_alpha_request
+
+    store = ResultStore(tmp_path)
+    commit(store, full_ft(0))
+    on_gpu = AlphaRequest(methods=("wise-ft",), n_trials=2, gpus=0.125)
+    assert on_gpu.to_body()["gpus"] == 0.125 and AlphaRequest.from_body(on_gpu.to_body()) == on_gpu
+    assert plan_alpha_request(store, on_gpu).spec.resources.gpu == 0.125
+    on_cpu = AlphaRequest(methods=("wise-ft",), n_trials=2)
+    assert "gpus" not in on_cpu.to_body()  # the stores' saved requests keep their text
+    assert plan_alpha_request(store, on_cpu).spec.resources.gpu == 0.0

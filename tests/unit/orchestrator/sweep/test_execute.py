@@ -301,3 +301,15 @@ def test_a_sweep_with_a_failed_trial_names_its_log_and_a_clean_sweep_leaves_none
     outcome = execute.run_sweep(retry, setup.store, setup.runtime, stream=io.StringIO())
     assert outcome.failed == {} and outcome.succeeded == 1
     assert outcome.log_path is None and not path.exists()  # nothing failed: no log left behind
+
+
+def test_device_cuda_with_trials_that_ask_no_gpu_is_refused_before_anything_runs():
+    """Ray hides every GPU from a trial that asks for none, so --device cuda would fail each trial at its first
+    step; roft says so once, naming the options that fix it."""
+    from orchestrator.sweep.execute import ResourcesError, check_device_resources
+    from search_spaces.spec import Resources
+
+    with pytest.raises(ResourcesError, match=r"^--device cuda, but the trials ask for no GPU .*--gpus.*--device auto"):
+        check_device_resources("cuda", Resources(cpu=1.0, gpu=0.0))
+    for device, gpu in (("cuda", 0.125), ("auto", 0.0), ("cpu", 0.0), ("cpu", 1.0)):
+        check_device_resources(device, Resources(cpu=1.0, gpu=gpu))
