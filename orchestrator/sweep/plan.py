@@ -244,7 +244,8 @@ def with_parents(trials: list[TrialSpec]) -> tuple[list[TrialSpec], int]:
 
 
 def plan_sweep(spec: SweepSpec, store: ResultStore, data_root: DataRoot, retry_failed: bool = False) -> SweepPlan:
-    """The sweep's trials, what the store already holds, and (unless ``retry_failed``) the known failures skipped."""
+    """The sweep's trials, what the store already holds, and (unless ``retry_failed``) the known failures skipped,
+    except dependants whose parent trains in this sweep."""
     trials, missing = expand(spec, data_root)
     trials, added = with_parents(trials)
     listed = {t.key() for t in trials}
@@ -256,6 +257,10 @@ def plan_sweep(spec: SweepSpec, store: ResultStore, data_root: DataRoot, retry_f
     keys = {t.key() for t in trials}
     done = store.done_keys() & keys
     failed = set() if retry_failed else (store.failed_keys() & keys) - done
+    # A dependant that failed before while its parent trains in this sweep (again, once forgotten) runs after
+    # it: its failure came from the earlier parent (a checkpoint lost with a machine, say).
+    training = keys - done
+    failed -= {t.key() for t in trials if (of := parent_spec(t)) is not None and of.key() in training}
     return SweepPlan(
         spec=spec,
         trials=trials,

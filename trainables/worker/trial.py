@@ -98,7 +98,7 @@ def load_parent_state(spec: TrialSpec, store: TrialStore) -> ParentCheckpoint | 
         raise DependencyError(
             f"{parent.method} trial {key} has no saved checkpoint at {location} (recorded sha256: "
             f"{recorded or 'none'}); `roft store forget {key}` takes it out of the store, and the next "
-            "sweep retrains it"
+            "sweep retrains it, then runs again the trials that failed for want of it"
         )
     actual = hashlib.sha256(blob).hexdigest()
     if actual != recorded:

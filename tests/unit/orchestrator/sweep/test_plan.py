@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from orchestrator.store.forget import forget
 from orchestrator.store.results import ResultStore
 from orchestrator.sweep.plan import expand, plan_sweep
 from search_spaces import parse_spec
@@ -132,3 +133,20 @@ def test_known_failures_are_skipped_unless_retried(real_env, tmp_path):
     assert "skipped 1 trial that failed before" in plan.summary()
     retry = plan_sweep(spec, store, DataRoot(real_env), retry_failed=True)
     assert len(retry.pending) == len(trials) and not retry.failed
+
+
+def test_a_dependant_that_failed_runs_again_when_its_parent_trains_again(real_env, tmp_path):
+    """WiSE-FT failed for want of its parent's checkpoint; once the parent is forgotten (so this sweep trains it
+    again), the failure is stale and the dependant runs after it. While the parent stays landed it is skipped."""
+    spec = parse_spec(dict(DEPENDANTS, methods={"wise-ft": {"alpha": [0.5]}}, seeds=[0]))
+    store = ResultStore(tmp_path)
+    wise = next(t for t in plan_sweep(spec, store, DataRoot(real_env)).trials if t.method == "wise-ft")
+    parent = parent_spec(wise)
+    store.write_trial(make_row(parent.key()))
+    store.write_failure({"trial_key": wise.key(), "sweep": "s", "method": "wise-ft", "trial_config": "{}",
+                         "error": "DependencyError: no saved checkpoint", "traceback": "", "failed_at": None})
+    plan = plan_sweep(spec, store, DataRoot(real_env))
+    assert plan.failed == {wise.key()} and not plan.pending  # the parent landed: the failure stands
+    forget(store, [parent.key()])
+    plan = plan_sweep(spec, store, DataRoot(real_env))
+    assert not plan.failed and [t.key() for t in plan.pending] == [parent.key(), wise.key()]
