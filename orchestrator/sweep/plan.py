@@ -259,7 +259,7 @@ def plan_sweep(spec: SweepSpec, store: ResultStore, data_root: DataRoot, retry_f
     failed = set() if retry_failed else (store.failed_keys() & keys) - done
     # A dependant that failed before while its parent trains in this sweep (again, once forgotten) runs after
     # it: its failure came from the earlier parent (a checkpoint lost with a machine, say).
-    training = keys - done
+    training = keys - done - failed  # a parent that failed before is skipped, and its dependants with it
     failed -= {t.key() for t in trials if (of := parent_spec(t)) is not None and of.key() in training}
     return SweepPlan(
         spec=spec,

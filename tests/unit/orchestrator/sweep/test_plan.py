@@ -150,3 +150,7 @@ def test_a_dependant_that_failed_runs_again_when_its_parent_trains_again(real_en
     forget(store, [parent.key()])
     plan = plan_sweep(spec, store, DataRoot(real_env))
     assert not plan.failed and [t.key() for t in plan.pending] == [parent.key(), wise.key()]
+    store.write_failure({"trial_key": parent.key(), "sweep": "s", "method": "full-ft", "trial_config": "{}",
+                         "error": "diverged at epoch 3", "traceback": "", "failed_at": None})
+    plan = plan_sweep(spec, store, DataRoot(real_env))  # the parent failed too: both stay skipped
+    assert plan.failed == {parent.key(), wise.key()} and not plan.pending
