@@ -57,6 +57,7 @@ def register(sub) -> None:
         "random-init counterpart, task by task (what `make demo` prints)",
     )
     add_store(reading)
+    add_where(reading, "label_setting=fewshot:100")
     reading.add_argument(
         "--spec", default=None, help="read only this sweep spec's trials (a path or a bundled name such as mini.yaml)"
     )
@@ -179,7 +180,7 @@ def watch_report(args) -> int:
 
 def print_reading(args) -> int:
     from orchestrator.analysis.reading import reading
-    from orchestrator.analysis.tables import COLUMNS, load_trials
+    from orchestrator.analysis.tables import COLUMNS, load_trials, parse_where
     from orchestrator.sweep.plan import expand, with_parents
     from search_spaces import load_spec
 
@@ -190,7 +191,7 @@ def print_reading(args) -> int:
             f"{' and '.join('--' + f for f in chosen)} are not accepted together; accepted: one of --claims, --cost, --ranks"
         )
     extra = ["wall_seconds", "started_at", "finished_at"] if args.cost else []
-    trials = load_trials(store, columns=[*COLUMNS, "epochs", *extra])
+    trials = load_trials(store, where=parse_where(args.where), columns=[*COLUMNS, "epochs", *extra])
     if args.spec is not None:
         planned, _ = expand(load_spec(args.spec), data_root(args))
         planned, _ = with_parents(planned)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from orchestrator.cli.common import add_data_root, add_store
 from orchestrator.cli.sweep import add_sweep_options, sweep_option_argv
+from trainables.core.paths import user_path
 
 
 def register(sub) -> None:
@@ -53,7 +53,7 @@ def submit_sweep(args) -> int:
 
     spec = load_spec(args.spec)  # a spec with errors is refused here, not on the cluster
     narrow(spec, args.only or ())  # and so is a slice of values the spec does not hold
-    working_dir = checkout() if args.working_dir is None else Path(args.working_dir).expanduser().resolve()
+    working_dir = checkout() if args.working_dir is None else user_path(args.working_dir, "--working-dir").resolve()
     if working_dir is not None and not working_dir.is_dir():
         raise FileNotFoundError(f"--working-dir {args.working_dir!r} is not a folder")
     submission = build_submission(

@@ -18,6 +18,7 @@ from orchestrator.cli.common import (
     open_store,
 )
 from orchestrator.wording import plural
+from trainables.core.paths import user_path
 
 DEVICE_HELP = "where trials train: auto (cuda where available, else cpu), cpu or cuda (default auto)"
 
@@ -116,7 +117,7 @@ def sweep_option_argv(args) -> list[str]:
         if (action.dest == "optuna_storage" and "://" not in value) or (
             action.dest == "method_rates" and value != "none"
         ):
-            value = str(Path(value).expanduser().absolute())
+            value = str(user_path(value, "--" + action.dest.replace("_", "-")).absolute())
         if action.dest == "only":  # appended (axis, values) selections: one --only each
             for axis, values in value:
                 argv += [action.option_strings[0], f"{axis}={','.join(values)}"]
@@ -187,7 +188,7 @@ def run_sweep_spec(args) -> int:
     store = open_store(args.store)
     print(f"data root: {root}", file=sys.stderr)
     print(f"store: {store.location}", file=sys.stderr)
-    if not store.remote and not Path(args.store).expanduser().is_absolute() and (args.address or _ray_address()):
+    if not store.remote and not user_path(args.store, "store").is_absolute() and (args.address or _ray_address()):
         print(
             f"roft: warning: the store {args.store!r} is relative to this process's working directory "
             f"({Path.cwd()}); on a cluster (or in a Ray job, whose working directory is temporary) put it on "
@@ -309,7 +310,7 @@ def optuna_storage(location: str | None) -> str | None:
     """``--optuna-storage``: journal paths made absolute (trials run in other working directories); URLs unchanged."""
     if location is None or "://" in location:
         return location
-    path = Path(location).expanduser().resolve()
+    path = user_path(location, "--optuna-storage").resolve()
     if not path.parent.is_dir():
         raise FileNotFoundError(f"--optuna-storage {location!r}: folder {path.parent} does not exist")
     return str(path)

@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 
 from orchestrator.store.filesystems import ACCEPTED_STORES, SINGLE_PUT_BYTES, s3_filesystem, shown_uri
 from orchestrator.store.schema import RUNNING, TABLES, StoreError, refused_access
+from trainables.core.paths import user_path
 from trainables.data.sources import atomic_write
 
 
@@ -43,7 +44,7 @@ class StoreFiles:
             except (pa.ArrowException, ValueError) as exc:
                 raise StoreError(f"store {text}: {exc}; accepted: {ACCEPTED_STORES}") from None
         if scheme == "":
-            self._root: Path | None = Path(text).expanduser().resolve()
+            self._root: Path | None = user_path(text, "store").resolve()
             self.fs: pafs.FileSystem = pafs.LocalFileSystem()
             self.base = self._root.as_posix()
             self.uri = self.location = str(self._root)

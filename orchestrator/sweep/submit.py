@@ -44,6 +44,8 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import parse_qs, urlsplit
 
+from trainables.core.paths import user_path
+
 DEFAULT_ADDRESS = "http://127.0.0.1:8265"  # the Jobs API of a head on this machine (its dashboard's port)
 ADDRESS_ENV = ("RAY_API_SERVER_ADDRESS", "RAY_ADDRESS")  # as Ray's job CLI reads them
 STORE_CREDENTIALS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
@@ -113,7 +115,7 @@ def job_spec(spec: str, working_dir: Path | None) -> str:
     spec's name (``spec`` has been loaded, so it is one of the two or a file elsewhere)."""
     from search_spaces.spec import bundled_spec_names
 
-    path = Path(spec).expanduser()
+    path = user_path(spec, "spec")
     if not path.is_file():
         return spec  # a bundled spec (load_spec found it by name)
     accepted = (
@@ -164,7 +166,7 @@ def job_store(location: str) -> str:
                 f"{' / '.join(STORE_CREDENTIALS)}, which roft submit forwards to the job"
             )
         return location
-    path = Path(location).expanduser()
+    path = user_path(location, "store")
     if not path.is_absolute():
         raise ValueError(
             f"--store {location!r} is relative to this shell's folder, but the job runs in a temporary "
@@ -175,7 +177,7 @@ def job_store(location: str) -> str:
 
 
 def _absolute(value: str) -> str:
-    return str(Path(value).expanduser().absolute())
+    return str(user_path(value).absolute())
 
 
 def build_submission(
@@ -240,7 +242,7 @@ def token_at_hand() -> bool:
     ``$RAY_AUTH_TOKEN_PATH``, or ``~/.ray/auth_token``."""
     if os.environ.get("RAY_AUTH_TOKEN"):
         return True
-    return Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or TOKEN_FILE).expanduser().is_file()
+    return user_path(os.environ.get("RAY_AUTH_TOKEN_PATH") or TOKEN_FILE, "$RAY_AUTH_TOKEN_PATH").is_file()
 
 
 def use_token_at_hand() -> None:

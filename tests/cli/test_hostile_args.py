@@ -106,11 +106,12 @@ def test_an_unknown_option_is_refused_by_every_command(sandbox, path, word):
 
 @given(st.sampled_from(STORE_COMMANDS), (PATHLIKE | NASTY_TEXT).filter(lambda v: "\x00" not in v and v.strip()))
 @example(["report", "--out", "out"], "/etc/passwd")
+@example(["table"], "~0")  # no user named 0: a bare "Could not determine home directory." named no value
 def test_a_store_that_is_not_one_is_refused(sandbox, command, location):
-    path = Path(location).expanduser()
     try:
+        path = Path(location).expanduser()
         exists = (path if path.is_absolute() else sandbox / path).is_dir()
-    except OSError:  # a name too long
+    except (OSError, RuntimeError):  # a name too long; ~name of no user on this machine
         exists = False
     if exists or location.startswith("-") or "://" in location:
         return  # an existing folder is a store (an empty one); options are not stores
@@ -178,3 +179,10 @@ def test_no_traceback_reaches_stderr_of_a_real_process(sandbox, argv):
 
 def test_reading_takes_one_of_its_instead_views(sandbox):
     refused(["reading", "--store", "store", "--claims", "--ranks"], sandbox, mentions="--claims and --ranks")
+
+
+@pytest.mark.parametrize("argv", [["table", "--store", "~nosuchuser0/store"],
+                                  ["sweep", "mini.yaml", "--dry-run", "--data-root", "~nosuchuser0/data"],
+                                  ["sweep", "mini.yaml", "--dry-run", "--store", "~nosuchuser0/store"]])
+def test_a_home_of_no_user_is_named(sandbox, argv):
+    refused(argv, sandbox, mentions="'~nosuchuser0/")

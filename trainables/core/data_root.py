@@ -11,6 +11,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from trainables.core.paths import user_path
+
 DATA_ROOT_ENV = "ROFT_DATA"
 CACHE_ENV = "ROFT_CACHE"
 
@@ -24,7 +26,7 @@ class DataUnavailableError(FileNotFoundError):
 
 def cache_dir() -> Path:
     """Download and featurization cache: ``$ROFT_CACHE`` or ``~/.cache/roft``."""
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "roft").expanduser()
+    return user_path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "roft", f"${CACHE_ENV}")
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,7 @@ class DataRoot:
 
     def __post_init__(self):
         if self.folder is not None:
-            folder = Path(self.folder).expanduser().resolve()
+            folder = user_path(self.folder, "data root").resolve()
             if not folder.is_dir():
                 raise DataUnavailableError(
                     f"data root {str(folder)!r} is not a directory; point it at a folder laid out like the "
@@ -55,7 +57,7 @@ class DataRoot:
         value = explicit if explicit is not None else os.environ.get(DATA_ROOT_ENV) or None
         if value is None:
             return cls()
-        folder = Path(value).expanduser().resolve()
+        folder = user_path(value, "data root").resolve()
         if not folder.is_dir():
             origin = "--data-root" if explicit is not None else DATA_ROOT_ENV
             raise DataUnavailableError(

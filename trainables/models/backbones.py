@@ -33,6 +33,7 @@ from pathlib import Path
 
 import torch
 
+from trainables.core.paths import user_path
 from trainables.core.registry import Registry
 from trainables.data import sources
 from trainables.models.gnn import GNN_TYPES, GNNShape, HuGNN
@@ -65,7 +66,7 @@ class Backbone:
             return None
         explicit = os.environ.get(self.user_file_env)
         root = data_root.folder
-        candidates = [Path(explicit).expanduser()] if explicit else []
+        candidates = [user_path(explicit, self.user_file_env)] if explicit else []
         if root is not None:
             candidates.append(root / "weights" / "user" / f"{self.name}.pth")
         candidates.append(installed_checkpoint_path(self.name))

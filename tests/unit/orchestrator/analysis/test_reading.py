@@ -123,3 +123,22 @@ def test_reads_a_store_and_the_command_line(tmp_path, capsys):
     assert main(["reading", "--store", str(tmp_path / "store")]) == 0
     assert capsys.readouterr().out.strip() == text
     assert main(["reading", "--store", str(tmp_path / "missing")]) == 2
+
+
+def test_the_command_line_reads_only_the_rows_where_asks_for(tmp_path, capsys):
+    store = ResultStore(tmp_path / "store")
+    rows = [(PRE, "both", "fewshot:100", 0.70), (SCRATCH, "none", "fewshot:100", 0.55),
+            (PRE, "both", "fewshot:50", 0.50), (SCRATCH, "none", "fewshot:50", 0.65)]
+    for i, (backbone, pretraining, label_setting, value) in enumerate(rows):
+        store.write_trial(make_row(f"k{i}", backbone=backbone, pretraining=pretraining, method="lp",
+                                   method_label="lp", task="bbbp", task_type="classification", metric="roc_auc",
+                                   label_setting=label_setting, seed=0, epochs=15, test_metric=value,
+                                   val_metric=value))
+    for label_setting, verb in (("fewshot:100", "beats"), ("fewshot:50", "does NOT beat")):
+        only = load_trials(store, where={"label_setting": [label_setting]}, columns=[*COLUMNS, "epochs"])
+        assert len(only) == 2
+        assert main(["reading", "--store", str(tmp_path / "store"), "--where", f"label_setting={label_setting}"]) == 0
+        printed = capsys.readouterr().out.strip()
+        assert printed == reading(only) and printed.startswith(f"Pre-trained {PRE} {verb} {SCRATCH}")
+    assert main(["reading", "--store", str(tmp_path / "store"), "--where", "colour=red"]) == 2
+    assert "colour" in capsys.readouterr().err
