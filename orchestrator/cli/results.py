@@ -82,6 +82,14 @@ def register(sub) -> None:
         help="instead: the average rank of each fine-tuning method over tasks, per backbone and over all, "
         "with Friedman's test and the pairs Nemenyi's test finds different",
     )
+    reading.add_argument(
+        "--against",
+        default=None,
+        metavar="OTHER_STORE",
+        help="instead: for the trials both stores hold (same trial key), how far apart their test metrics are "
+        "(mean and largest difference, Wilcoxon's test of a shift, the seed spread for scale): e.g. a "
+        "GPU store against a CPU one",
+    )
     reading.set_defaults(handler=print_reading)
 
     report = sub.add_parser("report", help="one static HTML page: tables, significance, figures, provenance")
@@ -185,10 +193,11 @@ def print_reading(args) -> int:
     from search_spaces import load_spec
 
     store = existing_store(args.store)
-    chosen = [flag for flag in ("claims", "cost", "ranks") if getattr(args, flag)]
+    chosen = [flag for flag in ("claims", "cost", "ranks", "against") if getattr(args, flag)]
     if len(chosen) > 1:
         raise ValueError(
-            f"{' and '.join('--' + f for f in chosen)} are not accepted together; accepted: one of --claims, --cost, --ranks"
+            f"{' and '.join('--' + f for f in chosen)} are not accepted together; accepted: one of --claims, --cost, "
+            "--ranks, --against"
         )
     extra = ["wall_seconds", "started_at", "finished_at"] if args.cost else []
     trials = load_trials(store, where=parse_where(args.where), columns=[*COLUMNS, "epochs", *extra])
@@ -196,7 +205,13 @@ def print_reading(args) -> int:
         planned, _ = expand(load_spec(args.spec), data_root(args))
         planned, _ = with_parents(planned)
         trials = trials[trials["trial_key"].isin({t.key() for t in planned})]
-    if args.claims:
+    if args.against is not None:
+        from orchestrator.analysis.agreement import agreement_text
+
+        other = existing_store(args.against)
+        other_trials = load_trials(other, where=parse_where(args.where), columns=COLUMNS)
+        print(agreement_text(trials, other_trials, args.against))
+    elif args.claims:
         from orchestrator.analysis.claims import claims_text
 
         print(claims_text(trials))
