@@ -85,3 +85,17 @@ def test_every_committed_dependant_comes_from_the_checkpoint_its_parent_row_reco
             assert row["parent_trial_key"] in checkpoints, f"{store}: {row['trial_key']}'s parent is not in the store"
             assert row["parent_artifact_sha256"] == checkpoints[row["parent_trial_key"]], (
                 f"{store}: {row['trial_key']} started from another checkpoint than its parent's row records")
+
+
+def test_every_figure_of_the_findings_summary_is_quoted_from_an_output():
+    """The summary of docs/results/fewshot-methods.md ("In short") restates figures of its quoted outputs; each
+    of its decimal figures must appear in one of them, so that a summary cannot drift from the store."""
+    import re
+
+    text = (RESULTS / "fewshot-methods.md").read_text()
+    summary = text.split("## In short", 1)[1].split("\n## ", 1)[0]
+    quoted = "\n".join(output for _, output in quoted_outputs(text))
+    figures = re.findall(r"(?<![\w.])\d+\.\d+(?![\w.])", summary)
+    assert len(figures) >= 10, f"the summary states {len(figures)} figures; expected its verdicts' and ranks'"
+    missing = [f for f in figures if not re.search(rf"(?<![\d.]){re.escape(f)}(?!\d)", quoted)]
+    assert not missing, f"figures of the summary found in no quoted output: {missing}"
