@@ -23,6 +23,7 @@ import pandas as pd
 
 from orchestrator.analysis.claims import UNITS, paired
 from orchestrator.analysis.tables import CELL
+from orchestrator.wording import plural
 from trainables.data.tasks import HIGHER_IS_BETTER
 
 NEEDED = [*CELL, "method_label", "metric", "seed", "trial_key", "test_metric"]
@@ -32,7 +33,8 @@ SHOWN = ["task", "backbone", "method_label", "label_setting", "seed"]
 @dataclass(frozen=True)
 class MetricAgreement:
     metric: str
-    differences: np.ndarray  # store - against, table units, one per shared trial
+    differences: np.ndarray  # store - other, table units, one per shared trial
+    sides: str  # how the difference is taken, in words: "store minus other", with their devices where known
     p: float  # Wilcoxon signed-rank, two-sided
     largest: str  # the trial with the largest |difference|, in words
     seed_spread: float | None  # mean std over seeds of the shared cells in the store (None: one seed each)
@@ -46,7 +48,7 @@ class MetricAgreement:
             else "; the store holds one seed of each of these cells, so no seed spread to compare with"
         )
         return (
-            f"{self.metric}: {len(d)} trials, store minus other {np.mean(d):+.2f} {unit} on average "
+            f"{self.metric}: {plural(len(d), 'trial')}, {self.sides} {np.mean(d):+.2f} {unit} on average "
             f"(Wilcoxon p = {self.p:.3g}), median |difference| {np.median(np.abs(d)):.2f}, "
             f"largest {np.max(np.abs(d)):.2f} ({self.largest}){spread}"
         )
@@ -62,6 +64,16 @@ def _seed_spread(store_rows: pd.DataFrame, shared: pd.DataFrame, scale: float) -
     return float((spreads["std"] * scale).mean())
 
 
+def _sides(shared: pd.DataFrame) -> str:
+    """ "store minus other", naming each side's device when the rows record one device per side."""
+
+    def device(column: str) -> str:
+        values = shared[column].dropna().unique() if column in shared else []
+        return f" ({values[0]})" if len(values) == 1 else ""
+
+    return f"store{device('device')} minus other{device('device_other')}"
+
+
 def agreement(store_rows: pd.DataFrame, other_rows: pd.DataFrame) -> list[MetricAgreement]:
     """Per metric, how the test metrics of the trials in both frames differ (see the module docstring).
 
@@ -72,7 +84,8 @@ def agreement(store_rows: pd.DataFrame, other_rows: pd.DataFrame) -> list[Metric
             raise ValueError(f"the {name}'s trials lack column(s) {missing}; needed: {', '.join(NEEDED)}")
     mine = store_rows[store_rows["test_metric"].notna()].drop_duplicates("trial_key", keep="last")
     theirs = other_rows[other_rows["test_metric"].notna()].drop_duplicates("trial_key", keep="last")
-    shared = mine.merge(theirs[["trial_key", "test_metric"]], on="trial_key", suffixes=("", "_other"))
+    carried = ["trial_key", "test_metric", *(["device"] if "device" in theirs else [])]
+    shared = mine.merge(theirs[carried], on="trial_key", suffixes=("", "_other"))
     results = []
     # classification metrics (higher is better) first, then regression ones, each by name
     for metric, rows in sorted(shared.groupby("metric"), key=lambda item: (not HIGHER_IS_BETTER[item[0]], item[0])):
@@ -81,7 +94,9 @@ def agreement(store_rows: pd.DataFrame, other_rows: pd.DataFrame) -> list[Metric
         worst = rows.iloc[int(np.argmax(np.abs(differences)))]
         largest = " ".join(f"{worst[c]}" if c != "seed" else f"seed {worst[c]}" for c in SHOWN)
         results.append(
-            MetricAgreement(str(metric), differences, paired(differences).p, largest, _seed_spread(mine, rows, scale))
+            MetricAgreement(
+                str(metric), differences, _sides(rows), paired(differences).p, largest, _seed_spread(mine, rows, scale)
+            )
         )
     return results
 

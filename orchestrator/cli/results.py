@@ -199,7 +199,7 @@ def print_reading(args) -> int:
             f"{' and '.join('--' + f for f in chosen)} are not accepted together; accepted: one of --claims, --cost, "
             "--ranks, --against"
         )
-    extra = ["wall_seconds", "started_at", "finished_at"] if args.cost else []
+    extra = ["wall_seconds", "started_at", "finished_at"] if args.cost else ["device"] if args.against else []
     trials = load_trials(store, where=parse_where(args.where), columns=[*COLUMNS, "epochs", *extra])
     if args.spec is not None:
         planned, _ = expand(load_spec(args.spec), data_root(args))
@@ -209,7 +209,7 @@ def print_reading(args) -> int:
         from orchestrator.analysis.agreement import agreement_text
 
         other = existing_store(args.against)
-        other_trials = load_trials(other, where=parse_where(args.where), columns=COLUMNS)
+        other_trials = load_trials(other, where=parse_where(args.where), columns=[*COLUMNS, "device"])
         print(agreement_text(trials, other_trials, args.against))
     elif args.claims:
         from orchestrator.analysis.claims import claims_text

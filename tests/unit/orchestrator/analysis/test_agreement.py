@@ -10,13 +10,14 @@ from orchestrator.store.results import ResultStore
 from tests.unit.orchestrator.store.rows import make_row
 
 
-def write(store: ResultStore, rows: list[tuple[str, str, str, int, float]]) -> None:
+def write(store: ResultStore, rows: list[tuple[str, str, str, int, float]], device: str | None = None) -> None:
     """rows: (key, task, method_label, seed, test_metric); BBBP/BACE are ROC-AUC, ESOL RMSE."""
     for key, task, label, seed, value in rows:
         regression = task == "esol"
         store.write_trial(make_row(key, task=task, method=label.split("[")[0], method_label=label, seed=seed,
                                    task_type="regression" if regression else "classification",
-                                   metric="rmse" if regression else "roc_auc", test_metric=value, val_metric=value))
+                                   metric="rmse" if regression else "roc_auc", test_metric=value, val_metric=value,
+                                   device=device))
 
 
 @pytest.fixture
@@ -65,3 +66,10 @@ def test_columns_are_checked():
 
     with pytest.raises(ValueError, match="lack column"):
         agreement(pd.DataFrame({"trial_key": []}), pd.DataFrame({"trial_key": []}))
+
+
+def test_the_sides_name_their_devices_when_the_rows_record_one_each(tmp_path, capsys):
+    write(ResultStore(tmp_path / "cpu"), [("a0", "bbbp", "full-ft", 0, 0.70)], device="cpu")
+    write(ResultStore(tmp_path / "gpu"), [("a0", "bbbp", "full-ft", 0, 0.68)], device="cuda")
+    assert main(["reading", "--store", str(tmp_path / "cpu"), "--against", str(tmp_path / "gpu")]) == 0
+    assert "1 trial, store (cpu) minus other (cuda) +2.00 ROC-AUC points" in capsys.readouterr().out
