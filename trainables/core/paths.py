@@ -16,7 +16,7 @@ def user_path(value: str | os.PathLike, what: str = "path") -> Path:
     try:
         return path.expanduser()
     except RuntimeError:
-        head = Path(value).parts[0]
+        head = path.parts[0]
         raise ValueError(
             f"{what} {os.fspath(value)!r}: {head!r} names no home folder on this machine; accepted: a path, "
             "with ~ only for the current user's home or an existing user's (~name)"
